@@ -1,0 +1,29 @@
+# diffclosure: learned stochastic closures for 2-D turbulence.
+#   snakemake --cores all                       whole pipeline on config.yaml
+#   snakemake --cores all --configfile workflow/presets/paper-H.yaml
+# Stages: dns -> coarse -> dataset -> train -> sample_benchmark -> rollout -> report
+from snakemake.utils import min_version, validate
+
+min_version("8.0")
+
+
+configfile: "config.yaml"
+
+
+# Defaults come from the schema; cross-field rules and friendly messages from the package.
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/dns.smk"
+include: "workflow/rules/coarse.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/sampling.smk"
+include: "workflow/rules/rollout.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

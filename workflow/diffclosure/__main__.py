@@ -1,0 +1,3 @@
+from diffclosure.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""HDF5 I/O, datasets and sparse-measurement encoders."""

@@ -1,0 +1,158 @@
+"""HDF5 conventions: atomic writes, named dimensions, parameters as attributes.
+
+Fields are float32 on disk with layout (trajectory, time, y, x). Dimension scales are
+attached so `xarray.open_dataset(path, engine="h5netcdf")` shows named dims.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from diffclosure.errors import UserFacingError
+
+
+class DataFileError(UserFacingError):
+    """An input file is missing, truncated, corrupted or lacks a field; the message names it."""
+
+
+def _attr_value(v):
+    if isinstance(v, (dict, list, tuple)) and not (
+        isinstance(v, (list, tuple)) and v and all(isinstance(x, (int, float)) for x in v)
+    ):
+        return json.dumps(v, sort_keys=True, default=str)
+    if v is None:
+        return "null"
+    return v
+
+
+def flatten(d: Mapping, prefix: str = "") -> dict:
+    """{'noise': {'sigma': 1}} -> {'noise.sigma': 1}, for HDF5 attributes."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def set_attrs(obj: h5py.HLObject, attrs: Mapping) -> None:
+    for k, v in flatten(attrs).items():
+        obj.attrs[k] = _attr_value(v)
+
+
+@contextlib.contextmanager
+def atomic_h5(path: str | Path) -> Iterator[h5py.File]:
+    """Open `path` for writing under a temporary name; rename only when the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with h5py.File(tmp, "w") as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside `path`, renamed onto it when the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def add_coordinate(fh: h5py.File, name: str, values, attrs: Mapping | None = None) -> h5py.Dataset:
+    ds = fh.create_dataset(name, data=np.asarray(values))
+    ds.make_scale(name)
+    if attrs:
+        set_attrs(ds, attrs)
+    return ds
+
+
+def add_field(
+    fh: h5py.File,
+    name: str,
+    data,
+    dims: tuple[str, ...],
+    attrs: Mapping | None = None,
+    dtype=np.float32,
+) -> h5py.Dataset:
+    """Write a field and attach the named coordinate scales (which must already exist)."""
+    data = np.asarray(data, dtype=dtype)
+    chunks = (1,) * (data.ndim - 2) + data.shape[-2:] if data.ndim >= 2 else None
+    ds = fh.create_dataset(name, data=data, chunks=chunks)
+    for axis, dim in enumerate(dims):
+        if dim in fh:
+            ds.dims[axis].attach_scale(fh[dim])
+    if attrs:
+        set_attrs(ds, attrs)
+    return ds
+
+
+def create_field(
+    fh: h5py.File, name: str, shape: tuple[int, ...], dims: tuple[str, ...], dtype=np.float32
+) -> h5py.Dataset:
+    """An empty field filled incrementally (e.g. record by record during a simulation)."""
+    chunks = (1,) * (len(shape) - 2) + tuple(shape[-2:])
+    ds = fh.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks)
+    for axis, dim in enumerate(dims):
+        if dim in fh:
+            ds.dims[axis].attach_scale(fh[dim])
+    return ds
+
+
+def open_input(path: str | Path, required: tuple[str, ...] = ()) -> h5py.File:
+    """Open an input HDF5 file read-only; fail clearly if it is missing, corrupt or incomplete."""
+    path = Path(path)
+    if not path.exists():
+        raise DataFileError(f"{path}: file not found; run the stage that makes it first")
+    try:
+        fh = h5py.File(path, "r")
+    except OSError as exc:
+        raise DataFileError(
+            f"{path}: not a readable HDF5 file (truncated or corrupted?): {exc}. "
+            "Delete it and rerun the stage that makes it."
+        ) from None
+    missing = [r for r in required if r not in fh]
+    if missing:
+        fh.close()
+        raise DataFileError(
+            f"{path}: lacks field(s) {', '.join(missing)}; it was not made by this version of "
+            "the pipeline or with this target. Rerun the stage that makes it."
+        )
+    return fh
+
+
+def read_attrs(obj: h5py.HLObject) -> dict:
+    out = {}
+    for k, v in obj.attrs.items():
+        if isinstance(v, bytes):
+            v = v.decode()
+        if isinstance(v, np.generic):
+            v = v.item()
+        out[k] = v
+    return out

@@ -1,0 +1,1 @@
+"""Pseudo-spectral 2-D Navier-Stokes solver (vorticity-streamfunction form)."""

@@ -1,0 +1,45 @@
+# Paths, config hand-off and input functions shared by every stage.
+import json
+import shlex
+
+from diffclosure.config import ConfigError, check_consistency
+
+try:
+    check_consistency(config)
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
+
+OUT = f"results/{config['run']}"
+SHARDS = list(range(config["dns"]["shards"]))
+CLOSURES = list(config["rollout"]["closures"])
+PY = "python -m diffclosure"
+
+
+def sections(*names):
+    """The config sections a stage depends on, as one shell-quoted JSON argument.
+
+    Rules pass only these sections as params, so Snakemake's params trigger reruns a stage
+    exactly when its own settings change (sampler settings never rerun DNS or training).
+    """
+    return shlex.quote(json.dumps({n: config[n] for n in names}, sort_keys=True))
+
+
+def dns_shards():
+    return expand(f"{OUT}/dns/shard-{{shard}}.h5", shard=SHARDS)
+
+
+def coarse_shards():
+    return expand(f"{OUT}/coarse/shard-{{shard}}.h5", shard=SHARDS)
+
+
+DATASET = f"{OUT}/dataset"
+DATASET_FILES = [f"{DATASET}/{s}.h5" for s in ("train", "val", "test")] + [
+    f"{DATASET}/test-{m}.h5" for m in config["coarse"]["test_resolutions"]
+]
+MODEL = f"{OUT}/model/score.pt"
+
+
+def all_outputs():
+    return [
+        f"{OUT}/report/summary.md",
+    ]

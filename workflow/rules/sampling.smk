@@ -1,0 +1,30 @@
+rule sample_benchmark:
+    """Samplers and step budgets: accuracy against cost, and resolution invariance."""
+    input:
+        model=MODEL,
+        data=DATASET_FILES,
+        stats=f"{DATASET}/stats.json",
+    output:
+        benchmark=f"{OUT}/sampling/benchmark.csv",
+        resolution=f"{OUT}/sampling/resolution.csv",
+        pareto=report(
+            f"{OUT}/sampling/pareto.png", caption="../report/pareto.rst", category="3. Sampling"
+        ),
+        samples=report(
+            f"{OUT}/sampling/samples.png", caption="../report/samples.rst", category="3. Sampling"
+        ),
+    params:
+        cfg=lambda w: sections("device", "sde", "sampling"),
+        outdir=f"{OUT}/sampling",
+    log:
+        f"{OUT}/logs/sample_benchmark.log",
+    benchmark:
+        f"{OUT}/benchmarks/sample_benchmark.tsv"
+    threads: max(1, min(workflow.cores, config["train"]["threads"]))
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=1 if config["device"] != "cpu" else 0,
+    shell:
+        "{PY} sample-benchmark --config {params.cfg} --data {DATASET} --model {input.model} "
+        "--outdir {params.outdir} --threads {threads} > {log} 2>&1"
