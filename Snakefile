@@ -4,13 +4,21 @@
 # Stages: dns -> coarse -> dataset -> train -> sample_benchmark -> rollout -> report
 from snakemake.utils import min_version, validate
 
+from diffclosure.config import ConfigError
+from diffclosure.config import validate as validate_config
+
 min_version("8.0")
 
 
 configfile: "config.yaml"
 
 
-# Defaults come from the schema; cross-field rules and friendly messages from the package.
+# One schema for the pipeline and every stage run alone. The package's validator fills the
+# defaults and names the offending field with the fix; Snakemake's validate then re-checks.
+try:
+    validate_config(config)
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
 validate(config, "workflow/schemas/config.schema.yaml")
 
 

@@ -138,8 +138,9 @@ def check_consistency(cfg: dict) -> None:
 def load(source: str | Path | dict | None = None, sections: list[str] | None = None) -> dict:
     """Load a config from a YAML/JSON path, an inline JSON string or a dict, and validate it.
 
-    A full config is validated against the whole schema; an inline JSON or dict that holds only
-    some sections (as Snakemake rules pass them) is validated section by section.
+    A config file must be complete (every section present) and is validated against the whole
+    schema. An inline JSON string or a dict may hold only some sections (as Snakemake rules pass
+    them); it is validated section by section.
     """
     if source is None:
         source = DEFAULT_CONFIG
@@ -156,7 +157,10 @@ def load(source: str | Path | dict | None = None, sections: list[str] | None = N
     if not isinstance(cfg, dict):
         raise ConfigError("the configuration must be a mapping of sections")
     schema = load_schema()
-    if set(schema["required"]) <= set(cfg):
+    from_file = not isinstance(source, dict) and not (
+        isinstance(source, str) and source.lstrip().startswith("{")
+    )
+    if from_file or set(schema["required"]) <= set(cfg):
         validate(cfg, schema)
     else:
         validate_sections(cfg, schema)

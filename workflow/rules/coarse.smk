@@ -6,6 +6,8 @@ rule coarse:
         f"{OUT}/coarse/shard-{{shard}}.h5",
     params:
         cfg=lambda w: sections("coarse"),
+    conda:
+        CPU_ENV
     log:
         f"{OUT}/logs/coarse/shard-{{shard}}.log",
     benchmark:
@@ -15,7 +17,7 @@ rule coarse:
         mem_mb=4000,
         runtime=30,
     shell:
-        "{PY} coarse --config {params.cfg} --input {input} --output {output} > {log} 2>&1"
+        "python -m diffclosure coarse --config {params.cfg} --input {input} --output {output} > {log} 2>&1"
 
 
 rule dataset:
@@ -32,7 +34,9 @@ rule dataset:
         ),
     params:
         cfg=lambda w: sections("coarse", "measurements", "dataset"),
-        outdir=DATASET,
+        outdir=lambda w, output: os.path.dirname(output.stats),
+    conda:
+        CPU_ENV
     log:
         f"{OUT}/logs/dataset.log",
     benchmark:
@@ -42,4 +46,4 @@ rule dataset:
         mem_mb=8000,
         runtime=30,
     shell:
-        "{PY} dataset --config {params.cfg} --inputs {input} --outdir {params.outdir} > {log} 2>&1"
+        "python -m diffclosure dataset --config {params.cfg} --inputs {input} --outdir {params.outdir} > {log} 2>&1"

@@ -1,18 +1,14 @@
 # Paths, config hand-off and input functions shared by every stage.
 import json
+import os
 import shlex
-
-from diffclosure.config import ConfigError, check_consistency
-
-try:
-    check_consistency(config)
-except ConfigError as exc:
-    raise WorkflowError(str(exc)) from None
 
 OUT = f"results/{config['run']}"
 SHARDS = list(range(config["dns"]["shards"]))
 CLOSURES = list(config["rollout"]["closures"])
-PY = "python -m diffclosure"
+# Conda environments for --software-deployment-method conda (paths relative to the rule files).
+CPU_ENV = "../../envs/cpu.yaml"
+GPU_ENV = "../../envs/cuda.yaml" if config["device"].startswith("cuda") else CPU_ENV
 
 
 def sections(*names):
@@ -37,6 +33,13 @@ DATASET_FILES = [f"{DATASET}/{s}.h5" for s in ("train", "val", "test")] + [
     f"{DATASET}/test-{m}.h5" for m in config["coarse"]["test_resolutions"]
 ]
 MODEL = f"{OUT}/model/score.pt"
+
+
+def rollout_inputs(wildcards):
+    inputs = {"dns": dns_shards(), "data": f"{DATASET}/test.h5", "stats": f"{DATASET}/stats.json"}
+    if wildcards.closure == "diffusion":
+        inputs["model"] = MODEL
+    return inputs
 
 
 def all_outputs():

@@ -4,6 +4,8 @@ rule dns:
         f"{OUT}/dns/shard-{{shard}}.h5",
     params:
         cfg=lambda w: sections("dns"),
+    conda:
+        CPU_ENV
     log:
         f"{OUT}/logs/dns/shard-{{shard}}.log",
     benchmark:
@@ -13,5 +15,5 @@ rule dns:
         mem_mb=lambda w: 1000 + 40 * config["dns"]["batch"] * (config["dns"]["n"] // 64) ** 2,
         runtime=lambda w: 60 + int(config["dns"]["trajectories"] / len(SHARDS) * (config["dns"]["n"] / 128) ** 3 * (config["dns"]["spinup"] + config["dns"]["duration"]) / config["dns"]["dt"] / 2e4),
     shell:
-        "{PY} dns --config {params.cfg} --shard {wildcards.shard} --threads {threads} "
+        "python -m diffclosure dns --config {params.cfg} --shard {wildcards.shard} --threads {threads} "
         "--output {output} > {log} 2>&1"

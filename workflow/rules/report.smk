@@ -11,7 +11,11 @@ rule report:
         ),
     params:
         cfg=lambda w: sections("run", "report"),
+        results=lambda w, input: os.path.dirname(os.path.dirname(input.metrics)),
+        outdir=lambda w, output: os.path.dirname(output.summary),
+    conda:
+        CPU_ENV
     log:
         f"{OUT}/logs/report.log",
     shell:
-        "{PY} report --config {params.cfg} --results {OUT} --outdir {OUT}/report > {log} 2>&1"
+        "python -m diffclosure report --config {params.cfg} --results {params.results} --outdir {params.outdir} > {log} 2>&1"

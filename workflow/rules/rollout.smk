@@ -1,10 +1,3 @@
-def rollout_inputs(wildcards):
-    inputs = {"dns": dns_shards(), "data": f"{DATASET}/test.h5", "stats": f"{DATASET}/stats.json"}
-    if wildcards.closure == "diffusion":
-        inputs["model"] = MODEL
-    return inputs
-
-
 rule rollout:
     """Coarse simulation coupled with one closure, from held-out initial states."""
     input:
@@ -14,8 +7,11 @@ rule rollout:
     params:
         cfg=lambda w: sections("device", "dns", "coarse", "measurements", "sde", "rollout"),
         model=lambda w, input: f"--model {input.model}" if "model" in input.keys() else "",
+        data=lambda w, input: os.path.dirname(input.stats),
     wildcard_constraints:
         closure="|".join(CLOSURES),
+    conda:
+        GPU_ENV
     log:
         f"{OUT}/logs/rollout/{{closure}}.log",
     benchmark:
@@ -26,8 +22,8 @@ rule rollout:
         runtime=120,
         gpu=lambda w: 1 if w.closure == "diffusion" and config["device"] != "cpu" else 0,
     shell:
-        "{PY} rollout --config {params.cfg} --closure {wildcards.closure} --dns {input.dns} "
-        "--data {DATASET} {params.model} --threads {threads} --output {output} > {log} 2>&1"
+        "python -m diffclosure rollout --config {params.cfg} --closure {wildcards.closure} --dns {input.dns} "
+        "--data {params.data} {params.model} --threads {threads} --output {output} > {log} 2>&1"
 
 
 rule rollout_metrics:
@@ -49,8 +45,11 @@ rule rollout_metrics:
         ),
     params:
         cfg=lambda w: sections("rollout"),
+        outdir=lambda w, output: os.path.dirname(output.metrics),
+    conda:
+        GPU_ENV
     log:
         f"{OUT}/logs/rollout_metrics.log",
     shell:
-        "{PY} rollout-metrics --config {params.cfg} --inputs {input} "
-        "--outdir {OUT}/rollout > {log} 2>&1"
+        "python -m diffclosure rollout-metrics --config {params.cfg} --inputs {input} "
+        "--outdir {params.outdir} > {log} 2>&1"

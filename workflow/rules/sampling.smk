@@ -15,7 +15,10 @@ rule sample_benchmark:
         ),
     params:
         cfg=lambda w: sections("device", "sde", "sampling"),
-        outdir=f"{OUT}/sampling",
+        outdir=lambda w, output: os.path.dirname(output.benchmark),
+        data=lambda w, input: os.path.dirname(input.stats),
+    conda:
+        GPU_ENV
     log:
         f"{OUT}/logs/sample_benchmark.log",
     benchmark:
@@ -26,5 +29,5 @@ rule sample_benchmark:
         runtime=60,
         gpu=1 if config["device"] != "cpu" else 0,
     shell:
-        "{PY} sample-benchmark --config {params.cfg} --data {DATASET} --model {input.model} "
+        "python -m diffclosure sample-benchmark --config {params.cfg} --data {params.data} --model {input.model} "
         "--outdir {params.outdir} --threads {threads} > {log} 2>&1"

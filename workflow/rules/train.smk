@@ -12,7 +12,10 @@ rule train:
         ),
     params:
         cfg=lambda w: sections("device", "sde", "model", "train"),
-        outdir=f"{OUT}/model",
+        outdir=lambda w, output: os.path.dirname(output.model),
+        data=lambda w, input: os.path.dirname(input.stats),
+    conda:
+        GPU_ENV
     log:
         f"{OUT}/logs/train.log",
     benchmark:
@@ -23,5 +26,5 @@ rule train:
         runtime=lambda w: 30 + config["train"]["epochs"],
         gpu=1 if config["device"] != "cpu" else 0,
     shell:
-        "{PY} train --config {params.cfg} --data {DATASET} --outdir {params.outdir} "
+        "python -m diffclosure train --config {params.cfg} --data {params.data} --outdir {params.outdir} "
         "--threads {threads} > {log} 2>&1"
