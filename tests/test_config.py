@@ -89,3 +89,29 @@ def test_conda_envs_parse_and_list_the_package(repo_root):
         assert any(isinstance(d, str) and d.startswith("pytorch") for d in deps)
         pip = next(d["pip"] for d in deps if isinstance(d, dict))
         assert "-e .." in pip
+
+
+def _merge(base, override):
+    """Snakemake's merge of --configfile over the Snakefile's configfile: nested, lists replaced."""
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+@pytest.mark.parametrize("preset", ["paper-G", "paper-H", "les-sgs"])
+def test_presets_validate_on_top_of_the_default(default_cfg, repo_root, preset):
+    override = yaml.safe_load((repo_root / "workflow" / "presets" / f"{preset}.yaml").read_text())
+    cfg = C.load(_merge(copy.deepcopy(default_cfg), override))
+    assert cfg["run"] == preset
+    assert cfg["dns"]["n"] == 256 and cfg["dns"]["trajectories"] == 100
+
+
+def test_partial_sections_do_not_take_other_sections_defaults():
+    # a 256^2 coarse setting alone must not be checked against the default dns.n = 128
+    cfg = C.load(json.dumps({"coarse": {"n": 64, "test_resolutions": [64, 128, 256]}}))
+    assert set(cfg) == {"coarse"}
+    with pytest.raises(C.ConfigError, match="nonsense: unknown section"):
+        C.load(json.dumps({"nonsense": {}}))

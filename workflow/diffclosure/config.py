@@ -75,10 +75,14 @@ def validate(config: dict, schema: dict | None = None) -> dict:
 def validate_sections(sections: dict, schema: dict | None = None) -> dict:
     """Validate a subset of top-level sections (what a Snakemake rule hands to one stage)."""
     schema = schema or load_schema()
+    # Only the sections given: defaults of absent sections must not leak into cross-field checks.
+    unknown = sorted(set(sections) - set(schema["properties"]))
+    if unknown:
+        known = ", ".join(sorted(schema["properties"]))
+        raise ConfigError(f"invalid configuration:\n  {unknown[0]}: unknown section; known: {known}")
     sub = {
         "type": "object",
-        "additionalProperties": False,
-        "properties": schema["properties"],
+        "properties": {k: schema["properties"][k] for k in sections},
     }
     errors = sorted(_Validator(sub).iter_errors(sections), key=lambda e: list(e.absolute_path))
     if errors:

@@ -1,0 +1,207 @@
+"""The coarse and dataset stages on small synthetic DNS shards written here."""
+
+import argparse
+import json
+
+import h5py
+import numpy as np
+import pytest
+from diffclosure.coarse import classical
+from diffclosure.config import ConfigError
+from diffclosure.data import h5io
+from diffclosure.data.h5io import DataFileError
+from diffclosure.stages import coarse as coarse_stage
+from diffclosure.stages import dataset as dataset_stage
+
+N, TIMES = 32, 6
+DNS_ATTRS = {
+    "n": N, "length": 1.0, "nu": 1e-3, "dt": 1e-3, "drag": 0.0, "forcing.kind": "paper",
+    "forcing.amplitude": 0.1, "forcing.wavenumber": 4, "noise.sigma": 5e-5, "seed": 0,
+    "config_hash": "synthetic",
+}
+
+
+def write_dns(path, ids, fields=("vorticity", "G", "H"), offset_per_id=0.0, n=N, times=TIMES):
+    """A DNS shard in the documented layout; trajectory `i` gets offset `offset_per_id * i`."""
+    rng = np.random.default_rng(int(ids[0]))
+    with h5io.atomic_h5(path) as fh:
+        h5io.add_coordinate(fh, "trajectory", np.asarray(ids, dtype=np.int64))
+        h5io.add_coordinate(fh, "time", 5.0 + 0.1 * np.arange(times))
+        xs = np.arange(n) / n
+        h5io.add_coordinate(fh, "y", xs)
+        h5io.add_coordinate(fh, "x", xs)
+        offsets = offset_per_id * np.asarray(ids, dtype=float)[:, None, None, None]
+        for name in fields:
+            data = rng.standard_normal((len(ids), times, n, n)) + offsets
+            h5io.add_field(fh, name, data, ("trajectory", "time", "y", "x"))
+        h5io.add_field(fh, "forcing", np.zeros((n, n)), ("y", "x"))
+        h5io.set_attrs(fh, {**DNS_ATTRS, "n": n})
+
+
+def coarse_cfg(**over):
+    cfg = {"target": "H", "n": 16, "method": "subsample", "test_resolutions": [16, 32]}
+    cfg.update(over)
+    return cfg
+
+
+def run_coarse(cfg, src, dst):
+    args = argparse.Namespace(config=json.dumps({"coarse": cfg}), input=str(src), output=str(dst))
+    return coarse_stage.main(args)
+
+
+def run_dataset(sections, inputs, outdir):
+    args = argparse.Namespace(
+        config=json.dumps(sections), inputs=[str(p) for p in inputs], outdir=str(outdir)
+    )
+    return dataset_stage.main(args)
+
+
+@pytest.mark.parametrize("target", ["G", "H"])
+def test_subsampled_targets_are_the_fine_records_at_the_coarse_points(tmp_path, target):
+    write_dns(tmp_path / "dns.h5", [0, 1])
+    assert run_coarse(coarse_cfg(target=target), tmp_path / "dns.h5", tmp_path / "c.h5") == 0
+    with h5py.File(tmp_path / "dns.h5") as fine, h5py.File(tmp_path / "c.h5") as out:
+        assert out.attrs["target"] == target and out.attrs["dns.nu"] == 1e-3
+        for m in (16, 32):
+            s = N // m
+            g = out[f"n{m}"]
+            np.testing.assert_array_equal(g["target"][()], fine[target][:, :, ::s, ::s])
+            np.testing.assert_array_equal(g["vorticity"][()], fine["vorticity"][:, :, ::s, ::s])
+            np.testing.assert_array_equal(g["time"][()], fine["time"][()])
+            np.testing.assert_array_equal(g["trajectory"][()], [0, 1])
+            np.testing.assert_allclose(g["x"][()], np.arange(m) / m)
+            assert g["target"].dtype == np.float32
+
+
+def test_sgs_target_with_smagorinsky_channel(tmp_path):
+    write_dns(tmp_path / "dns.h5", [0], fields=("vorticity",))
+    cfg = coarse_cfg(target="sgs", classical_estimate=True, test_resolutions=[16])
+    assert run_coarse(cfg, tmp_path / "dns.h5", tmp_path / "c.h5") == 0
+    with h5py.File(tmp_path / "c.h5") as out:
+        g = out["n16"]
+        w = g["vorticity"][()].astype(float)
+        delta = 2.0 / 16  # default filter_width 2 coarse cells
+        expected = classical.smagorinsky(w, 1.0, delta, 0.16)
+        scale = np.abs(expected).max()
+        np.testing.assert_allclose(g["smagorinsky"][()], expected, atol=1e-5 * scale)
+        assert g.attrs["method"] == "filter"
+
+
+def test_grids_are_checked_against_the_input_not_the_default_dns(tmp_path):
+    # The rule passes only the coarse section; its grids must be checked against the DNS file
+    # (256^2 here, above the default dns.n = 128).
+    write_dns(tmp_path / "dns.h5", [3], n=256, times=1)
+    cfg = coarse_cfg(n=64, test_resolutions=[64, 256])
+    assert run_coarse(cfg, tmp_path / "dns.h5", tmp_path / "c.h5") == 0
+    with h5py.File(tmp_path / "c.h5") as out:
+        assert out["n256/target"].shape == (1, 1, 256, 256)
+
+
+def test_dns_file_missing_a_field_is_named(tmp_path):
+    write_dns(tmp_path / "dns.h5", [0], fields=("vorticity", "G"))
+    with pytest.raises(DataFileError, match=r"dns\.h5: lacks field\(s\) H"):
+        run_coarse(coarse_cfg(target="H"), tmp_path / "dns.h5", tmp_path / "c.h5")
+    assert not (tmp_path / "c.h5").exists()
+
+
+def test_coarse_grid_not_dividing_the_dns_grid_is_named(tmp_path):
+    write_dns(tmp_path / "dns.h5", [0])
+    with pytest.raises(ConfigError, match=r"coarse.test_resolutions\[1\]: 24 must divide"):
+        run_coarse(coarse_cfg(test_resolutions=[16, 24]), tmp_path / "dns.h5", tmp_path / "c.h5")
+
+
+# ------------------------------------------------------------------------------ dataset stage
+@pytest.fixture
+def shards(tmp_path):
+    """Two coarse shards of 8 trajectories whose means differ by trajectory (offset 10 * id)."""
+    cfg = coarse_cfg()
+    paths = []
+    for i, ids in enumerate(([0, 1, 2, 3], [4, 5, 6, 7])):
+        write_dns(tmp_path / f"dns-{i}.h5", ids, offset_per_id=10.0)
+        run_coarse(cfg, tmp_path / f"dns-{i}.h5", tmp_path / f"coarse-{i}.h5")
+        paths.append(tmp_path / f"coarse-{i}.h5")
+    return cfg, paths
+
+
+def sections(cfg, **meas):
+    m = {"lattice": 4, "encoder": "conv"}
+    m.update(meas)
+    return {"coarse": cfg, "measurements": m,
+            "dataset": {"val_trajectories": 2, "test_trajectories": 2, "start": 0.2, "stride": 2}}
+
+
+def test_dataset_splits_statistics_and_measurements(tmp_path, shards):
+    cfg, paths = shards
+    out = tmp_path / "ds"
+    assert run_dataset(sections(cfg), paths, out) == 0
+    stats = json.loads((out / "stats.json").read_text())
+    split = stats["split"]
+    sets = {k: set(v) for k, v in split.items()}
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        assert not sets[a] & sets[b], (a, b)
+    assert sets["train"] | sets["val"] | sets["test"] == set(range(8))
+    assert len(sets["test"]) == 2 and len(sets["val"]) == 2
+    assert stats["conditions"] == ["vorticity", "measurements"] and "note" in stats
+
+    files = {name: h5py.File(out / f"{name}.h5") for name in ("train", "val", "test", "test-16",
+                                                             "test-32")}
+    try:
+        for name, fh in files.items():
+            key = "test" if name.startswith("test") else name
+            np.testing.assert_array_equal(fh["trajectory"][()], split[key])
+            # start 0.2 after t0 = 5.0, every 2nd record: 5.2, 5.4
+            np.testing.assert_allclose(fh["time"][()], [5.2, 5.4])
+            assert json.loads(fh.attrs["conditions"]) == stats["conditions"]
+        train = files["train"]["target"][()].astype(float)
+        # Trajectory offsets make the splits' means differ; stats must be the training ones.
+        assert abs(stats["target"]["mean"] - train.mean()) < 1e-6 * abs(train.mean())
+        assert abs(stats["target"]["std"] - train.std()) < 1e-5 * train.std()
+        allmean = np.mean([files[s]["target"][()].mean() for s in ("train", "val", "test")])
+        assert abs(stats["target"]["mean"] - allmean) > 1.0
+        assert stats["measurements"] == stats["target"]
+        # Raw lattice values are the target at the lattice points (no noise), and the same
+        # physical points give the same values at every test resolution.
+        for name, m in (("test-16", 16), ("test-32", 32)):
+            fh = files[name]
+            s = m // 4
+            np.testing.assert_array_equal(fh["measurements_lattice"][()],
+                                          fh["target"][:, :, ::s, ::s])
+        np.testing.assert_array_equal(files["test-16"]["measurements_lattice"][()],
+                                      files["test-32"]["measurements_lattice"][()])
+        np.testing.assert_array_equal(files["test"]["target"][()], files["test-16"]["target"][()])
+        enc = files["train"]["measurements"][()]
+        lat = files["train"]["measurements_lattice"][()]
+        np.testing.assert_allclose(enc.max(axis=(-1, -2)), lat.max(axis=(-1, -2)), rtol=1e-6)
+    finally:
+        for fh in files.values():
+            fh.close()
+    assert (out / "summary.png").stat().st_size > 1000
+
+
+def test_dataset_is_reproducible_and_noise_is_seeded(tmp_path, shards):
+    cfg, paths = shards
+    sec = sections(cfg, noise=0.1, encoder="interp")
+    run_dataset(sec, paths, tmp_path / "a")
+    run_dataset(sec, paths, tmp_path / "b")
+    with h5py.File(tmp_path / "a/train.h5") as a, h5py.File(tmp_path / "b/train.h5") as b:
+        for k in ("target", "vorticity", "measurements", "measurements_lattice"):
+            np.testing.assert_array_equal(a[k][()], b[k][()])
+        s = 16 // 4
+        diff = a["measurements_lattice"][()] - a["target"][:, :, ::s, ::s]
+        std = json.loads((tmp_path / "a/stats.json").read_text())["target"]["std"]
+        assert 0.05 * std < diff.std() < 0.2 * std
+
+
+def test_lattice_not_dividing_a_grid_is_named(tmp_path, shards):
+    cfg, paths = shards
+    with pytest.raises((ConfigError, ValueError), match="measurements.lattice: a 3x3 lattice"):
+        run_dataset(sections(cfg, lattice=3), paths, tmp_path / "ds")
+    assert not (tmp_path / "ds").exists()
+
+
+def test_too_few_trajectories_is_named(tmp_path, shards):
+    cfg, paths = shards
+    sec = sections(cfg)
+    sec["dataset"]["test_trajectories"] = 6
+    with pytest.raises(ConfigError, match="leaves no training trajectory after 2 validation and 6"):
+        run_dataset(sec, paths, tmp_path / "ds")

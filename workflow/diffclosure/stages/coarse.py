@@ -1,0 +1,186 @@
+"""Stage `coarse`: coarse-grain one DNS shard and compute the closure target at every resolution.
+
+For each m in sorted({coarse.n} | coarse.test_resolutions) the output has a group ``n<m>`` with
+``vorticity`` and ``target`` (and ``smagorinsky`` when coarse.classical_estimate), all
+(trajectory, time, y, x) float32, plus the coordinates. The filter width is fixed in physical
+units, Delta = coarse.filter_width * L / coarse.n, at every resolution, so the test grids carry
+the same physical target sampled more finely.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+from tqdm import tqdm
+
+from diffclosure import config as cfgmod
+from diffclosure.coarse.classical import estimate_of_target
+from diffclosure.coarse.closures import coarse_states_and_targets
+from diffclosure.data import h5io
+from diffclosure.data.h5io import DataFileError
+from diffclosure.provenance import provenance
+
+log = logging.getLogger(__name__)
+
+# Fine records processed together: bounds memory at ~32 MB per fine float64 array.
+_CHUNK_POINTS = 2**22
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--input", required=True, help="DNS shard (HDF5) from the dns stage")
+    parser.add_argument("--output", required=True, help="coarse shard to write (HDF5)")
+
+
+def load_sections(source, sections: list[str], dns_facts: dict) -> dict:
+    """config.load(source, sections), with the input's own dns facts when the source has no dns.
+
+    config.validate_sections fills in defaults for every section, dns included, so a stage that
+    receives only its own sections would have its grids checked against the *default* dns.n.
+    Giving the cross-field checks the facts of the actual input (n, length, trajectories) makes
+    them test the real data; a source that has a dns section is validated as it is.
+    (Remove once config.load fills defaults only for the sections it is given.)
+    """
+    raw = None
+    if isinstance(source, dict):
+        raw = dict(source)
+    elif isinstance(source, str) and source.lstrip().startswith("{"):
+        try:
+            raw = json.loads(source)
+        except json.JSONDecodeError as exc:
+            raise cfgmod.ConfigError(f"--config: not valid JSON: {exc}") from None
+    elif source is not None and Path(source).is_file():
+        with open(source) as fh:
+            raw = yaml.safe_load(fh) or {}
+    if isinstance(raw, dict) and "dns" not in raw:
+        return cfgmod.load({**raw, "dns": {"shards": 1, **dns_facts}}, sections=sections)
+    return cfgmod.load(source, sections=sections)
+
+
+def resolutions(coarse: dict) -> list[int]:
+    return sorted({coarse["n"], *coarse["test_resolutions"]})
+
+
+def filter_width(coarse: dict, length: float) -> float:
+    """Delta in physical units: coarse.filter_width coarse-grid spacings of the training grid."""
+    return coarse["filter_width"] * length / coarse["n"]
+
+
+def _check_grid(coarse: dict, n: int, path) -> None:
+    named = [("coarse.n", coarse["n"])] + [
+        (f"coarse.test_resolutions[{i}]", m) for i, m in enumerate(coarse["test_resolutions"])
+    ]
+    for name, m in named:
+        if m > n or n % m:
+            raise cfgmod.ConfigError(
+                f"{name}: {m} must divide the DNS grid n={n} of {path}; pick a divisor of {n}"
+            )
+
+
+def _read_dns(path):
+    """Open the DNS file; fail early, naming the file and the field, when anything is missing."""
+    fh = h5io.open_input(path, required=("trajectory", "time", "vorticity"))
+    attrs = h5io.read_attrs(fh)
+    shape = fh["vorticity"].shape
+    problem = None
+    if len(shape) != 4 or shape[-1] != shape[-2]:
+        problem = f"field vorticity has shape {shape}, expected (trajectory, time, n, n)"
+    elif "length" not in attrs:
+        problem = "lacks the attribute 'length' (domain size)"
+    elif "n" in attrs and int(attrs["n"]) != shape[-1]:
+        problem = f"attribute n={attrs['n']} but the fields are {shape[-1]}^2"
+    if problem:
+        fh.close()
+        raise DataFileError(f"{path}: {problem}; rerun the dns stage")
+    return fh, attrs
+
+
+def _check_fields(fh, path, target: str) -> list[str]:
+    """The fine fields the target needs, present and shaped like the vorticity."""
+    fields = ["vorticity"] + ([target] if target in ("G", "H") else [])
+    missing = [f for f in fields if f not in fh]
+    if missing:
+        raise DataFileError(
+            f"{path}: lacks field(s) {', '.join(missing)} needed for coarse.target={target}; "
+            "it was not made by this version of the pipeline. Rerun the dns stage."
+        )
+    for name in fields[1:]:
+        if fh[name].shape != fh["vorticity"].shape:
+            raise DataFileError(
+                f"{path}: field {name} has shape {fh[name].shape}, vorticity has "
+                f"{fh['vorticity'].shape}; the file is inconsistent, rerun the dns stage"
+            )
+    return fields
+
+
+def main(args) -> int:
+    fh, dns_attrs = _read_dns(args.input)
+    with fh:
+        n_traj, n_time, n, _ = fh["vorticity"].shape
+        # Not this shard's trajectory count: the dataset checks concern all shards together.
+        facts = {"n": n, "length": float(dns_attrs["length"])}
+        coarse = load_sections(args.config, ["coarse"], facts)["coarse"]
+        target = coarse["target"]
+        fields = _check_fields(fh, args.input, target)
+        _check_grid(coarse, n, args.input)
+        length = float(dns_attrs["length"])
+        delta = filter_width(coarse, length)
+        ms = resolutions(coarse)
+        method = "filter" if target == "sgs" else coarse["method"]
+        if target == "sgs" and coarse["method"] != "filter":
+            log.info("target sgs: the state is filtered (%s) whatever coarse.method says",
+                     coarse["filter"])
+        log.info("%s: %d trajectories x %d records at %d^2 -> %s (target %s, method %s, "
+                 "Delta=%.4g)", args.input, n_traj, n_time, n, ms, target, method, delta)
+
+        chunk = max(1, _CHUNK_POINTS // (n * n))
+        starts = list(range(0, n_time, chunk))
+        prov_cfg = {"coarse": coarse, "input_config_hash": dns_attrs.get("config_hash")}
+        with h5io.atomic_h5(args.output) as out:
+            h5io.set_attrs(out, {"coarse": coarse, "dns": dns_attrs})
+            h5io.set_attrs(out, {"target": target, "filter_width_physical": delta})
+            h5io.set_attrs(out, provenance(prov_cfg, "coarse"))
+            groups = {}
+            for m in ms:
+                g = out.create_group(f"n{m}")
+                h5io.add_coordinate(g, "trajectory", fh["trajectory"][()])
+                h5io.add_coordinate(g, "time", fh["time"][()])
+                xs = np.arange(m) * length / m
+                h5io.add_coordinate(g, "y", xs)
+                h5io.add_coordinate(g, "x", xs)
+                shape = (n_traj, n_time, m, m)
+                dims = ("trajectory", "time", "y", "x")
+                names = ["vorticity", "target"] + (
+                    ["smagorinsky"] if coarse["classical_estimate"] else []
+                )
+                groups[m] = {k: h5io.create_field(g, k, shape, dims) for k in names}
+                h5io.set_attrs(g, {"n": m, "dx": length / m, "method": method})
+
+            bar = tqdm(total=n_traj * len(starts), desc="coarse", unit="chunk",
+                       mininterval=0.5 if sys.stderr.isatty() else 5.0, file=sys.stderr)
+            stats = {m: [np.inf, -np.inf] for m in ms}
+            for i in range(n_traj):
+                for t0 in starts:
+                    sl = slice(t0, min(t0 + chunk, n_time))
+                    fine = {k: fh[k][i, sl].astype(np.float64) for k in fields}
+                    results = coarse_states_and_targets(
+                        fine, target, ms, method, length, coarse["filter"], delta
+                    )
+                    for m, (w, y) in results.items():
+                        groups[m]["vorticity"][i, sl] = w
+                        groups[m]["target"][i, sl] = y
+                        if coarse["classical_estimate"]:
+                            groups[m]["smagorinsky"][i, sl] = estimate_of_target(
+                                target, w, length, delta, "smagorinsky", coarse["smagorinsky_cs"]
+                            )
+                        stats[m] = [min(stats[m][0], y.min()), max(stats[m][1], y.max())]
+                    bar.update()
+            bar.close()
+    for m in ms:
+        log.info("n%d: target range [%.4g, %.4g]", m, *stats[m])
+    log.info("wrote %s", args.output)
+    return 0

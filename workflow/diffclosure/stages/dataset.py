@@ -1,0 +1,364 @@
+"""Stage `dataset`: train/val/test sets split by trajectory, sparse measurements, statistics.
+
+Inputs are the coarse shards (one group ``n<m>`` per resolution). Outputs in --outdir:
+
+- train.h5, val.h5, test.h5 at coarse.n and test-<m>.h5 for every m in coarse.test_resolutions
+  (test trajectories only, the same records at every resolution). Each holds target,
+  vorticity, measurements (encoded, physical units; when measurements.enabled), smagorinsky
+  (when coarse.classical_estimate), all (trajectory, time, y, x) float32, and
+  measurements_lattice (trajectory, time, lattice_y, lattice_x), the raw (noisy) lattice values.
+  The root attribute ``conditions`` (JSON list) names the condition channels in order.
+- stats.json: {"target": {"mean", "std"}, "vorticity": ..., "smagorinsky": ...,
+  "measurements": (a copy of target's), "note": ..., "conditions": [...], "split": {...}}, the
+  statistics over the training split only.
+- summary.png: sample panels and spectra.
+
+The split is a seeded permutation of the sorted global trajectory ids: the first
+dataset.test_trajectories are the test set, the next dataset.val_trajectories validation, the
+rest training. Measurement noise is drawn per trajectory from (dataset.seed, trajectory id), so
+it does not depend on sharding, on the split or on the grid.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from diffclosure import config as cfgmod
+from diffclosure.data import h5io
+from diffclosure.data import measurements as meas_mod
+from diffclosure.data.h5io import DataFileError
+from diffclosure.provenance import provenance
+from diffclosure.stages.coarse import load_sections
+
+log = logging.getLogger(__name__)
+
+DIMS = ("trajectory", "time", "y", "x")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--inputs", nargs="+", required=True, help="coarse shards (HDF5)")
+    parser.add_argument("--outdir", required=True, help="folder for the split files and stats")
+
+
+# ----------------------------------------------------------------------------- pure helpers
+def split_trajectories(ids, n_val: int, n_test: int, seed: int) -> dict[str, list[int]]:
+    """Disjoint train/val/test trajectory ids from a seeded permutation of the sorted ids."""
+    ids = sorted(int(i) for i in ids)
+    if len(set(ids)) != len(ids):
+        raise DataFileError("the coarse shards repeat trajectory ids; rerun dns and coarse")
+    if len(ids) < n_val + n_test + 1:
+        raise cfgmod.ConfigError(
+            f"dataset.test_trajectories={n_test} + dataset.val_trajectories={n_val} leave no "
+            f"training trajectory out of {len(ids)}; lower them or simulate more (dns.trajectories)"
+        )
+    perm = np.random.default_rng(seed).permutation(len(ids))
+    order = [ids[i] for i in perm]
+    return {
+        "train": sorted(order[n_test + n_val :]),
+        "val": sorted(order[n_test : n_test + n_val]),
+        "test": sorted(order[:n_test]),
+    }
+
+
+def select_times(times, start: float, stride: int) -> np.ndarray:
+    """Indices of records with time >= times[0] + start, every stride-th."""
+    times = np.asarray(times, dtype=float)
+    tol = 1e-9 * max(1.0, float(np.abs(times).max()) if times.size else 1.0)
+    idx = np.flatnonzero(times >= times[0] + start - tol)[::stride]
+    if idx.size == 0:
+        raise cfgmod.ConfigError(
+            f"dataset.start: {start} is beyond the recorded window "
+            f"[{times[0]:g}, {times[-1]:g}] (relative start at most {times[-1] - times[0]:g})"
+        )
+    return idx
+
+
+def channel_names(coarse: dict, meas: dict) -> list[str]:
+    """Condition channels in the order the score network receives them."""
+    return (
+        ["vorticity"]
+        + (["measurements"] if meas["enabled"] else [])
+        + (["smagorinsky"] if coarse["classical_estimate"] else [])
+    )
+
+
+class RunningStats:
+    """Mean and std over many arrays (Chan's parallel update, float64)."""
+
+    def __init__(self):
+        self.count, self.mean, self.m2 = 0, 0.0, 0.0
+
+    def update(self, x) -> None:
+        x = np.asarray(x, dtype=np.float64)
+        n = x.size
+        if n == 0:
+            return
+        mean = float(x.mean())
+        m2 = float(((x - mean) ** 2).sum())
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += m2 + delta**2 * self.count * n / total
+        self.count = total
+
+    def result(self) -> dict:
+        return {"mean": self.mean, "std": float(np.sqrt(self.m2 / max(self.count, 1)))}
+
+
+def radial_spectrum(f) -> tuple[np.ndarray, np.ndarray]:
+    """Shell-summed power 0.5|f_k|^2 (per unit area) against integer |k|, mean over the batch."""
+    f = np.asarray(f, dtype=float)
+    m = f.shape[-1]
+    fk = np.fft.fft2(f) / m**2
+    k = np.fft.fftfreq(m, 1.0 / m)
+    kk = np.rint(np.hypot(*np.meshgrid(k, k, indexing="ij"))).astype(int)
+    power = 0.5 * (np.abs(fk) ** 2).reshape(-1, m, m).mean(axis=0)
+    shells = np.bincount(kk.ravel(), weights=power.ravel())
+    return np.arange(1, m // 2), shells[1 : m // 2]
+
+
+# ----------------------------------------------------------------------------- shard access
+class Shards:
+    """The coarse shards opened read-only, with an index from trajectory id to (shard, row)."""
+
+    def __init__(self, paths, coarse: dict):
+        self.files, self.index = [], {}
+        needed = [f"n{m}" for m in sorted({coarse["n"], *coarse["test_resolutions"]})]
+        self.times = None
+        for path in paths:
+            fh = h5io.open_input(path, required=tuple(needed))
+            self.files.append(fh)
+            target = h5io.read_attrs(fh).get("target")
+            if target != coarse["target"]:
+                raise DataFileError(
+                    f"{path}: holds target {target!r} but coarse.target is "
+                    f"{coarse['target']!r}; rerun the coarse stage"
+                )
+            for grp in needed:
+                fields = ["trajectory", "time", "vorticity", "target"]
+                if coarse["classical_estimate"]:
+                    fields.append("smagorinsky")
+                missing = [f for f in fields if f not in fh[grp]]
+                if missing:
+                    raise DataFileError(
+                        f"{path}: group {grp} lacks {', '.join(missing)}; rerun the coarse stage"
+                        + (" (coarse.classical_estimate is on)" if "smagorinsky" in missing
+                           else "")
+                    )
+            g = fh[needed[0]]
+            times = g["time"][()]
+            if self.times is None:
+                self.times = times
+            elif times.shape != self.times.shape or not np.allclose(times, self.times):
+                raise DataFileError(
+                    f"{path}: record times differ from {paths[0]}; all shards must come from one "
+                    "dns configuration"
+                )
+            for row, tid in enumerate(g["trajectory"][()]):
+                if int(tid) in self.index:
+                    raise DataFileError(
+                        f"{path}: trajectory id {int(tid)} also appears in "
+                        f"{self.files[self.index[int(tid)][0]].filename}; rerun dns and coarse"
+                    )
+                self.index[int(tid)] = (len(self.files) - 1, row)
+        self.length = float(h5io.read_attrs(self.files[0]).get("dns.length", 1.0))
+
+    def read(self, tid: int, m: int, name: str, tsel) -> np.ndarray:
+        shard, row = self.index[tid]
+        return self.files[shard][f"n{m}"][name][row][tsel].astype(np.float64)
+
+    def close(self):
+        for fh in self.files:
+            fh.close()
+
+
+# ----------------------------------------------------------------------------- the stage
+def _lattice_values(tid, target, meas, dataset, target_std):
+    """Raw lattice values of one trajectory (noise included) -> (time, p, p)."""
+    values = meas_mod.sample(target, meas["lattice"])
+    return meas_mod.add_noise(
+        values, meas["noise"], target_std, meas_mod.noise_rng(dataset["seed"], tid)
+    )
+
+
+def _write_split(path, shards, ids, m, tsel, cfg, channels, target_std, stage_prov, bar):
+    coarse, meas, dataset = cfg["coarse"], cfg["measurements"], cfg["dataset"]
+    p = meas["lattice"]
+    ranges = {}
+    with h5io.atomic_h5(path) as out:
+        h5io.add_coordinate(out, "trajectory", np.asarray(ids, dtype=np.int64))
+        h5io.add_coordinate(out, "time", shards.times[tsel])
+        xs = np.arange(m) * shards.length / m
+        h5io.add_coordinate(out, "y", xs)
+        h5io.add_coordinate(out, "x", xs)
+        shape = (len(ids), len(tsel), m, m)
+        names = ["target", "vorticity"] + [c for c in channels if c != "vorticity"]
+        fields = {k: h5io.create_field(out, k, shape, DIMS) for k in names}
+        if meas["enabled"]:
+            lat = meas_mod.lattice_indices(m, p) * shards.length / m
+            h5io.add_coordinate(out, "lattice_y", lat)
+            h5io.add_coordinate(out, "lattice_x", lat)
+            fields["measurements_lattice"] = h5io.create_field(
+                out, "measurements_lattice", (len(ids), len(tsel), p, p),
+                ("trajectory", "time", "lattice_y", "lattice_x"),
+            )
+        for i, tid in enumerate(ids):
+            target = shards.read(tid, m, "target", tsel)
+            data = {"target": target, "vorticity": shards.read(tid, m, "vorticity", tsel)}
+            if coarse["classical_estimate"]:
+                data["smagorinsky"] = shards.read(tid, m, "smagorinsky", tsel)
+            if meas["enabled"]:
+                vals = _lattice_values(tid, target, meas, dataset, target_std)
+                data["measurements_lattice"] = vals
+                data["measurements"] = meas_mod.encode(
+                    vals, m, meas["encoder"], meas["conv_width"]
+                )
+            for k, v in data.items():
+                fields[k][i] = v
+                lo, hi = ranges.get(k, (np.inf, -np.inf))
+                ranges[k] = (min(lo, float(v.min())), max(hi, float(v.max())))
+            bar.update()
+        h5io.set_attrs(out, {k: cfg[k] for k in ("coarse", "measurements", "dataset")})
+        h5io.set_attrs(out, {
+            "target": coarse["target"], "n": m, "lattice": p, "encoder": meas["encoder"],
+            "conv_width": meas["conv_width"], "split": Path(path).stem,
+            "conditions": json.dumps(channels), "trajectories": json.dumps([int(i) for i in ids]),
+        })
+        h5io.set_attrs(out, stage_prov)
+    log.info("%s: %s records of %d^2; %s", path, f"{len(ids)}x{len(tsel)}", m,
+             ", ".join(f"{k} [{lo:.3g}, {hi:.3g}]" for k, (lo, hi) in ranges.items()))
+
+
+def _training_stats(shards, ids, m, tsel, coarse) -> dict:
+    names = ["target", "vorticity"] + (["smagorinsky"] if coarse["classical_estimate"] else [])
+    acc = {k: RunningStats() for k in names}
+    for tid in ids:
+        for k in names:
+            acc[k].update(shards.read(tid, m, k, tsel))
+    return {k: a.result() for k, a in acc.items()}
+
+
+def _dns_facts(paths) -> dict:
+    """dns.n, dns.length and the trajectory count of the coarse shards (for config checks)."""
+    n, length, count = None, 1.0, 0
+    for path in paths:
+        with h5io.open_input(path) as fh:
+            attrs = h5io.read_attrs(fh)
+            groups = sorted(k for k in fh if k.startswith("n") and "trajectory" in fh[k])
+            if "dns.n" not in attrs or not groups:
+                raise DataFileError(
+                    f"{path}: not a coarse shard (no dns.n attribute or no n<m> groups); "
+                    "rerun the coarse stage"
+                )
+            n, length = int(attrs["dns.n"]), float(attrs.get("dns.length", 1.0))
+            count += fh[groups[0]]["trajectory"].shape[0]
+    return {"n": n, "length": length, "trajectories": max(count, 1)}
+
+
+def main(args) -> int:
+    cfg = load_sections(
+        args.config, ["coarse", "measurements", "dataset"], _dns_facts(args.inputs)
+    )
+    coarse, meas, dataset = cfg["coarse"], cfg["measurements"], cfg["dataset"]
+    ms_test = sorted(set(coarse["test_resolutions"]))
+    if meas["enabled"]:
+        for m in [coarse["n"], *ms_test]:
+            meas_mod.lattice_stride(m, meas["lattice"])
+            if meas["encoder"] == "conv":
+                meas_mod.conv_kernel_points(m, meas["lattice"], meas["conv_width"])
+    outdir = Path(args.outdir)
+    shards = Shards(args.inputs, coarse)
+    try:
+        split = split_trajectories(
+            shards.index, dataset["val_trajectories"], dataset["test_trajectories"],
+            dataset["seed"],
+        )
+        tsel = select_times(shards.times, dataset["start"], dataset["stride"])
+        channels = channel_names(coarse, meas)
+        log.info("split: train %s, val %s, test %s; %d records per trajectory",
+                 split["train"], split["val"], split["test"], len(tsel))
+
+        stats = _training_stats(shards, split["train"], coarse["n"], tsel, coarse)
+        target_std = stats["target"]["std"]
+        if meas["enabled"]:
+            stats["measurements"] = dict(stats["target"])
+
+        inputs_hash = sorted(
+            str(h5io.read_attrs(fh).get("config_hash", "")) for fh in shards.files
+        )
+        stage_prov = provenance({**cfg, "inputs": inputs_hash}, "dataset")
+        jobs = [(s, coarse["n"], split[s]) for s in ("train", "val", "test")]
+        jobs += [(f"test-{m}", m, split["test"]) for m in ms_test]
+        bar = tqdm(total=sum(len(ids) for _, _, ids in jobs), desc="dataset", unit="traj",
+                   mininterval=0.5 if sys.stderr.isatty() else 5.0, file=sys.stderr)
+        for name, m, ids in jobs:
+            _write_split(outdir / f"{name}.h5", shards, ids, m, tsel, cfg, channels,
+                         target_std, stage_prov, bar)
+        bar.close()
+
+        doc = {
+            **stats,
+            "note": (
+                "mean/std over the training split only, at coarse.n. The measurements channel "
+                "is normalised with the target's statistics (its entry is a copy of 'target'), "
+                "so measured and predicted values share one scale."
+            ),
+            "conditions": channels,
+            "split": split,
+        }
+        h5io.write_text_atomic(outdir / "stats.json", json.dumps(doc, indent=2) + "\n")
+        log.info("stats (train): %s", {k: v for k, v in stats.items()})
+        _summary_figure(outdir / "summary.png", outdir / "train.h5", channels, coarse["target"])
+    finally:
+        shards.close()
+    log.info("wrote %s", outdir)
+    return 0
+
+
+def _summary_figure(path, train_path, channels, target_name) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    with h5io.open_input(train_path) as fh:
+        panels = ["target"] + channels
+        sample = {k: fh[k][0, 0] for k in panels}
+        batch = {k: fh[k][:, : min(8, fh[k].shape[1])] for k in panels}
+        lattice = fh["lattice_x"][()] if "lattice_x" in fh else None
+        xs = fh["x"][()]
+    dx = float(xs[1] - xs[0])
+    # Pixel i covers [x_i - dx/2, x_i + dx/2], so lattice dots sit on pixel centres.
+    extent = (xs[0] - dx / 2, xs[-1] + dx / 2, xs[0] - dx / 2, xs[-1] + dx / 2)
+
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(3.2 * (len(panels) + 1), 3.2))
+    for ax, k in zip(axes[:-1], panels, strict=True):
+        vmax = float(np.abs(sample[k]).max()) or 1.0
+        im = ax.imshow(sample[k], origin="lower", extent=extent, cmap="RdBu_r",
+                       vmin=-vmax, vmax=vmax)
+        ax.set_title(f"target {target_name}" if k == "target" else k)
+        if k == "measurements" and lattice is not None:
+            gx, gy = np.meshgrid(lattice, lattice)
+            ax.plot(gx.ravel(), gy.ravel(), "k.", ms=2)
+        fig.colorbar(im, ax=ax, shrink=0.8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    ax = axes[-1]
+    for k in panels:
+        kk, e = radial_spectrum(batch[k])
+        ax.loglog(kk, np.maximum(e, 1e-30), label=k)
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("|k| (integer wavenumber)")
+    ax.set_title("spectra (train)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with h5io.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
