@@ -13,6 +13,9 @@ rule sample_benchmark:
         samples=report(
             f"{OUT}/sampling/samples.png", caption="../report/samples.rst", category="3. Sampling"
         ),
+        spectra=report(
+            f"{OUT}/sampling/spectra.png", caption="../report/samples.rst", category="3. Sampling"
+        ),
     params:
         cfg=lambda w: sections("device", "sde", "sampling"),
         outdir=lambda w, output: os.path.dirname(output.benchmark),

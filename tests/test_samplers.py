@@ -1,0 +1,178 @@
+"""Samplers against the exact score of a Gaussian random field diagonal in Fourier space.
+
+The field x = mu + C^(1/2) z with C = F^-1 diag(lam) F (F the orthonormal 2-D DFT, lam_k = lam_-k
+so C is real). Under the VE SDE, x_t ~ N(mu, C + sigma(t)^2 I), so the score is
+-(C + sigma^2)^-1 (x - mu), applied in the real eigenbasis of C (eigenvalues = lam), and the
+probability-flow ODE solution is closed-form per mode:
+y(sigma) = y(T) sqrt((lam + sigma^2) / (lam + T^2)).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from diffclosure.config import ConfigError
+from diffclosure.model.sde import VESDE
+from diffclosure.sampling.samplers import (
+    SAMPLERS,
+    Sampler,
+    expected_nfe,
+    make_sampler,
+)
+from diffclosure.sampling.schedules import karras, make_schedule, uniform
+
+N = 8
+SDE = VESDE(26.0)
+
+
+def _field():
+    k = torch.fft.fftfreq(N, 1.0 / N, dtype=torch.float64)
+    ky, kx = k[:, None], k[None, :]
+    lam = 0.1 + 0.9 / (1 + 0.3 * kx**2 + 0.1 * ky**2)  # anisotropic, lam(k) = lam(-k)
+    xs = torch.arange(N, dtype=torch.float64) / N
+    mu = torch.sin(2 * math.pi * xs)[None, :] + 0.5 * torch.cos(2 * math.pi * xs)[:, None] + 0.3
+    # C as a real matrix, then its eigenbasis: exact, and two small matmuls per score call.
+    eye = torch.eye(N * N, dtype=torch.float64).reshape(-1, N, N)
+    cov = torch.fft.ifft2(lam * torch.fft.fft2(eye, norm="ortho"), norm="ortho").real
+    ev, vecs = torch.linalg.eigh(cov.reshape(N * N, N * N))
+    return lam, mu, ev, vecs
+
+
+LAM, MU, EV, VECS = _field()
+
+
+def gaussian_score(x, t, cond):
+    """Exact score of x_t; `cond` is the mean field (so the condition path is exercised)."""
+    s2 = SDE.std(t.to(torch.float64))[:, None] ** 2
+    y = (x - cond).reshape(x.shape[0], -1) @ VECS
+    return (-(y / (EV + s2)) @ VECS.T).reshape(x.shape).to(x.dtype)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def test_schedules_are_decreasing_with_right_ends():
+    for grid in (uniform(SDE, 11, 1.0, 1e-3), karras(SDE, 11, 0.1, 1e-3, 7.0)):
+        assert grid[0] > grid[-1] and bool((grid[1:] < grid[:-1]).all())
+    k = karras(SDE, 11, 0.1, 1e-3, 7.0)
+    assert float(k[0]) == 0.1 and float(k[-1]) == 1e-3
+    # Karras spacing: equal steps in std^(1/7).
+    r = SDE.std(k) ** (1 / 7)
+    assert torch.allclose(r[1:] - r[:-1], (r[1] - r[0]).expand(10), rtol=1e-9)
+    with_zero = make_schedule("karras", SDE, 10, 0.1, 1e-3, denoise=True)
+    assert len(with_zero) == 11 and float(with_zero[-1]) == 0.0 and float(with_zero[-2]) == 1e-3
+    without = make_schedule("karras", SDE, 10, 0.1, 1e-3, denoise=False)
+    assert len(without) == 11 and float(without[-1]) == 1e-3
+
+
+BUDGETS = [
+    {"name": "em", "steps": 1000, "schedule": "uniform", "t_max": 1.0},
+    {"name": "em", "steps": 300, "schedule": "karras", "t_max": 1.0},
+    # Song's snr rule normalises by norms over the whole 64-pixel field, which adds an O(snr^2)
+    # variance bias on so small a grid (about +9% at snr 0.16): test the rule at small snr.
+    {"name": "pc", "steps": 200, "schedule": "karras", "t_max": 1.0, "snr": 0.01},
+    {"name": "ode_euler", "steps": 400, "schedule": "karras", "t_max": 1.0},
+    {"name": "ode_heun", "steps": 20, "schedule": "karras", "t_max": 1.0},
+    {"name": "dpm2m", "steps": 20, "schedule": "karras", "t_max": 1.0},
+]
+
+
+@pytest.mark.parametrize("cfg", BUDGETS, ids=lambda c: f"{c['name']}-{c['steps']}-{c['schedule']}")
+def test_samples_match_gaussian_mean_and_mode_variances(cfg):
+    batch = 2000
+    sampler = make_sampler(cfg)
+    gen = torch.Generator().manual_seed(11)
+    res = sampler(gaussian_score, MU, (batch, N, N), gen, SDE, prior_mean=MU, dtype=torch.float64)
+    assert res.samples.shape == (batch, N, N)
+    modes = torch.fft.fft2(res.samples - MU, norm="ortho")
+    mean_modes = modes.mean(0)
+    # Mean: each mode of the sample mean has variance lam/B, so B|m_k|^2/lam averages 1.
+    z2 = mean_modes.abs() ** 2 * batch / LAM
+    assert float(z2.mean()) < 1.8, float(z2.mean())
+    assert float(z2.max()) < 16.0
+    # Per-mode variance: relative MC error ~ 2-3% per mode, ~0.5% for the average.
+    ratio = ((modes - mean_modes).abs() ** 2).mean(0) / LAM
+    assert abs(float(ratio.mean()) - 1) < 0.03, float(ratio.mean())
+    assert float((ratio - 1).abs().max()) < 0.16, float((ratio - 1).abs().max())
+
+
+def _ode_error(name: str, steps: int, t_max: float = 0.5, t_min: float = 1e-3) -> float:
+    batch = 8
+    sampler = Sampler(name, steps, "karras", t_max, t_min, denoise=False)
+    res = sampler(gaussian_score, MU, (batch, N, N), torch.Generator().manual_seed(3), SDE,
+                  prior_mean=MU, dtype=torch.float64)
+    # The same start the sampler drew, then the exact flow to sigma_min.
+    big_t, s_min = SDE.std(t_max), SDE.std(t_min)
+    x_start = torch.randn((batch, N, N), generator=torch.Generator().manual_seed(3),
+                          dtype=torch.float64) * big_t + MU
+    y = (x_start - MU).reshape(batch, -1) @ VECS
+    exact = ((y * torch.sqrt((EV + s_min**2) / (EV + big_t**2))) @ VECS.T).reshape(batch, N, N)
+    exact = exact + MU
+    return float((res.samples - exact).norm() / exact.norm())
+
+
+@pytest.mark.parametrize("name,order", [("ode_euler", 1), ("ode_heun", 2), ("dpm2m", 2)])
+def test_probability_flow_convergence_order(name, order):
+    steps = [8, 16, 32, 64]
+    errors = [_ode_error(name, s) for s in steps]
+    slope = -np.polyfit(np.log(steps), np.log(errors), 1)[0]
+    assert abs(slope - order) < 0.25, (errors, slope)
+    assert errors[-1] < errors[0]
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+@pytest.mark.parametrize("denoise", [True, False])
+def test_nfe_equals_score_calls(name, denoise):
+    calls = []
+
+    def counted(x, t, cond):
+        calls.append(t.shape)
+        assert t.shape == (x.shape[0],)
+        return gaussian_score(x, t, cond)
+
+    sampler = Sampler(name, 5, "karras", 0.1, 1e-3, denoise=denoise)
+    res = sampler(counted, MU, (3, N, N), torch.Generator().manual_seed(0), SDE)
+    assert res.nfe == len(calls) == sampler.nfe == expected_nfe(name, 5, denoise)
+    assert res.samples.dtype == torch.float32 and torch.isfinite(res.samples).all()
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_seed_reproducibility(name):
+    sampler = Sampler(name, 4, "karras", 0.1, 1e-3)
+
+    def run(seed):
+        gen = torch.Generator().manual_seed(seed)
+        return sampler(gaussian_score, MU, (4, N, N), gen, SDE).samples
+
+    a, b, c = run(5), run(5), run(6)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_paper_accelerated_em_reduces_to_tweedie_on_one_step():
+    # A 1-step schedule [t_max, 0] is one noise-free EM step: x + g(t)^2 t score, close to
+    # Tweedie's x + sigma^2 score (g^2 t = sigma^2 (1 + O(t ln s)) for small t).
+    sampler = Sampler("em", 1, "karras", 1e-3, 1e-4)
+    res = sampler(gaussian_score, MU, (2000, N, N), torch.Generator().manual_seed(0), SDE,
+                  prior_mean=MU, dtype=torch.float64)
+    assert res.nfe == 1
+    assert float((res.samples - MU).abs().max()) < 0.2  # started at sigma ~ 0.03, pulled to mu
+
+
+def test_make_sampler_errors_name_the_field():
+    with pytest.raises(ConfigError, match="name"):
+        make_sampler({"name": "ddim", "steps": 4})
+    with pytest.raises(ConfigError, match="t_min"):
+        make_sampler({"name": "em", "steps": 4, "t_max": 0.1, "t_min": 0.5})
+    with pytest.raises(ConfigError, match="steps"):
+        make_sampler({"name": "em", "steps": 0})
+    s = make_sampler({"name": "dpm2m", "steps": 4, "schedule": "karras", "t_max": 0.1})
+    assert s.nfe == 4 and s.label.startswith("dpm2m-4")

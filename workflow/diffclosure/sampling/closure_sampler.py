@@ -1,0 +1,139 @@
+"""The learned closure as one callable: physical fields in, physical closure samples out.
+
+ClosureSampler hides the network and its normalisation from its callers (the sample benchmark,
+the coupled rollouts): it normalises the condition fields with the training statistics,
+repeats each condition `ensemble` times, runs a sampler on the normalised target and maps
+the samples back to physical units.
+
+Network contract (model/checkpoint.load_model): net(x (B,1,n,n), t (B,), cond (B,C,n,n)) ->
+score of the normalised target; settings["conditions"] names the C channels in order
+("vorticity", "measurements", "smagorinsky"); settings["stats"][name] = {"mean", "std"}
+(the measurements use the target's statistics).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import torch
+
+from diffclosure.errors import UserFacingError
+from diffclosure.model.sde import make_sde
+from diffclosure.sampling.samplers import Sampler
+
+log = logging.getLogger(__name__)
+
+KNOWN_CONDITIONS = ("vorticity", "measurements", "smagorinsky")
+
+
+class ConditionError(UserFacingError):
+    """A condition field the model needs is missing or has the wrong shape."""
+
+
+def _stat(stats: dict, name: str, key: str) -> float:
+    try:
+        value = stats[name][key]
+    except (KeyError, TypeError):
+        raise ConditionError(
+            f"model settings: stats lack '{name}.{key}'; the checkpoint was not made from a"
+            " dataset stats.json of this version. Retrain the model."
+        ) from None
+    if isinstance(value, (list, tuple)):  # per-channel stats stored as a one-element list
+        value = value[0]
+    return float(value)
+
+
+class ClosureSampler:
+    """Sample the closure term given physical-unit conditions.
+
+    Args:
+        net: the score network (eval mode), already on `device`.
+        settings: the checkpoint settings ("sde", "conditions", "stats").
+        device: torch device of the network and of the samples.
+        autocast: bf16 autocast of the network on CUDA (ignored on the CPU).
+        compile: torch.compile the network (pays off for long sampling runs on a GPU).
+    """
+
+    def __init__(self, net, settings: dict, device="cpu", *, autocast: bool = True,
+                 compile: bool = False):
+        self.device = torch.device(device)
+        self.settings = settings
+        self.sde = make_sde(settings["sde"])
+        self.conditions = list(settings["conditions"])
+        unknown = [c for c in self.conditions if c not in KNOWN_CONDITIONS]
+        if unknown:
+            raise ConditionError(
+                f"model settings: unknown condition channel(s) {unknown}; known: {KNOWN_CONDITIONS}"
+            )
+        stats = settings["stats"]
+        self.target_mean = _stat(stats, "target", "mean")
+        self.target_std = _stat(stats, "target", "std")
+        # Measurements of the target share the target's scale (see stats.json's note).
+        self.norms = {
+            c: (self.target_mean, self.target_std) if c == "measurements"
+            else (_stat(stats, c, "mean"), _stat(stats, c, "std"))
+            for c in self.conditions
+        }
+        self.autocast = autocast and self.device.type == "cuda"
+        self.net = torch.compile(net) if compile else net
+
+    def score_fn(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """The sampler-facing score: x (B,1,n,n) normalised, t (B,), cond (B,C,n,n)."""
+        ctx = (torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast
+               else contextlib.nullcontext())
+        with ctx:
+            out = self.net(x, t, cond)
+        return out.to(x.dtype)
+
+    def normalised_conditions(self, vorticity, measurements=None, smagorinsky=None) -> torch.Tensor:
+        """(B, C, n, n) float32 on the device, channels in the model's order."""
+        given = {"vorticity": vorticity, "measurements": measurements, "smagorinsky": smagorinsky}
+        shape = tuple(torch.as_tensor(vorticity).shape)
+        if len(shape) != 3 or shape[1] != shape[2]:
+            raise ConditionError(f"vorticity: expected (batch, n, n), got shape {shape}")
+        chans = []
+        for c in self.conditions:
+            field = given[c]
+            if field is None:
+                raise ConditionError(
+                    f"{c}: the model was trained with the '{c}' condition; pass it "
+                    f"(the model's conditions: {self.conditions})"
+                )
+            field = torch.as_tensor(field).to(self.device, torch.float32)
+            if tuple(field.shape) != shape:
+                raise ConditionError(
+                    f"{c}: shape {tuple(field.shape)} differs from the vorticity's {shape}"
+                )
+            mean, std = self.norms[c]
+            chans.append((field - mean) / std)
+        return torch.stack(chans, dim=1)
+
+    def sample(self, sampler: Sampler, vorticity, measurements=None, smagorinsky=None, *,
+               ensemble: int = 1, generator: torch.Generator | None = None,
+               return_nfe: bool = False, start: str = "zero"):
+        """Physical-unit closure samples (B, ensemble, n, n), float32 on the device.
+
+        Members of one condition share its condition fields and differ by their noise. With
+        `return_nfe` the result is (samples, nfe). `start` is the mean of the initial noise:
+        "zero" (the paper's N(0, std(t_max)^2) in normalised units) or "measurements" (centred
+        on the encoded measurements, which a truncated start otherwise ignores).
+        """
+        cond = self.normalised_conditions(vorticity, measurements, smagorinsky)
+        b, _, n, _ = cond.shape
+        cond = cond.repeat_interleave(ensemble, dim=0)
+        if generator is None:
+            generator = torch.Generator(device=self.device).manual_seed(0)
+        if start == "zero":
+            prior_mean = 0.0
+        elif start == "measurements" and "measurements" in self.conditions:
+            i = self.conditions.index("measurements")
+            prior_mean = cond[:, i : i + 1]
+        else:
+            raise ConditionError(f"start: '{start}' needs a 'measurements' condition or use 'zero'")
+        res = sampler(self.score_fn, cond, (b * ensemble, 1, n, n), generator, self.sde,
+                      dtype=torch.float32, prior_mean=prior_mean)
+        out = res.samples.reshape(b, ensemble, n, n) * self.target_std + self.target_mean
+        return (out, res.nfe) if return_nfe else out
+
+    __call__ = sample

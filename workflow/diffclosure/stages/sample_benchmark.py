@@ -1,0 +1,291 @@
+"""Sampler benchmark: accuracy against cost of every sampler and step budget, and resolution
+invariance of the paper's 10-step sampler.
+
+    python -m diffclosure sample-benchmark --config CFG --data DATASET_DIR --model score.pt
+        --outdir DIR [--threads T]
+
+Reads DATASET_DIR/test.h5 (training grid) and DATASET_DIR/test-<m>.h5, draws
+sampling.ensemble samples for sampling.test_samples conditions spread evenly over the test set
+and writes benchmark.csv, resolution.csv, pareto.png, samples.png and spectra.png to DIR.
+Same config and seed, same samples (bit for bit on the CPU): every sampler starts from a
+generator seeded with sampling.seed, so all samplers also see the same starting noise.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from diffclosure import config as cfgmod
+from diffclosure.data import h5io
+from diffclosure.errors import UserFacingError
+from diffclosure.metrics.fields import d_fro, mse
+from diffclosure.metrics.probabilistic import crps, spread_skill
+from diffclosure.metrics.spectra import power_spectrum, spectrum_error
+from diffclosure.plots.sampling import pareto_figure, samples_figure, spectra_figure
+from diffclosure.sampling.closure_sampler import ClosureSampler
+from diffclosure.sampling.samplers import Sampler, make_sampler
+
+log = logging.getLogger(__name__)
+
+# Always benchmarked: the paper's baseline and its accelerated sampler.
+REFERENCE = {"name": "em", "steps": 1000, "schedule": "uniform", "t_max": 1.0, "t_min": 1e-3}
+PAPER = {"name": "em", "steps": 10, "schedule": "karras", "t_max": 0.1, "t_min": 1e-3}
+CHEAP_NFE = 10  # "cheap" samplers for the resolution table: at most this many score calls
+
+COLUMNS = [
+    "name", "steps", "schedule", "t_max", "t_min", "nfe", "seconds_per_sample",
+    "d_fro_mean", "d_fro_member", "mse", "crps", "spread_skill", "spectrum_error",
+    "d_fro_rel_reference",
+]
+RES_COLUMNS = ["sampler", "n", "nfe", "d_fro_mean", "d_fro_member", "crps"]
+
+
+class BenchmarkInputError(UserFacingError):
+    """The dataset folder or the model does not fit the benchmark."""
+
+
+# Seconds of repeated timing per sampler beyond which no further repeat is run.
+TIMING_BUDGET_S = 10.0
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--data", required=True, help="dataset folder with test.h5 and test-<m>.h5")
+    parser.add_argument("--model", required=True, help="score model file (score.pt)")
+    parser.add_argument("--outdir", required=True, help="output folder")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+
+
+def load_model(path, device):
+    """The trained network and its settings (indirection so tests can substitute a model)."""
+    from diffclosure.model.checkpoint import load_model as _load
+
+    return _load(path, device)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchmarkInputError(
+            f"device: '{name}' requested but CUDA is not available; use auto or cpu"
+        )
+    return torch.device(name)
+
+
+def sampler_list(entries: list[dict]) -> list[Sampler]:
+    """The configured samplers plus the two references (if absent), without duplicates."""
+    samplers = [make_sampler(e, f"sampling.samplers[{i}]") for i, e in enumerate(entries)]
+    for ref in (REFERENCE, PAPER):
+        s = make_sampler(ref)
+        if s not in samplers:
+            samplers.append(s)
+    unique = []
+    for s in samplers:
+        if s not in unique:
+            unique.append(s)
+    return unique
+
+
+def pick_indices(total: int, count: int) -> np.ndarray:
+    """`count` record indices spread evenly over `total` (all of them if count >= total)."""
+    if count >= total:
+        return np.arange(total)
+    return np.unique(np.round(np.linspace(0, total - 1, count)).astype(int))
+
+
+def read_test_set(path: Path, conditions: list[str], count: int) -> dict:
+    """target and condition fields of the chosen records, float32 (k, n, n) each."""
+    fh = h5io.open_input(path, required=("target", *conditions))
+    try:
+        shape = fh["target"].shape
+        if len(shape) != 4 or shape[-1] != shape[-2]:
+            raise BenchmarkInputError(
+                f"{path}: target has shape {shape}; expected (trajectory, time, n, n)"
+            )
+        for c in conditions:
+            if fh[c].shape != shape:
+                raise BenchmarkInputError(f"{path}: {c} has shape {fh[c].shape}, target {shape}")
+        n_time = shape[1]
+        idx = pick_indices(shape[0] * n_time, count)
+        out = {}
+        for name in ("target", *conditions):
+            ds = fh[name]
+            out[name] = np.stack([ds[i // n_time, i % n_time] for i in idx]).astype(np.float32)
+        out["index"] = idx
+        return out
+    finally:
+        fh.close()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def draw(cs: ClosureSampler, sampler: Sampler, data: dict, ensemble: int, seed: int,
+         chunk: int) -> tuple[np.ndarray, int]:
+    """Samples (k, M, n, n) float32 for every condition in `data`, and the NFE per sample."""
+    gen = torch.Generator(device=cs.device).manual_seed(seed)
+    k = data["target"].shape[0]
+    parts, nfe = [], 0
+    for lo in range(0, k, chunk):
+        sl = slice(lo, lo + chunk)
+        kw = {c: data[c][sl] for c in cs.conditions}
+        out, nfe = cs.sample(sampler, kw.pop("vorticity"), **kw, ensemble=ensemble,
+                             generator=gen, return_nfe=True)
+        parts.append(out.float().cpu().numpy())
+    return np.concatenate(parts), nfe
+
+
+def score_samples(samples: np.ndarray, truth: np.ndarray) -> dict:
+    """The accuracy columns of one row (samples (k, M, n, n) against truth (k, n, n))."""
+    mean = samples.mean(axis=1)
+    m = samples.shape[1]
+    _, p_s = power_spectrum(samples)
+    _, p_t = power_spectrum(truth)
+    return {
+        "d_fro_mean": float(d_fro(mean, truth).mean()),
+        "d_fro_member": float(d_fro(samples, truth[:, None]).mean()),
+        "mse": float(mse(mean, truth).mean()),
+        "crps": float(crps(samples, truth, axis=1).mean()),
+        "spread_skill": spread_skill(samples, truth, axis=1).ratio if m > 1 else float("nan"),
+        "spectrum_error": spectrum_error(p_s, p_t),
+    }
+
+
+def _csv(rows: list[dict], columns: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({c: (f"{r[c]:.6g}" if isinstance(r[c], float) else r[c]) for c in columns})
+    return buf.getvalue()
+
+
+def format_table(rows: list[dict]) -> str:
+    head = (f"{'sampler':<28}{'NFE':>6}{'s/sample':>11}{'D_Fro mean':>12}{'member':>9}"
+            f"{'CRPS':>10}{'spr/skill':>10}{'spec err':>10}{'vs ref':>8}")
+    lines = [head]
+    for r in rows:
+        label = f"{r['name']}-{r['steps']}-{r['schedule']}-t{r['t_max']:g}"
+        lines.append(
+            f"{label:<28}{r['nfe']:>6d}{r['seconds_per_sample']:>11.3g}{r['d_fro_mean']:>12.4f}"
+            f"{r['d_fro_member']:>9.4f}{r['crps']:>10.3g}{r['spread_skill']:>10.3f}"
+            f"{r['spectrum_error']:>10.3f}{r['d_fro_rel_reference']:>8.3f}"
+        )
+    return "\n".join(lines)
+
+
+def _resolution_files(data_dir: Path) -> list[tuple[int, Path]]:
+    found = []
+    for p in data_dir.glob("test-*.h5"):
+        m = re.fullmatch(r"test-(\d+)\.h5", p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def main(args) -> int:
+    cfg = cfgmod.load(args.config, sections=["device", "sde", "sampling"])
+    samp = cfg["sampling"]
+    samplers = sampler_list(samp["samplers"])  # config errors before any work
+    data_dir, outdir = Path(args.data), Path(args.outdir)
+    if not (data_dir / "test.h5").exists():
+        raise BenchmarkInputError(
+            f"{data_dir / 'test.h5'}: test set not found; pass --data the dataset folder "
+            "(run the dataset stage first)"
+        )
+    if args.threads < 1:
+        raise BenchmarkInputError(f"--threads: need at least 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    device = resolve_device(cfg["device"])
+
+    net, settings = load_model(args.model, device)
+    if dict(settings["sde"]) != dict(cfg["sde"]):
+        log.warning("sde: the model was trained with %s, the config says %s; using the model's",
+                    settings["sde"], cfg["sde"])
+    cs = ClosureSampler(net, settings, device)
+    conditions = cs.conditions
+    ensemble, seed = samp["ensemble"], samp["seed"]
+    data = read_test_set(data_dir / "test.h5", conditions, samp["test_samples"])
+    k, n = data["target"].shape[0], data["target"].shape[-1]
+    if "n" in settings and int(settings["n"]) != n:
+        log.warning("test.h5 is at %d^2 but the model was trained at %d^2", n, settings["n"])
+    max_pixels = 2**24 if device.type == "cuda" else 2**21
+    chunk = max(1, max_pixels // (ensemble * n * n))
+    log.info("%d conditions x %d members at %d^2 on %s; %d samplers", k, ensemble, n, device,
+             len(samplers))
+
+    # Warm-up (kernels, FFT plans), untimed.
+    draw(cs, make_sampler({"name": "em", "steps": 1, "t_max": 0.1}),
+         {c: v[:1] for c, v in data.items() if c != "index"}, 1, seed, chunk)
+
+    rows, drawn = [], {}
+    tty = sys.stderr.isatty()
+    for s in tqdm(samplers, desc="samplers", unit="sampler", file=sys.stderr,
+                  mininterval=0.5 if tty else 5.0):
+        times = []
+        for _ in range(samp["repeats"]):
+            # Repeats sharpen the timing of cheap samplers; a slow one (the 1000-step reference)
+            # is timed once, since its accuracy run already took long enough to be measured.
+            if times and sum(times) > TIMING_BUDGET_S:
+                break
+            _sync(device)
+            t0 = time.perf_counter()
+            samples, nfe = draw(cs, s, data, ensemble, seed, chunk)
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+        drawn[s] = samples
+        rows.append({
+            "name": s.name, "steps": s.steps, "schedule": s.schedule, "t_max": s.t_max,
+            "t_min": s.t_min, "nfe": nfe,
+            "seconds_per_sample": statistics.median(times) / (k * ensemble),
+            **score_samples(samples, data["target"]),
+        })
+        log.info("%s: NFE %d, D_Fro %.4f", s.label, nfe, rows[-1]["d_fro_mean"])
+    ref = rows[samplers.index(make_sampler(REFERENCE))]["d_fro_mean"]
+    for r in rows:
+        r["d_fro_rel_reference"] = r["d_fro_mean"] / ref if ref > 0 else float("nan")
+    h5io.write_text_atomic(outdir / "benchmark.csv", _csv(rows, COLUMNS))
+    log.info("sampler benchmark (%d conditions x %d members, %d^2):\n%s", k, ensemble, n,
+             format_table(rows))
+
+    # Resolution invariance: the paper's sampler and the best one with at most CHEAP_NFE calls.
+    paper = make_sampler(PAPER)
+    cheap = [(r["d_fro_mean"], i) for i, r in enumerate(rows)
+             if r["nfe"] <= CHEAP_NFE and samplers[i] != paper]
+    chosen = [paper] + ([samplers[min(cheap)[1]]] if cheap else [])
+    res_files = _resolution_files(data_dir) or [(n, data_dir / "test.h5")]
+    res_rows = []
+    for m, path in res_files:
+        res_data = read_test_set(path, conditions, samp["test_samples"])
+        res_chunk = max(1, max_pixels // (ensemble * m * m))
+        for s in chosen:
+            samples, nfe = draw(cs, s, res_data, ensemble, seed, res_chunk)
+            sc = score_samples(samples, res_data["target"])
+            res_rows.append({"sampler": s.label, "n": m, "nfe": nfe, **sc})
+            log.info("resolution %d^2, %s: D_Fro %.4f (members %.4f)", m, s.label,
+                     sc["d_fro_mean"], sc["d_fro_member"])
+    h5io.write_text_atomic(outdir / "resolution.csv", _csv(res_rows, RES_COLUMNS))
+
+    pareto_figure(rows, outdir / "pareto.png")
+    shown = drawn[paper]
+    samples_figure(data["vorticity"], data["target"], shown, outdir / "samples.png",
+                   measurements=data.get("measurements"), title=f"{paper.label} samples")
+    kk, p_truth = power_spectrum(data["target"])
+    spectra = {s.label: power_spectrum(drawn[s])[1].reshape(-1, kk.size).mean(0)
+               for s in samplers}
+    spectra_figure(kk, p_truth.mean(0), spectra, outdir / "spectra.png", n)
+    log.info("wrote %s", outdir)
+    return 0
