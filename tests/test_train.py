@@ -1,0 +1,203 @@
+"""Training stage end to end on tiny synthetic dataset files: outputs, learning, bit-exact resume,
+clear input errors, streamed loading and two-process DistributedDataParallel on the CPU (gloo)."""
+
+import csv
+import json
+import logging
+import os
+import socket
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from diffclosure import config
+from diffclosure.cli import main as cli_main
+from diffclosure.data.datasets import load_split
+from diffclosure.data.h5io import DataFileError, add_coordinate, add_field, atomic_h5
+from diffclosure.model.checkpoint import load_model
+from diffclosure.model.train import train
+
+torch.set_num_threads(1)
+N = 8
+CONDITIONS = ["vorticity", "measurements"]
+TARGET_MEAN, TARGET_STD, A, S0 = 2.0, 5.0, 1.5, 0.3
+TINY = {
+    "device": "cpu",
+    "sde": {},
+    "model": {"width": 4, "modes": 3, "layers": 1, "embedding_features": 8,
+              "embedding_scale": 4.0, "head": [8]},
+    "train": {"epochs": 6, "batch_size": 8, "lr": 1e-2, "lr_step": 4, "ema": 0.9,
+              "t_min": 1e-2, "t_max": 1.0, "threads": 1, "seed": 0},
+}
+
+
+def write_split(path, n_traj, n_time, seed):
+    """A conditional Gaussian in physical units: target = mean + std*(A*w + S0*noise)."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((n_traj, n_time, N, N))
+    target = TARGET_MEAN + TARGET_STD * (A * w + S0 * rng.standard_normal(w.shape))
+    meas = target + 0.1 * TARGET_STD * rng.standard_normal(w.shape)
+    with atomic_h5(path) as fh:
+        add_coordinate(fh, "trajectory", np.arange(n_traj))
+        add_coordinate(fh, "time", np.arange(n_time) * 0.1)
+        add_coordinate(fh, "y", np.arange(N) / N)
+        add_coordinate(fh, "x", np.arange(N) / N)
+        dims = ("trajectory", "time", "y", "x")
+        add_field(fh, "target", target, dims)
+        add_field(fh, "vorticity", w, dims)
+        add_field(fh, "measurements", meas, dims)
+        fh.attrs["conditions"] = json.dumps(CONDITIONS)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    d = tmp_path_factory.mktemp("dataset")
+    write_split(d / "train.h5", 4, 10, 0)
+    write_split(d / "val.h5", 1, 10, 1)
+    stats = {"target": {"mean": TARGET_MEAN, "std": TARGET_STD * np.hypot(A, S0)},
+             "vorticity": {"mean": 0.0, "std": 1.0}, "conditions": CONDITIONS}
+    (d / "stats.json").write_text(json.dumps(stats))
+    return d
+
+
+def cfg(**train_changes):
+    c = json.loads(json.dumps(TINY))
+    c["train"].update(train_changes)
+    return config.load(c, sections=["device", "sde", "model", "train"])
+
+
+def read_history(path):
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_stage_end_to_end(dataset, tmp_path):
+    out = tmp_path / "model"
+    rc = cli_main(["train", "--config", json.dumps(TINY), "--data", str(dataset),
+                   "--outdir", str(out), "--threads", "1"])
+    assert rc == 0
+    for name in ("score.pt", "last.pt", "history.csv", "curves.png"):
+        assert (out / name).stat().st_size > 0
+    rows = read_history(out / "history.csv")
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert set(rows[0]) == {"epoch", "train_loss", "val_loss", "lr", "seconds"}
+    # StepLR: lr halves after lr_step=4 epochs
+    assert float(rows[3]["lr"]) == float(rows[0]["lr"]) == 1e-2
+    assert float(rows[4]["lr"]) == pytest.approx(0.5e-2)
+    # learning: the validation loss (fixed noise, EMA weights) drops well below its start
+    assert float(rows[-1]["val_loss"]) < 0.6 * float(rows[0]["val_loss"])
+    net, settings = load_model(out / "score.pt")
+    assert settings["conditions"] == CONDITIONS and settings["n"] == N
+    assert settings["stats"]["target"]["mean"] == TARGET_MEAN
+    assert settings["model"]["coords"] is False
+    # the reloaded model runs at a finer grid with the same weights
+    with torch.no_grad():
+        y = net(torch.randn(2, 1, 16, 16), torch.rand(2), torch.randn(2, 2, 16, 16))
+    assert torch.isfinite(y).all()
+
+
+def _states_equal(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_is_bit_exact(dataset, tmp_path, monkeypatch, caplog):
+    import diffclosure.model.train as train_mod
+
+    full = train(cfg(), dataset, tmp_path / "full")
+
+    # kill after epoch 3: write_history runs right after last.pt is saved
+    real = train_mod.write_history
+    calls = []
+
+    def dying(path, history):
+        real(path, history)
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "write_history", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg(), dataset, tmp_path / "killed")
+    assert not (tmp_path / "killed" / "score.pt").exists()
+    monkeypatch.setattr(train_mod, "write_history", real)
+    with caplog.at_level(logging.INFO, logger="diffclosure.model.train"):
+        resumed = train(cfg(), dataset, tmp_path / "killed")
+    assert "resuming" in caplog.text and resumed.resumed_from == 3
+
+    a = torch.load(tmp_path / "full" / "score.pt", weights_only=True)
+    b = torch.load(tmp_path / "killed" / "score.pt", weights_only=True)
+    assert _states_equal(a["state_dict"], b["state_dict"])
+    assert _states_equal(a["ema_state_dict"], b["ema_state_dict"])
+    assert [r["val_loss"] for r in full.history] == [r["val_loss"] for r in resumed.history]
+
+    # raising train.epochs extends a finished run exactly as a longer run would have gone
+    train(cfg(epochs=4), dataset, tmp_path / "extended")
+    extended = train(cfg(), dataset, tmp_path / "extended")
+    assert extended.resumed_from == 4
+    assert _states_equal(extended.ema_net.state_dict(), full.ema_net.state_dict())
+
+    # a different seed is a different run: last.pt is not reused and the weights differ
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="diffclosure.model.train"):
+        other = train(cfg(seed=1), dataset, tmp_path / "killed")
+    assert "starting over" in caplog.text and other.resumed_from == 0
+    assert not _states_equal(other.net.state_dict(), full.net.state_dict())
+
+
+def test_missing_inputs_fail_before_work(dataset, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "stats.json").write_text((dataset / "stats.json").read_text())
+    (broken / "train.h5").write_bytes((dataset / "train.h5").read_bytes())
+    with pytest.raises(DataFileError, match="val.h5: file not found"):
+        train(cfg(), broken, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    with h5py.File(broken / "val.h5", "w") as fh:  # lists a condition it lacks
+        fh["target"] = np.zeros((1, 2, N, N), np.float32)
+        fh["vorticity"] = np.zeros((1, 2, N, N), np.float32)
+        fh.attrs["conditions"] = json.dumps(CONDITIONS)
+    with pytest.raises(DataFileError, match=r"val.h5.*\['measurements'\]"):
+        train(cfg(), broken, tmp_path / "out")
+    (broken / "stats.json").write_text(json.dumps({"vorticity": {"mean": 0, "std": 1}}))
+    with pytest.raises(DataFileError, match="stats.json.*'target'"):
+        train(cfg(), broken, tmp_path / "out")
+
+
+def test_streamed_split_equals_in_memory(dataset):
+    mem = load_split(dataset, "train", in_memory=True)
+    stream = load_split(dataset, "train", in_memory=False)
+    assert len(mem) == len(stream) == 40 and mem.conditions == stream.conditions == CONDITIONS
+    idx = torch.tensor([7, 0, 33, 12])
+    for a, b in zip(mem.get_batch(idx), stream.get_batch(idx), strict=True):
+        assert torch.allclose(a, b)
+    # normalisation: vorticity has the stats' mean 0, std 1; measurements use the target's
+    with h5py.File(dataset / "train.h5") as fh:
+        raw = fh["measurements"][0, 3]
+    assert np.allclose(mem.cond[3, 1].numpy(), (raw - TARGET_MEAN) / (TARGET_STD * np.hypot(A, S0)),
+                       atol=1e-5)
+
+
+def _ddp_worker(rank, port, data, outdir, cfg_dict):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2",
+                      RANK=str(rank), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    result = train(cfg_dict, data, outdir)
+    torch.save(result.net.state_dict(), f"{outdir}/../rank{rank}.pt")
+
+
+def test_two_process_ddp_on_cpu(dataset, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "model"
+    torch.multiprocessing.spawn(_ddp_worker, args=(port, str(dataset), str(out), cfg()),
+                                nprocs=2, join=True)
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert _states_equal(r0, r1)  # DDP keeps the replicas identical
+    for name in ("score.pt", "last.pt", "history.csv", "curves.png"):
+        assert (out / name).exists()
+    rows = read_history(out / "history.csv")
+    assert len(rows) == 6
+    assert float(rows[-1]["val_loss"]) < 0.6 * float(rows[0]["val_loss"])

@@ -1,0 +1,218 @@
+"""Dataset splits as normalised torch tensors for training.
+
+DATASET_DIR/{train,val}.h5 hold `target` and the condition channels named (in order) by the root
+attribute "conditions" (JSON list), each (trajectory, time, y, x) float32; stats.json holds the
+mean/std of every channel from the training split (measurements use the target's). Samples are
+the (trajectory, time) pairs flattened to one index.
+
+Both dataset kinds expose `get_batch(indices) -> (target (B,1,n,n), cond (B,C,n,n))` so the
+training loop does not care whether the data sit in memory (default when they fit) or are read
+lazily from HDF5.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffclosure.data.h5io import DataFileError, open_input
+
+log = logging.getLogger(__name__)
+
+
+def stats_key(channel: str) -> str:
+    """Measurements of the target are normalised with the target's statistics."""
+    return "target" if channel == "measurements" else channel
+
+
+def load_stats(dataset_dir: str | Path) -> dict:
+    path = Path(dataset_dir) / "stats.json"
+    if not path.exists():
+        raise DataFileError(f"{path}: file not found; run the dataset stage first")
+    try:
+        stats = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataFileError(f"{path}: not valid JSON ({exc}); rerun the dataset stage") from None
+    if not isinstance(stats, dict) or "target" not in stats:
+        raise DataFileError(f"{path}: lacks the 'target' statistics; rerun the dataset stage")
+    for name, entry in stats.items():
+        if name in ("conditions", "note", "split"):  # bookkeeping, not channel statistics
+            continue
+        if not (isinstance(entry, dict) and "mean" in entry and "std" in entry):
+            raise DataFileError(f"{path}: entry '{name}' lacks mean/std; rerun the dataset stage")
+        if not float(entry["std"]) > 0:
+            raise DataFileError(f"{path}: '{name}' has std {entry['std']} (constant field?)")
+    return stats
+
+
+def read_conditions(fh, path: Path) -> list[str]:
+    raw = fh.attrs.get("conditions")
+    if raw is None:
+        raise DataFileError(
+            f"{path}: lacks the root attribute 'conditions'; rerun the dataset stage"
+        )
+    if isinstance(raw, bytes):
+        raw = raw.decode()
+    try:
+        names = json.loads(raw) if isinstance(raw, str) else [str(x) for x in raw]
+    except json.JSONDecodeError:
+        raise DataFileError(f"{path}: attribute 'conditions' is not a JSON list: {raw!r}") from None
+    if not isinstance(names, list):
+        raise DataFileError(f"{path}: attribute 'conditions' is not a list: {raw!r}")
+    return [str(x) for x in names]
+
+
+def _normalisers(names: list[str], stats: dict, path: Path) -> list[tuple[float, float]]:
+    out = []
+    for name in ["target", *names]:
+        key = stats_key(name)
+        if key not in stats:
+            raise DataFileError(
+                f"{path.parent / 'stats.json'}: no statistics for channel '{name}' (key '{key}');"
+                " rerun the dataset stage"
+            )
+        out.append((float(stats[key]["mean"]), float(stats[key]["std"])))
+    return out
+
+
+class InMemorySplit(torch.utils.data.Dataset):
+    """All samples as float32 tensors: target (N,1,n,n), cond (N,C,n,n)."""
+
+    def __init__(self, target: torch.Tensor, cond: torch.Tensor, conditions: list[str], path=None):
+        self.target, self.cond, self.conditions, self.path = target, cond, conditions, path
+
+    @property
+    def n(self) -> int:
+        return self.target.shape[-1]
+
+    def __len__(self) -> int:
+        return self.target.shape[0]
+
+    def __getitem__(self, i):
+        return self.target[i], self.cond[i]
+
+    def get_batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.target[idx], self.cond[idx]
+
+
+class StreamedSplit(torch.utils.data.Dataset):
+    """Reads samples from HDF5 on demand (datasets larger than memory).
+
+    The file is opened lazily in each process (h5py handles must not cross a fork).
+    """
+
+    def __init__(self, path: Path, conditions: list[str], norms, shape: tuple[int, int, int]):
+        self.path, self.conditions, self.norms = path, conditions, norms
+        self.n_traj, self.n_time, self._n = shape[0], shape[1], shape[-1]
+        self._fh = None
+
+    @property
+    def n(self) -> int:
+        return self._n
+
+    def __len__(self) -> int:
+        return self.n_traj * self.n_time
+
+    def _file(self):
+        if self._fh is None:
+            self._fh = open_input(self.path)
+        return self._fh
+
+    def _read(self, name: str, traj: np.ndarray, time: np.ndarray, mean: float, std: float):
+        ds = self._file()[name]
+        arr = np.stack([ds[i, j] for i, j in zip(traj, time, strict=True)]).astype(np.float32)
+        return (arr - np.float32(mean)) / np.float32(std)
+
+    def get_batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+        traj, time = np.divmod(idx, self.n_time)
+        channels = [
+            self._read(name, traj, time, *norm)
+            for name, norm in zip(["target", *self.conditions], self.norms, strict=True)
+        ]
+        target = torch.from_numpy(channels[0])[:, None]
+        cond = torch.from_numpy(np.stack(channels[1:], axis=1)) if self.conditions else (
+            torch.zeros(len(idx), 0, self.n, self.n)
+        )
+        return target, cond
+
+    def __getitem__(self, i):
+        t, c = self.get_batch(torch.tensor([i]))
+        return t[0], c[0]
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_fh"] = None
+        return state
+
+
+def _available_memory() -> int:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def load_split(
+    dataset_dir: str | Path,
+    split: str,
+    stats: dict | None = None,
+    in_memory: bool | None = None,
+    memory_fraction: float = 0.4,
+):
+    """Load DATASET_DIR/<split>.h5 normalised with stats.json.
+
+    in_memory=None decides by size: in memory when all channels take less than
+    `memory_fraction` of the available RAM, else streamed from the file.
+    """
+    dataset_dir = Path(dataset_dir)
+    stats = load_stats(dataset_dir) if stats is None else stats
+    path = dataset_dir / f"{split}.h5"
+    with open_input(path, required=("target",)) as fh:
+        conditions = read_conditions(fh, path)
+        absent = [c for c in conditions if c not in fh]
+        if absent:
+            raise DataFileError(
+                f"{path}: attribute 'conditions' names {absent} but the file lacks those fields;"
+                " rerun the dataset stage"
+            )
+        shape = fh["target"].shape
+        if len(shape) != 4 or shape[-1] != shape[-2]:
+            raise DataFileError(
+                f"{path}: field 'target' has shape {shape}, expected (trajectory, time, n, n)"
+            )
+        for c in conditions:
+            if fh[c].shape != shape:
+                raise DataFileError(
+                    f"{path}: field '{c}' has shape {fh[c].shape}, but 'target' has {shape}"
+                )
+        if "conditions" in stats and list(stats["conditions"]) != conditions:
+            raise DataFileError(
+                f"{path}: conditions {conditions} differ from stats.json's {stats['conditions']};"
+                " the dataset folder mixes runs, rerun the dataset stage"
+            )
+        norms = _normalisers(conditions, stats, path)
+        nbytes = 4 * int(np.prod(shape)) * (1 + len(conditions))
+        if in_memory is None:
+            in_memory = nbytes < memory_fraction * _available_memory()
+            if not in_memory:
+                log.info("%s: %.1f GiB does not fit in memory; streaming", path, nbytes / 2**30)
+        if not in_memory:
+            return StreamedSplit(path, conditions, norms, shape)
+        n_samples, n = shape[0] * shape[1], shape[-1]
+        chans = []
+        for name, (mean, std) in zip(["target", *conditions], norms, strict=True):
+            arr = fh[name][...].astype(np.float32).reshape(n_samples, n, n)
+            chans.append(torch.from_numpy((arr - np.float32(mean)) / np.float32(std)))
+    target = chans[0][:, None].contiguous()
+    cond = torch.stack(chans[1:], dim=1) if conditions else torch.zeros(n_samples, 0, n, n)
+    return InMemorySplit(target, cond, conditions, path)

@@ -1,0 +1,124 @@
+"""Fourier neural operator building blocks on the periodic square.
+
+A spectral convolution multiplies the lowest `modes` x `modes` Fourier coefficients of its input
+(both signs of ky, non-negative kx from the real FFT) by learned complex matrices and drops the
+rest. Because the weights live in Fourier space and the FFTs use the "backward" normalisation
+(forward unscaled, inverse divided by n^2), the same weights act on any grid: a band-limited
+field sampled at 32^2 or at 64^2 is mapped to the same band-limited output. A multiplication in
+Fourier space also commutes with periodic shifts (torch.roll), so an FNO without coordinate
+inputs is exactly translation equivariant.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SpectralConv2d(nn.Module):
+    """y = irfft2(W(k) rfft2(x)) on the retained modes; input/output (B, C, n, n).
+
+    Weights are stored as real pairs (..., 2) so that optimisers, EMA and DDP see ordinary real
+    tensors; `torch.view_as_complex` turns them into complex numbers at use. The FFT part always
+    runs in float32 (bf16 FFTs are neither supported for general sizes nor accurate enough), so
+    the layer is safe under bf16 autocast.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, modes: int):
+        super().__init__()
+        if modes < 1:
+            raise ValueError(f"model.modes must be >= 1, got {modes}")
+        self.in_channels, self.out_channels, self.modes = in_channels, out_channels, modes
+        # Same scale as the usual FNO init: |W| ~ 1/(in*out), keeps the layer near-identity-free.
+        scale = 1.0 / (in_channels * out_channels)
+        shape = (in_channels, out_channels, modes, modes, 2)
+        self.weight_pos = nn.Parameter(scale * torch.rand(shape))  # ky = 0 .. modes-1
+        self.weight_neg = nn.Parameter(scale * torch.rand(shape))  # ky = -modes .. -1
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, modes={self.modes}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n_y, n_x = x.shape[-2:]
+        # Modes a grid cannot hold are dropped, so small grids work with the same weights.
+        my = min(self.modes, n_y // 2)
+        mx = min(self.modes, n_x // 2 + 1)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            xf = torch.fft.rfft2(x.float())
+            w_pos = torch.view_as_complex(self.weight_pos.float())[:, :, :my, :mx]
+            w_neg = torch.view_as_complex(self.weight_neg.float())[:, :, -my:, :mx]
+            out = torch.zeros(
+                x.shape[0], self.out_channels, n_y, n_x // 2 + 1, dtype=xf.dtype, device=x.device
+            )
+            out[:, :, :my, :mx] = torch.einsum("bixy,ioxy->boxy", xf[:, :, :my, :mx], w_pos)
+            out[:, :, n_y - my :, :mx] = torch.einsum(
+                "bixy,ioxy->boxy", xf[:, :, n_y - my :, :mx], w_neg
+            )
+            return torch.fft.irfft2(out, s=(n_y, n_x))
+
+
+class FourierLayer(nn.Module):
+    """One FNO layer: GELU(spectral conv + pointwise 1x1 conv [+ per-channel bias from outside])."""
+
+    def __init__(self, width: int, modes: int):
+        super().__init__()
+        self.spectral = SpectralConv2d(width, width, modes)
+        self.pointwise = nn.Conv2d(width, width, 1)
+
+    def forward(self, h: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.spectral(h) + self.pointwise(h)
+        if shift is not None:  # (B, width) time embedding, added per channel
+            out = out + shift[:, :, None, None]
+        return F.gelu(out)
+
+
+def grid_coordinates(batch: int, n_y: int, n_x: int, device, dtype) -> torch.Tensor:
+    """(batch, 2, n_y, n_x) coordinates (x, y) in [0, 1): x_j = j/n on the unit square."""
+    y = torch.arange(n_y, device=device, dtype=dtype) / n_y
+    x = torch.arange(n_x, device=device, dtype=dtype) / n_x
+    yy, xx = torch.meshgrid(y, x, indexing="ij")
+    return torch.stack([xx, yy]).expand(batch, 2, n_y, n_x)
+
+
+class FNOBranch(nn.Module):
+    """Lift one input channel (optionally with (x, y)) to `width` and apply `layers` Fourier layers.
+
+    `forward(v, shifts)` takes optional per-layer (B, width) additions (the time embedding of the
+    noisy-target branch).
+    """
+
+    def __init__(self, width: int, modes: int, layers: int, coords: bool = False):
+        super().__init__()
+        self.coords = coords
+        self.lift = nn.Conv2d(3 if coords else 1, width, 1)
+        self.layers = nn.ModuleList(FourierLayer(width, modes) for _ in range(layers))
+
+    def forward(self, v: torch.Tensor, shifts: list[torch.Tensor] | None = None) -> torch.Tensor:
+        if self.coords:
+            b, _, n_y, n_x = v.shape
+            v = torch.cat([v, grid_coordinates(b, n_y, n_x, v.device, v.dtype)], dim=1)
+        h = self.lift(v)
+        for i, layer in enumerate(self.layers):
+            h = layer(h, None if shifts is None else shifts[i])
+        return h
+
+
+class GaussianFourierEmbedding(nn.Module):
+    """[sin(2 pi W t), cos(2 pi W t)] with fixed W ~ N(0, scale^2) (Tancik et al.; Song et al.).
+
+    W is a buffer: part of the state dict (so a reloaded model is the same function) but not
+    trained, as in the paper.
+    """
+
+    def __init__(self, features: int, scale: float):
+        super().__init__()
+        if features % 2:
+            raise ValueError(f"model.embedding_features must be even, got {features}")
+        self.register_buffer("freqs", torch.randn(features // 2) * scale)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        arg = 2 * math.pi * t.float()[:, None] * self.freqs[None, :]
+        return torch.cat([torch.sin(arg), torch.cos(arg)], dim=-1)

@@ -1,0 +1,394 @@
+"""Training loop of the conditional score model: DSM loss, Adam + StepLR, clipping, EMA, resume.
+
+Reproducibility: every random draw of an epoch (batch order, times, noise) comes from generators
+seeded by (train.seed, epoch, rank), never from a running global stream. A run resumed from
+last.pt after k epochs therefore continues with exactly the draws the uninterrupted run would
+have made, and (same device, same thread count) ends with the same weights bit for bit.
+
+Resume policy: when MODEL_DIR/last.pt exists and was written by the same training identity
+(model, sde and train sections except `threads` and `epochs`, plus the dataset's stats,
+conditions and size) training continues from it and the log says so; raising train.epochs
+therefore extends a finished run. If the identity differs, or last.pt is
+unreadable, a warning is logged and training starts over (last.pt is overwritten after the first
+epoch): changing a setting is an intentional rerun, not an error.
+
+Multi-GPU: under torchrun (WORLD_SIZE > 1) the network is wrapped in DistributedDataParallel,
+each rank takes its part of every epoch's permutation (DistributedSampler) with
+train.batch_size / WORLD_SIZE samples per step (the global batch is unchanged), and only rank 0
+writes files. See docs/multi-gpu.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DistributedSampler
+from tqdm import tqdm
+
+from diffclosure import __version__
+from diffclosure.config import ConfigError, section_hash
+from diffclosure.data.datasets import load_split, load_stats
+from diffclosure.data.h5io import atomic_path, write_text_atomic
+from diffclosure.model.checkpoint import (
+    CheckpointError,
+    read_torch,
+    save_checkpoint,
+    save_torch_atomic,
+)
+from diffclosure.model.ema import EMA
+from diffclosure.model.loss import dsm_loss, uniform_times
+from diffclosure.model.score_net import ScoreNet, build_score_net, count_parameters
+from diffclosure.model.sde import make_sde
+from diffclosure.provenance import provenance
+
+log = logging.getLogger(__name__)
+
+LAST = "last.pt"
+SCORE = "score.pt"
+HISTORY = "history.csv"
+CURVES = "curves.png"
+HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "lr", "seconds")
+TRAIN_FORMAT = "diffclosure-train/1"
+_VALIDATION_STREAM = 2**31 - 1  # the "epoch" index of the fixed validation noise
+
+
+@dataclass
+class TrainResult:
+    net: ScoreNet  # raw weights after the last epoch
+    ema_net: ScoreNet  # EMA weights (used for validation and sampling)
+    history: list[dict] = field(default_factory=list)
+    resumed_from: int = 0  # epochs already done when this call started
+
+
+# ----------------------------------------------------------------------------- environment
+@dataclass
+class Dist:
+    world: int = 1
+    rank: int = 0
+    local_rank: int = 0
+    owns_group: bool = False  # whether we initialised the process group (and must destroy it)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def all_sum(self, values: list[float], device) -> list[float]:
+        if self.world == 1:
+            return values
+        buf = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.all_reduce(buf)
+        return buf.tolist()
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """auto -> CUDA when present else CPU; 'cuda' under torchrun -> this rank's GPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device: '{name}' requested but torch sees no CUDA device; set "
+                              "device: auto or cpu")
+        if name == "cuda":
+            name = f"cuda:{local_rank}"
+    return torch.device(name)
+
+
+def setup_distributed(device_name: str) -> tuple[Dist, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist(), resolve_device(device_name)
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
+    device = resolve_device(device_name, local_rank)
+    owns = False
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        owns = True
+    return Dist(world, dist.get_rank(), local_rank, owns), device
+
+
+def configure_determinism(device: torch.device, threads: int) -> None:
+    torch.set_num_threads(threads)
+    if device.type == "cuda":
+        # cuBLAS needs this for deterministic GEMMs; only effective before its first use.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def stream_seed(seed: int, epoch: int, rank: int) -> int:
+    """Independent 63-bit seed per (seed, epoch, rank), from NumPy's SeedSequence hashing."""
+    a, b = np.random.SeedSequence([seed, epoch, rank]).generate_state(2, np.uint32)
+    return (int(a) << 31) ^ int(b)
+
+
+def make_generator(device: torch.device, seed: int) -> torch.Generator:
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    return gen
+
+
+# ----------------------------------------------------------------------------- bookkeeping
+def training_identity(cfg: dict, stats: dict, conditions: list[str], n: int, n_train: int) -> str:
+    """Hash of everything that determines the weights after a given epoch.
+
+    `threads` is left out (a resumed job may get other cores) and so is `epochs`: the draws of an
+    epoch do not depend on the total, so raising train.epochs continues a finished run exactly
+    as an uninterrupted longer run would have gone.
+    """
+    train = {k: v for k, v in cfg["train"].items() if k not in ("threads", "epochs")}
+    return section_hash(
+        {"model": cfg["model"], "sde": cfg["sde"], "train": train,
+         "data": {"stats": stats, "conditions": conditions, "n": n, "samples": n_train}}
+    )
+
+
+def write_history(path: Path, history: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: row[k] for k in HISTORY_FIELDS})
+    write_text_atomic(path, buf.getvalue())
+
+
+def plot_curves(path: Path, history: list[dict]) -> None:
+    """Training and validation loss against epoch, log scale; learning rate on a second axis."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    ax.semilogy(epochs, [r["train_loss"] for r in history], label="train (raw weights)")
+    ax.semilogy(epochs, [r["val_loss"] for r in history], label="validation (EMA weights)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("DSM loss (per sample, sum over pixels)")
+    ax2 = ax.twinx()
+    ax2.semilogy(epochs, [r["lr"] for r in history], color="0.6", ls=":", label="learning rate")
+    ax2.set_ylabel("learning rate", color="0.4")
+    lines = ax.get_lines() + ax2.get_lines()
+    ax.legend(lines, [ln.get_label() for ln in lines], loc="upper right")
+    ax.grid(True, which="both", alpha=0.3)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+
+
+def _try_resume(path: Path, identity: str, parts: dict) -> tuple[int, list[dict]]:
+    """Load last.pt into `parts` if it belongs to this run; return (epochs done, history)."""
+    if not path.exists():
+        return 0, []
+    try:
+        state = read_torch(path, "training checkpoint")
+        if state.get("format") != TRAIN_FORMAT:
+            raise CheckpointError(f"{path}: not a diffclosure training checkpoint")
+    except CheckpointError as exc:
+        log.warning("%s; starting over", exc)
+        return 0, []
+    if int(state.get("epoch", 0)) > parts["epochs"]:
+        log.warning("%s holds %d epochs, more than train.epochs=%d; starting over", path,
+                    state["epoch"], parts["epochs"])
+        return 0, []
+    if state.get("identity") != identity:
+        log.warning(
+            "%s was written with different settings or data (identity %s, now %s); "
+            "starting over and overwriting it", path, state.get("identity"), identity,
+        )
+        return 0, []
+    parts["net"].load_state_dict(state["model"])
+    parts["ema"].load_state_dict(state["ema"])
+    parts["optimizer"].load_state_dict(state["optimizer"])
+    parts["scheduler"].load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    log.info("resuming from %s after epoch %d of %d", path, state["epoch"],
+             parts["epochs"])
+    return int(state["epoch"]), list(state["history"])
+
+
+# ----------------------------------------------------------------------------- the loop
+def _validate(ema_net, val, device, cfg, dctx: Dist, batch: int, autocast) -> float:
+    """Mean DSM loss of the EMA weights on the validation split with fixed times and noise."""
+    tr = cfg["train"]
+    sampler = uniform_times(tr["t_min"], tr["t_max"])
+    gen = make_generator(device, stream_seed(tr["seed"], _VALIDATION_STREAM, dctx.rank))
+    idx = torch.arange(len(val))[dctx.rank :: dctx.world]
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(idx), batch):
+            x0, cond = (a.to(device) for a in val.get_batch(idx[start : start + batch]))
+            with autocast():
+                per = dsm_loss(ema_net, x0, cond, ema_net.sde, sampler, gen, reduce=False)
+            total += float(per.double().sum())
+            count += per.shape[0]
+    total, count = dctx.all_sum([total, float(count)], device)
+    return total / max(count, 1.0)
+
+
+def train(
+    cfg: dict,
+    data_dir: str | Path,
+    outdir: str | Path,
+    threads: int | None = None,
+    in_memory: bool | None = None,
+) -> TrainResult:
+    """Train on DATA_DIR/{train,val}.h5 and write MODEL_DIR/{score.pt,last.pt,history.csv,
+    curves.png}. `cfg` holds the validated sections device, sde, model and train."""
+    tr = cfg["train"]
+    outdir = Path(outdir)
+    # Inputs first: a missing or broken file fails before any work.
+    stats = load_stats(data_dir)
+    train_set = load_split(data_dir, "train", stats, in_memory)
+    val_set = load_split(data_dir, "val", stats, in_memory)
+    if train_set.conditions != val_set.conditions or train_set.n != val_set.n:
+        raise ConfigError(f"{data_dir}: train.h5 and val.h5 differ in conditions or grid size; "
+                          "rerun the dataset stage")
+    if len(train_set) == 0 or len(val_set) == 0:
+        raise ConfigError(f"{data_dir}: the train or validation split is empty")
+
+    dctx, device = setup_distributed(cfg.get("device", "auto"))
+    try:
+        configure_determinism(device, threads or tr["threads"])
+        return _train(cfg, stats, train_set, val_set, outdir, dctx, device)
+    finally:
+        if dctx.owns_group:
+            dist.destroy_process_group()
+
+
+def _train(cfg, stats, train_set, val_set, outdir: Path, dctx: Dist, device) -> TrainResult:
+    tr = cfg["train"]
+    conditions = list(train_set.conditions)
+    sde = make_sde(cfg["sde"])
+    torch.manual_seed(tr["seed"])  # same initial weights on every rank and every rerun
+    net = build_score_net(cfg["model"], sde, len(conditions)).to(device)
+    ema = EMA(net, tr["ema"])
+    optimizer = torch.optim.Adam(net.parameters(), lr=tr["lr"])
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, tr["lr_step"], tr["lr_gamma"])
+    identity = training_identity(cfg, stats, conditions, train_set.n, len(train_set))
+    if dctx.main:
+        outdir.mkdir(parents=True, exist_ok=True)
+    dctx.barrier()
+    parts = dict(net=net, ema=ema, optimizer=optimizer, scheduler=scheduler, epochs=tr["epochs"])
+    start, history = _try_resume(outdir / LAST, identity, parts)
+
+    per_rank = max(1, tr["batch_size"] // dctx.world)
+    if dctx.main:
+        log.info(
+            "training %d parameters on %s: %d train / %d val samples of %d^2, conditions %s, "
+            "batch %d%s", count_parameters(net), device, len(train_set), len(val_set),
+            train_set.n, conditions, tr["batch_size"],
+            f" ({per_rank} on each of {dctx.world} ranks)" if dctx.world > 1 else "",
+        )
+    model = net
+    if dctx.world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    forward = torch.compile(model) if tr["compile"] else model
+    use_bf16 = tr["bf16"] and device.type == "cuda"
+
+    def autocast():
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16)
+
+    sampler = DistributedSampler(
+        range(len(train_set)), num_replicas=dctx.world, rank=dctx.rank, shuffle=True,
+        seed=tr["seed"], drop_last=False,
+    )
+    t_sampler = uniform_times(tr["t_min"], tr["t_max"])
+    bar = tqdm(
+        total=tr["epochs"], initial=start, desc="train", unit="epoch", file=sys.stderr,
+        disable=not dctx.main, mininterval=0.1 if sys.stderr.isatty() else 5.0,
+    )
+    for epoch in range(start, tr["epochs"]):
+        tic = time.perf_counter()
+        net.train()
+        sampler.set_epoch(epoch)
+        order = torch.tensor(list(iter(sampler)), dtype=torch.long)
+        gen = make_generator(device, stream_seed(tr["seed"], epoch, dctx.rank))
+        loss_sum, seen = 0.0, 0
+        for b in range(0, len(order), per_rank):
+            x0, cond = (a.to(device, non_blocking=True) for a in train_set.get_batch(
+                order[b : b + per_rank]))
+            with autocast():
+                loss = dsm_loss(forward, x0, cond, sde, t_sampler, gen)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"training loss is {loss.item()} at epoch {epoch + 1}; lower train.lr "
+                    f"(now {scheduler.get_last_lr()[0]:g}) or set train.grad_clip"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if tr["grad_clip"] > 0:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), tr["grad_clip"])
+            optimizer.step()
+            ema.update(net)
+            loss_sum += float(loss.detach()) * x0.shape[0]
+            seen += x0.shape[0]
+        loss_sum, seen = dctx.all_sum([loss_sum, float(seen)], device)
+        lr = scheduler.get_last_lr()[0]
+        scheduler.step()
+        val_loss = _validate(ema.model, val_set, device, cfg, dctx, per_rank, autocast)
+        row = dict(epoch=epoch + 1, train_loss=loss_sum / seen, val_loss=val_loss, lr=lr,
+                   seconds=time.perf_counter() - tic)
+        history.append(row)
+        if dctx.main:
+            save_torch_atomic(
+                {"format": TRAIN_FORMAT, "identity": identity, "epoch": epoch + 1,
+                 "model": net.state_dict(), "ema": ema.state_dict(),
+                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "rng": {"torch": torch.get_rng_state()}, "history": history},
+                outdir / LAST,
+            )
+            write_history(outdir / HISTORY, history)
+            log.info("epoch %d/%d: train %.5g, val %.5g, lr %.3g, %.1f s", epoch + 1,
+                     tr["epochs"], row["train_loss"], val_loss, lr, row["seconds"])
+            bar.set_postfix(train=f"{row['train_loss']:.4g}", val=f"{val_loss:.4g}")
+        bar.update(1)
+        dctx.barrier()  # no rank races ahead while rank 0 writes
+    bar.close()
+
+    if dctx.main:
+        settings = {
+            "model": dict(cfg["model"]),
+            "sde": sde.settings(),
+            "conditions": conditions,
+            "stats": stats,
+            "n": train_set.n,
+            "version": __version__,
+            "config_hash": section_hash({"sde": cfg["sde"], "model": cfg["model"], "train": {
+                k: v for k, v in tr.items() if k != "threads"}}),
+            "identity": identity,
+            "epochs": tr["epochs"],
+        }
+        settings["model"].setdefault("coords", False)
+        prov = provenance({k: cfg[k] for k in ("sde", "model", "train")}, "train")
+        prov["config_hash"] = settings["config_hash"]  # one hash for one run (threads excluded)
+        save_checkpoint(outdir / SCORE, net, ema.model, settings, prov)
+        write_history(outdir / HISTORY, history)
+        if history:
+            plot_curves(outdir / CURVES, history)
+        final = history[-1] if history else {}
+        log.info("wrote %s (final val loss %s)", outdir / SCORE,
+                 f"{final['val_loss']:.5g}" if final else "n/a")
+    dctx.barrier()
+    if history and not all(math.isfinite(r["val_loss"]) for r in history):
+        log.warning("non-finite validation loss in the history; check the data normalisation")
+    return TrainResult(net, ema.model, history, start)
