@@ -13,6 +13,9 @@ min_version("8.0")
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 # One schema for the pipeline and every stage run alone. The package's validator fills the
 # defaults and names the offending field with the fix; Snakemake's validate then re-checks.
 try:
@@ -29,6 +32,13 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/sampling.smk"
 include: "workflow/rules/rollout.smk"
 include: "workflow/rules/report.smk"
+
+
+# Cheap aggregation runs where Snakemake runs, not as cluster jobs.
+localrules:
+    all,
+    rollout_metrics,
+    report,
 
 
 rule all:

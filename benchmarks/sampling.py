@@ -18,9 +18,10 @@ import statistics
 import time
 
 import torch
+from torch import nn
+
 from diffclosure.model.sde import VESDE
 from diffclosure.sampling.samplers import make_sampler
-from torch import nn
 
 CASES = [
     {"name": "em", "steps": 1000, "schedule": "uniform", "t_max": 1.0},

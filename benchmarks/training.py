@@ -15,6 +15,7 @@ import statistics
 import time
 
 import torch
+
 from diffclosure import config
 from diffclosure.model.loss import dsm_loss, uniform_times
 from diffclosure.model.score_net import build_score_net, count_parameters

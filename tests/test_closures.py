@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from diffclosure.coarse import classical, closures, coarsen, filters
 from diffclosure.solver.grid import Grid, advection, laplacian
 

@@ -6,6 +6,7 @@ import json
 import h5py
 import numpy as np
 import pytest
+
 from diffclosure.coarse import classical
 from diffclosure.config import ConfigError
 from diffclosure.data import h5io
@@ -35,7 +36,7 @@ def write_dns(path, ids, fields=("vorticity", "G", "H"), offset_per_id=0.0, n=N,
             data = rng.standard_normal((len(ids), times, n, n)) + offsets
             h5io.add_field(fh, name, data, ("trajectory", "time", "y", "x"))
         h5io.add_field(fh, "forcing", np.zeros((n, n)), ("y", "x"))
-        h5io.set_attrs(fh, {**DNS_ATTRS, "n": n})
+        h5io.set_attrs(fh, {"dns": {**DNS_ATTRS, "n": n}})  # as the dns stage writes them
 
 
 def coarse_cfg(**over):

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from diffclosure.metrics.fields import correlation, d_fro, d_fro_mean, mse, pdf
 from diffclosure.metrics.probabilistic import crps, crps_gaussian, spread_skill
 from diffclosure.metrics.spectra import energy_spectrum, power_spectrum, spectrum_error

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from diffclosure.errors import UserFacingError
 from diffclosure.model.checkpoint import (
     CheckpointError,

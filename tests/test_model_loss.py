@@ -10,9 +10,10 @@ import math
 
 import pytest
 import torch
+from scipy.integrate import quad
+
 from diffclosure.model.loss import dsm_loss, log_uniform_times, uniform_times
 from diffclosure.model.sde import VESDE
-from scipy.integrate import quad
 
 torch.set_num_threads(1)
 SDE = VESDE(26.0)

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+
 from diffclosure.model.fno import SpectralConv2d
 from diffclosure.model.loss import dsm_loss, uniform_times
 from diffclosure.model.score_net import ScoreNet, count_parameters

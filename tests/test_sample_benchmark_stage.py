@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+
 from diffclosure import cli
 from diffclosure.config import ConfigError
 from diffclosure.errors import UserFacingError

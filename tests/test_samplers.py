@@ -14,6 +14,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from diffclosure.config import ConfigError
 from diffclosure.model.sde import VESDE
 from diffclosure.sampling.samplers import (

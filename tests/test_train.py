@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+
 from diffclosure import config
 from diffclosure.cli import main as cli_main
 from diffclosure.data.datasets import load_split

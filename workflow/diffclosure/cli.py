@@ -32,7 +32,9 @@ def _module(stage: str):
 
 
 def build_parser(stage: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m diffclosure", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m diffclosure", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--version", action="version", version=f"diffclosure {__version__}")
     sub = parser.add_subparsers(dest="stage", metavar="<stage>", required=True)
     for name, help_text in STAGES.items():
@@ -43,9 +45,12 @@ def build_parser(stage: str | None = None) -> argparse.ArgumentParser:
                 p.add_argument(
                     "--config",
                     default="config.yaml",
-                    help="config file (YAML) or inline JSON of the needed sections (default: %(default)s)",
+                    help="config file (YAML) or inline JSON of the needed sections"
+                    " (default: %(default)s)",
                 )
-            p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+            p.add_argument(
+                "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+            )
     return parser
 
 

@@ -54,7 +54,8 @@ def _explain(err: jsonschema.ValidationError) -> str:
     if err.validator == "additionalProperties":
         extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
         known = ", ".join(sorted(err.schema.get("properties", {})))
-        return f"{_field(list(err.absolute_path) + extra[:1])}: unknown key; known keys here: {known}"
+        where = _field(list(err.absolute_path) + extra[:1])
+        return f"{where}: unknown key; known keys here: {known}"
     if err.validator == "required":
         return f"{field}: {err.message}; add the section (an empty mapping {{}} takes the defaults)"
     if err.validator == "multipleOf" and err.validator_value == 2:
@@ -65,7 +66,9 @@ def _explain(err: jsonschema.ValidationError) -> str:
 def validate(config: dict, schema: dict | None = None) -> dict:
     """Validate `config` (in place, defaults filled) and check cross-field rules."""
     schema = schema or load_schema()
-    errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
+    errors = sorted(
+        _Validator(schema).iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path]
+    )
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(_explain(e) for e in errors))
     check_consistency(config)
@@ -79,12 +82,16 @@ def validate_sections(sections: dict, schema: dict | None = None) -> dict:
     unknown = sorted(set(sections) - set(schema["properties"]))
     if unknown:
         known = ", ".join(sorted(schema["properties"]))
-        raise ConfigError(f"invalid configuration:\n  {unknown[0]}: unknown section; known: {known}")
+        raise ConfigError(
+            f"invalid configuration:\n  {unknown[0]}: unknown section; known: {known}"
+        )
     sub = {
         "type": "object",
         "properties": {k: schema["properties"][k] for k in sections},
     }
-    errors = sorted(_Validator(sub).iter_errors(sections), key=lambda e: list(e.absolute_path))
+    errors = sorted(
+        _Validator(sub).iter_errors(sections), key=lambda e: [str(p) for p in e.absolute_path]
+    )
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(_explain(e) for e in errors))
     check_consistency(sections)

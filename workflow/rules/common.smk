@@ -42,6 +42,19 @@ def rollout_inputs(wildcards):
     return inputs
 
 
+def report_outputs(wildcards=None):
+    outputs = {
+        "summary": report(
+            f"{OUT}/report/summary.md", caption="../report/summary.rst", category="5. Report"
+        )
+    }
+    if config["report"]["animation"] and {"diffusion", "none"} <= set(CLOSURES):
+        outputs["animation"] = report(
+            f"{OUT}/report/animation.mp4", caption="../report/animation.rst", category="5. Report"
+        )
+    return outputs
+
+
 def all_outputs():
     return [
         f"{OUT}/report/summary.md",

@@ -10,7 +10,7 @@ rule dns:
         f"{OUT}/logs/dns/shard-{{shard}}.log",
     benchmark:
         f"{OUT}/benchmarks/dns/shard-{{shard}}.tsv"
-    threads: 1
+    threads: config["dns"]["threads"]
     resources:
         mem_mb=lambda w: 1000 + 40 * config["dns"]["batch"] * (config["dns"]["n"] // 64) ** 2,
         runtime=lambda w: 60 + int(config["dns"]["trajectories"] / len(SHARDS) * (config["dns"]["n"] / 128) ** 3 * (config["dns"]["spinup"] + config["dns"]["duration"]) / config["dns"]["dt"] / 2e4),

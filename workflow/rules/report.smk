@@ -4,11 +4,10 @@ rule report:
         benchmark=f"{OUT}/sampling/benchmark.csv",
         resolution=f"{OUT}/sampling/resolution.csv",
         metrics=f"{OUT}/rollout/metrics.csv",
+        rollout_summary=f"{OUT}/rollout/summary.json",
         rollouts=expand(f"{OUT}/rollout/{{closure}}.h5", closure=CLOSURES),
     output:
-        summary=report(
-            f"{OUT}/report/summary.md", caption="../report/summary.rst", category="5. Report"
-        ),
+        **report_outputs(),
     params:
         cfg=lambda w: sections("run", "report"),
         results=lambda w, input: os.path.dirname(os.path.dirname(input.metrics)),

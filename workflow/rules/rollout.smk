@@ -32,6 +32,8 @@ rule rollout_metrics:
         expand(f"{OUT}/rollout/{{closure}}.h5", closure=CLOSURES),
     output:
         metrics=f"{OUT}/rollout/metrics.csv",
+        summary_csv=f"{OUT}/rollout/summary.csv",
+        summary_json=f"{OUT}/rollout/summary.json",
         error=report(
             f"{OUT}/rollout/error.png", caption="../report/error.rst", category="4. Rollouts"
         ),

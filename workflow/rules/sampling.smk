@@ -26,7 +26,7 @@ rule sample_benchmark:
         f"{OUT}/logs/sample_benchmark.log",
     benchmark:
         f"{OUT}/benchmarks/sample_benchmark.tsv"
-    threads: max(1, min(workflow.cores, config["train"]["threads"]))
+    threads: config["train"]["threads"]
     resources:
         mem_mb=8000,
         runtime=60,

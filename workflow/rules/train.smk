@@ -20,7 +20,7 @@ rule train:
         f"{OUT}/logs/train.log",
     benchmark:
         f"{OUT}/benchmarks/train.tsv"
-    threads: max(1, min(workflow.cores, config["train"]["threads"]))
+    threads: config["train"]["threads"]
     resources:
         mem_mb=8000,
         runtime=lambda w: 30 + config["train"]["epochs"],

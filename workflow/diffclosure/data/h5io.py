@@ -1,7 +1,9 @@
 """HDF5 conventions: atomic writes, named dimensions, parameters as attributes.
 
 Fields are float32 on disk with layout (trajectory, time, y, x). Dimension scales are
-attached so `xarray.open_dataset(path, engine="h5netcdf")` shows named dims.
+attached so `xarray.open_dataset(path, engine="h5netcdf")` shows named dims. Field chunks carry
+Fletcher-32 checksums, so a file whose data bytes were damaged fails on read (OSError) instead
+of handing garbage values to the next stage.
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ def add_field(
     """Write a field and attach the named coordinate scales (which must already exist)."""
     data = np.asarray(data, dtype=dtype)
     chunks = (1,) * (data.ndim - 2) + data.shape[-2:] if data.ndim >= 2 else None
-    ds = fh.create_dataset(name, data=data, chunks=chunks)
+    ds = fh.create_dataset(name, data=data, chunks=chunks, fletcher32=chunks is not None)
     for axis, dim in enumerate(dims):
         if dim in fh:
             ds.dims[axis].attach_scale(fh[dim])
@@ -118,7 +120,7 @@ def create_field(
 ) -> h5py.Dataset:
     """An empty field filled incrementally (e.g. record by record during a simulation)."""
     chunks = (1,) * (len(shape) - 2) + tuple(shape[-2:])
-    ds = fh.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks)
+    ds = fh.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks, fletcher32=True)
     for axis, dim in enumerate(dims):
         if dim in fh:
             ds.dims[axis].attach_scale(fh[dim])
@@ -137,7 +139,13 @@ def open_input(path: str | Path, required: tuple[str, ...] = ()) -> h5py.File:
             f"{path}: not a readable HDF5 file (truncated or corrupted?): {exc}. "
             "Delete it and rerun the stage that makes it."
         ) from None
-    missing = [r for r in required if r not in fh]
+    try:
+        missing = [r for r in required if r not in fh]
+    except (OSError, RuntimeError) as exc:  # damaged metadata (e.g. a group's symbol table)
+        fh.close()
+        raise DataFileError(
+            f"{path}: corrupted HDF5 file ({exc}). Delete it and rerun the stage that makes it."
+        ) from None
     if missing:
         fh.close()
         raise DataFileError(

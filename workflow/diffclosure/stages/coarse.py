@@ -84,7 +84,12 @@ def _check_grid(coarse: dict, n: int, path) -> None:
 def _read_dns(path):
     """Open the DNS file; fail early, naming the file and the field, when anything is missing."""
     fh = h5io.open_input(path, required=("trajectory", "time", "vorticity"))
-    attrs = h5io.read_attrs(fh)
+    # The DNS stage stores its section flattened as "dns.<field>"; provenance keys stay bare.
+    try:
+        attrs = {k.removeprefix("dns."): v for k, v in h5io.read_attrs(fh).items()}
+    except OSError as exc:  # damaged metadata opens fine and fails only here
+        fh.close()
+        raise _corrupted(path, exc) from None
     shape = fh["vorticity"].shape
     problem = None
     if len(shape) != 4 or shape[-1] != shape[-2]:
@@ -97,6 +102,21 @@ def _read_dns(path):
         fh.close()
         raise DataFileError(f"{path}: {problem}; rerun the dns stage")
     return fh, attrs
+
+
+def _corrupted(path, exc: OSError) -> DataFileError:
+    return DataFileError(
+        f"{path}: corrupted HDF5 file (read failed: {exc}); delete it and rerun the dns stage"
+    )
+
+
+def _read_chunk(fh, path, fields: list[str], i: int, sl: slice) -> dict:
+    """Fine fields of trajectory i, records sl, as float64; damaged bytes fail naming the file
+    (field chunks carry checksums, see data.h5io)."""
+    try:
+        return {k: fh[k][i, sl].astype(np.float64) for k in fields}
+    except OSError as exc:
+        raise _corrupted(path, exc) from None
 
 
 def _check_fields(fh, path, target: str) -> list[str]:
@@ -166,7 +186,7 @@ def main(args) -> int:
             for i in range(n_traj):
                 for t0 in starts:
                     sl = slice(t0, min(t0 + chunk, n_time))
-                    fine = {k: fh[k][i, sl].astype(np.float64) for k in fields}
+                    fine = _read_chunk(fh, args.input, fields, i, sl)
                     results = coarse_states_and_targets(
                         fine, target, ms, method, length, coarse["filter"], delta
                     )

@@ -1,0 +1,136 @@
+"""Cost of one right-hand-side evaluation of the solver, per FFT backend, against its FFT floor.
+
+For n in 128, 256, 512 and each backend: the time of one evaluation of the nonlinear term
+exactly as a step does it (spectral multipliers for u, v, dw/dx, dw/dy, four inverse real FFTs,
+the product, one forward real FFT, 2/3-rule masking), batch 1, float64, one thread, warm, median
+of repeats; next to the "FFT floor": the same backend's planned transforms alone (4 inverse + 1
+forward, the transforms one evaluation needs), and their ratio. Then the speed-up of pyfftw over
+numpy, and fluidsim's ns2d `tendencies_nonlin` with its pyfftw backend if fluidsim is installed.
+
+    python benchmarks/solver.py [--sizes 128 256 512] [--repeats 50]
+
+Targets at 256^2: pyfftw >= 1.5x faster than numpy, and within 1.5x of its FFT floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+from diffclosure.solver.navier_stokes import Solver  # noqa: E402
+
+
+def _median_time(fn, repeats: int, before=None) -> float:
+    for _ in range(3):  # warm up (plans, caches, first-touch of buffers)
+        if before:
+            before()
+        fn()
+    times = []
+    for _ in range(repeats):
+        if before:
+            before()
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def bench_backend(name: str, n: int, repeats: int) -> tuple[float, float]:
+    """(rhs seconds, fft-floor seconds) for one backend at n^2."""
+    solver = Solver(n, backend=name, threads=1, planner="FFTW_MEASURE")
+    rng = np.random.default_rng(0)
+    state = solver.from_physical(rng.standard_normal((1, n, n)))
+    ws = solver._workspace(1)
+    rhs = _median_time(lambda: solver.nonlinear(state, ws), repeats)
+
+    # The floor: the very plans the evaluation uses, on realistic (refilled) input.
+    solver.nonlinear(state, ws)
+    bk = solver.backend
+    saved = bk.to_numpy(ws.inv.input).copy() if not bk.is_torch else ws.inv.input.clone()
+    saved_fwd = bk.to_numpy(ws.fwd.input).copy() if not bk.is_torch else ws.fwd.input.clone()
+
+    def refill():
+        ws.inv.input[...] = saved
+        ws.fwd.input[...] = saved_fwd
+
+    def transforms():
+        ws.inv.execute()
+        ws.fwd.execute()
+
+    floor = _median_time(transforms, repeats, before=refill)
+    return rhs, floor
+
+
+def bench_fluidsim(n: int, repeats: int) -> float | None:
+    try:
+        import fluidsim  # noqa: F401
+    except ImportError:
+        return None
+    tmp = tempfile.mkdtemp(prefix="fluidsim-bench-")
+    os.environ.setdefault("FLUIDSIM_PATH", tmp)
+    os.environ.setdefault("FLUIDDYN_PATH_SCRATCH", tmp)
+    from fluidsim.solvers.ns2d.solver import Simul
+
+    params = Simul.create_default_params()
+    params.oper.nx = params.oper.ny = n
+    params.oper.type_fft = "fft2d.with_pyfftw"
+    params.oper.coef_dealiasing = 2.0 / 3.0
+    params.output.HAS_TO_SAVE = False
+    params.output.ONLINE_PLOT_OK = False
+    params.short_name_type_run = "bench"
+    params.init_fields.type = "noise"
+    with contextlib.redirect_stdout(io.StringIO()):
+        sim = Simul(params)
+    state = sim.state.state_spect
+    return _median_time(lambda: sim.tendencies_nonlin(state), repeats)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512])
+    parser.add_argument("--repeats", type=int, default=50)
+    args = parser.parse_args(argv)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+        backends = ["pyfftw", "numpy", "torch"]
+    except ImportError:
+        backends = ["pyfftw", "numpy"]
+
+    print(f"one RHS evaluation (nonlinear term), batch 1, float64, 1 thread, "
+          f"median of {args.repeats}")
+    header = f"{'n':>5} {'backend':>9} {'rhs [ms]':>10} {'fft floor [ms]':>15} {'rhs/floor':>10}"
+    print(header)
+    print("-" * len(header))
+    results = {}
+    for n in args.sizes:
+        for name in backends:
+            rhs, floor = bench_backend(name, n, args.repeats)
+            results[n, name] = rhs
+            print(f"{n:>5} {name:>9} {rhs * 1e3:>10.3f} {floor * 1e3:>15.3f} {rhs / floor:>10.2f}")
+        fs = bench_fluidsim(n, args.repeats)
+        if fs is None:
+            print(f"{n:>5} {'fluidsim':>9} {'not installed':>10}")
+        else:
+            results[n, "fluidsim"] = fs
+            print(f"{n:>5} {'fluidsim':>9} {fs * 1e3:>10.3f} {'':>15} {'':>10}"
+                  "   (ns2d tendencies_nonlin, fft2d.with_pyfftw)")
+    print()
+    print(f"{'n':>5} {'pyfftw speed-up over numpy':>28}")
+    for n in args.sizes:
+        print(f"{n:>5} {results[n, 'numpy'] / results[n, 'pyfftw']:>28.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Stages `rollout-metrics` and `report` on tiny rollouts: files, metric sanity, paper numbers."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from test_rollout_stage import make_inputs, make_model, run_stage, sections
+
+from diffclosure import cli
+from diffclosure.stages import report as report_stage
+from diffclosure.stages.rollout_metrics import rollout_metrics, time_to_decorrelation
+
+CLOSURES = ("none", "true", "diffusion")
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    paths, data = make_inputs(root)
+    model = make_model(root / "model" / "score.pt")
+    cfg = sections(duration=0.03)
+    for closure in CLOSURES:
+        assert run_stage(root, closure, cfg, paths, data, model) == 0
+    inputs = [str(root / "rollout" / f"{c}.h5") for c in CLOSURES]
+    assert cli.main(["rollout-metrics", "--config", json.dumps({"rollout": cfg["rollout"]}),
+                     "--inputs", *inputs, "--outdir", str(root / "rollout")]) == 0
+    (root / "sampling").mkdir()
+    (root / "sampling" / "benchmark.csv").write_text(
+        "sampler,nfe,d_fro,seconds\nem-1000-uniform-t1,1000,0.5,2.0\nem-10-karras-t0.1,10,0.6,0.02\n")
+    (root / "sampling" / "resolution.csv").write_text("n,d_fro\n16,0.5\n32,0.55\n")
+    rep = {"run": "test", "report": {"fps": 4, "max_frames": 10}}
+    assert cli.main(["report", "--config", json.dumps(rep), "--results", str(root),
+                     "--outdir", str(root / "report")]) == 0
+    return root
+
+
+def _rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_metrics_csv(results):
+    rows = _rows(results / "rollout" / "metrics.csv")
+    assert set(rows[0]) >= {"closure", "state", "member", "time", "d_fro", "mse", "correlation",
+                            "spread", "crps", "enstrophy", "enstrophy_reference"}
+    # 3 closures x 2 states x 7 records x (members + the mean row)
+    assert len(rows) == 2 * 7 * ((1 + 1) + (1 + 1) + (2 + 1))
+    mean = {c: [r for r in rows if r["closure"] == c and r["member"] == "mean"] for c in CLOSURES}
+    # the oracle stays on the reference (float32 storage), none departs and grows
+    assert max(float(r["d_fro"]) for r in mean["true"]) < 1e-5
+    none = [float(r["d_fro"]) for r in mean["none"] if r["state"] == "0"]
+    assert none[0] < 1e-6 and np.all(np.diff(none) > 0)
+    assert all(float(r["correlation"]) > 0.99 for r in mean["true"])
+    # a single-member closure has no spread; its CRPS is its mean absolute error (>= 0)
+    assert all(float(r["spread"]) == 0 for r in mean["none"])
+    assert all(float(r["crps"]) >= 0 for r in mean["none"])
+
+
+def test_summary_and_figures(results):
+    out = results / "rollout"
+    summary = {r["closure"]: r for r in _rows(out / "summary.csv")}
+    assert set(summary) == set(CLOSURES)
+    for s in summary.values():
+        assert float(s["cost_s_per_time"]) > 0 and float(s["dns_cost_s_per_time"]) > 0
+    assert float(summary["true"]["final_d_fro"]) < float(summary["none"]["final_d_fro"])
+    doc = json.loads((out / "summary.json").read_text())
+    assert doc["closures"]["true"]["decorrelated"] is False
+    for name in ("error.png", "spectra.png", "snapshots.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_has_paper_numbers_and_animation(results):
+    text = (results / "report" / "summary.md").read_text()
+    for number in ("0.071", "0.695", "0.047", "0.725", "0.040", "0.166", "208", "5.65"):
+        assert number in text
+    assert "snakemake --cores all --forcerun rollout" in text
+    assert "em-10-karras-t0.1" in text  # the benchmark table is rendered
+    for closure in CLOSURES:
+        assert f"| {closure} |" in text
+    anim = [p for p in (results / "report").iterdir() if p.name.startswith("animation.")]
+    assert len(anim) == 1 and anim[0].stat().st_size > 1000
+
+
+def test_report_without_diffusion_skips_animation(tmp_path, results):
+    (tmp_path / "rollout").mkdir()
+    for name in ("metrics.csv", "summary.json"):
+        (tmp_path / "rollout" / name).write_bytes((results / "rollout" / name).read_bytes())
+    rep = {"run": "x", "report": {}}
+    assert cli.main(["report", "--config", json.dumps(rep), "--results", str(tmp_path),
+                     "--outdir", str(tmp_path / "report")]) == 0
+    assert (tmp_path / "report" / "summary.md").exists()
+    assert not any(p.name.startswith("animation") for p in (tmp_path / "report").iterdir())
+    assert "not found" in (tmp_path / "report" / "summary.md").read_text()  # no benchmark
+
+
+def test_time_to_decorrelation():
+    t = np.linspace(0, 1, 11)
+    assert time_to_decorrelation(t, 1 - t, 0.75) == (pytest.approx(0.3), True)
+    assert time_to_decorrelation(t, np.ones(11), 0.9) == (1.0, False)
+    corr = np.ones(11)
+    corr[6:] = np.nan  # blow-up
+    assert time_to_decorrelation(t, corr, 0.9) == (pytest.approx(0.6), True)
+
+
+def test_ensemble_metrics_against_exact_values():
+    """Two members +-a around the reference: ensemble mean exact, member D_Fro = a ||1||/||r||,
+    spread = a sqrt(2) sqrt(3/2) (unbiased variance 2a^2, M = 2), CRPS = a - a/2."""
+    rng = np.random.default_rng(0)
+    r = rng.standard_normal((1, 3, 8, 8))
+    a = 0.1
+    v = np.stack([r + a, r - a], axis=1)
+    mt = rollout_metrics({"vorticity": v, "reference": r})
+    assert np.allclose(mt["mean_d_fro"], 0, atol=1e-15)
+    expect = a * 8 / np.sqrt((r**2).sum(axis=(-2, -1)))
+    assert np.allclose(mt["d_fro"], expect[:, None])
+    assert np.allclose(mt["spread"], a * np.sqrt(2) * np.sqrt(1.5))
+    assert np.allclose(mt["crps"], a / 2)
+    assert np.allclose(mt["mse"], a**2)
+
+
+def test_d_fro_at_picks_nearest_records():
+    rows = [{"closure": "none", "member": "mean", "time": str(t), "d_fro": str(t), "state": "0"}
+            for t in np.arange(0, 1.01, 0.1)]
+    table, times = report_stage.d_fro_at(rows, [0.25, 0.5, 1.0])
+    assert np.allclose(times, [0.2, 0.5, 1.0]) or np.allclose(times, [0.3, 0.5, 1.0])
+    assert np.allclose(table["none"], times)

@@ -1,0 +1,248 @@
+"""Coupled rollouts: the oracle reproduces the reference, dropping the term departs from it,
+classical closures dissipate enstrophy, and the diffusion path batches, resamples and holds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from diffclosure import config as cfgmod
+from diffclosure.coarse.classical import classical_closure
+from diffclosure.metrics.fields import d_fro
+from diffclosure.rollout import closures as cl
+from diffclosure.rollout import reference as ref
+from diffclosure.rollout.coupled import run_coupled
+from diffclosure.solver.grid import Grid
+from diffclosure.solver.initial import gaussian_random_field
+
+N = 16
+
+
+def dns_section(**over) -> dict:
+    dns = {"n": 32, "backend": "numpy", "noise": {"sigma": 0.5}, "dt": 1e-3, "nu": 1e-3}
+    dns.update(over)
+    return cfgmod.load({"dns": dns}, sections=["dns"])["dns"]
+
+
+def coarse_section(target="G", **over) -> dict:
+    c = {"target": target, "n": N, "test_resolutions": [N]}
+    c.update(over)
+    return cfgmod.load({"coarse": c}, sections=["coarse"])["coarse"]
+
+
+def initial(states=2, n=N, seed=1) -> np.ndarray:
+    rngs = [np.random.default_rng([seed, i]) for i in range(states)]
+    return gaussian_random_field(Grid(n), rngs)
+
+
+@pytest.mark.parametrize("target", ["G", "H"])
+def test_oracle_reproduces_reference_to_round_off(target):
+    dns = dns_section()
+    w0, steps, stride = initial(), 60, 20
+    reference = ref.run_reference(ref.full_solver(dns, N), w0, steps, stride,
+                                  ref.noise_generators(7, 2), target).records
+    oracle = cl.OracleGH(ref.full_solver(dns, N), ref.noise_generators(7, 2), target)
+    res = run_coupled(ref.known_solver(dns, N, target), w0, oracle, steps, stride)
+    rollout = res.records
+    assert rollout.shape == reference.shape == (2, steps // stride + 1, N, N)
+    err = np.abs(rollout - reference).max() / np.abs(reference).max()
+    assert err < 1e-12
+    # Not trivially true: another noise realisation changes the reference far beyond round-off,
+    # and so does dropping the term.
+    other = ref.run_reference(ref.full_solver(dns, N), w0, steps, stride,
+                              ref.noise_generators(8, 2), target).records
+    assert np.abs(other - reference).max() / np.abs(reference).max() > 1e-6
+    assert res.blowup_time is None and res.steps_done == steps
+
+
+@pytest.mark.parametrize("target", ["G", "H"])
+def test_no_closure_departs_from_reference(target):
+    dns = dns_section(nu=5e-3, noise={"sigma": 1e-3})
+    w0, steps, stride = initial(), 100, 20
+    reference = ref.run_reference(ref.full_solver(dns, N), w0, steps, stride,
+                                  ref.noise_generators(0, 2), target).records
+    res = run_coupled(ref.known_solver(dns, N, target), w0, cl.NoClosure(), steps, stride)
+    err = d_fro(res.records, reference).mean(axis=0)  # (T,)
+    assert err[0] < 1e-14
+    assert np.all(np.diff(err) > 0), err  # grows with time
+    assert err[-1] > 1e-3
+
+
+@pytest.mark.parametrize("name", cl.CLASSICAL)
+def test_classical_closure_dissipates_enstrophy(name):
+    """Enstrophy production of the eddy-viscosity tendency, int w (-Pi_model) <= 0."""
+    w = initial(states=3, n=32)
+    pi = classical_closure(name)(w, 1.0, 2.0 / 32, None)
+    production = np.sum(w * -pi, axis=(-2, -1))
+    scale = np.sum(w * w, axis=(-2, -1))
+    assert np.all(production <= 1e-12 * scale)
+    if name != "dynamic_smagorinsky":  # the dynamic coefficient may clip to 0
+        assert np.all(production < -1e-6 * scale)
+    # The closure object adds only known physics around the same eddy tendency.
+    for target in ("sgs", "G", "H"):
+        c = cl.ClassicalClosure(name, target, coarse_section(target, n=32), 1e-3, 1.0, 32)
+        eddy = c.tendency(w, 0, 0.0)
+        if target == "G":
+            eddy -= 1e-3 * np.fft.irfft2(-Grid(32).k2 * np.fft.rfft2(w), s=(32, 32))
+        elif target == "H":
+            from diffclosure.solver.grid import advection
+
+            eddy += advection(Grid(32), w)
+        assert np.all(np.sum(w * eddy, axis=(-2, -1)) <= 1e-12 * scale)
+
+
+@pytest.mark.parametrize("name", cl.CLASSICAL)
+def test_classical_closure_stable_over_rollout(name):
+    """Unforced, weakly viscous sgs rollout: finite, no blow-up, enstrophy not above no-closure."""
+    dns = dns_section(nu=1e-5, forcing={"kind": "none"}, noise={"sigma": 0.0}, dt=2e-3)
+    coarse = coarse_section("sgs")
+    w0 = initial(states=2, n=N) * 3.0
+    solver = ref.known_solver(dns, N, "sgs")
+    closure = cl.ClassicalClosure(name, "sgs", coarse, dns["nu"], 1.0, N)
+    with_c = run_coupled(solver, w0, closure, 200, 50)
+    without = run_coupled(ref.known_solver(dns, N, "sgs"), w0, cl.NoClosure(), 200, 50)
+    assert with_c.blowup_time is None and np.isfinite(with_c.records).all()
+
+    def enstrophy(r):
+        return 0.5 * (r**2).mean(axis=(-2, -1))
+
+    z, z0 = enstrophy(with_c.records), enstrophy(without.records)
+    assert np.all(z[:, -1] <= z0[:, -1] * (1 + 1e-12))
+    if name != "dynamic_smagorinsky":  # (its coefficient may clip to 0: then no closure)
+        # The eddy viscosity's O(dt) removal beats explicit Euler's O(dt^2) enstrophy growth.
+        assert np.all(np.diff(z, axis=1) < 0)
+        assert np.all(z[:, -1] < 0.999 * z0[:, -1])
+
+
+# ----------------------------------------------------------------------------- diffusion path
+class StandIn:
+    """Stand-in for ClosureSampler: records every call, returns a chosen field."""
+
+    def __init__(self, conditions=("vorticity", "measurements"), mode="measurements", seed=0):
+        self.conditions = list(conditions)
+        self.calls = []
+        self.mode = mode
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self, sampler, vorticity, measurements=None, smagorinsky=None, *, ensemble=1,
+               generator=None):
+        self.calls.append({"vorticity": np.array(vorticity), "measurements":
+                           None if measurements is None else np.array(measurements),
+                           "ensemble": ensemble})
+        if self.mode == "measurements":
+            out = np.asarray(measurements)
+        else:
+            out = self.rng.standard_normal(np.shape(vorticity))
+        return out[:, None].repeat(ensemble, axis=1)
+
+
+def _full_measurements(reference, n):
+    meas = {"lattice": n, "encoder": "interp", "noise": 0.0, "conv_width": 1.75}
+    return cl.Measurements(lambda k: reference.terms[k], meas, n, 1.0, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("target", ["G", "H"])
+def test_diffusion_path_with_exact_sampler_reproduces_reference(target):
+    """Measurements on every grid point + a sampler returning them = the exact term each step."""
+    dns = dns_section()
+    w0, steps, stride = initial(), 40, 10
+    reference = ref.run_reference(ref.full_solver(dns, N), w0, steps, stride,
+                                  ref.noise_generators(3, 2), target, term_steps=range(steps))
+    standin = StandIn()
+    closure = cl.DiffusionClosure(standin, None, states=2, members=1, resample_every=1,
+                                  hold="reuse", hold_std=0.0,
+                                  measurements=_full_measurements(reference, N))
+    res = run_coupled(ref.known_solver(dns, N, target), w0, closure, steps, stride)
+    err = np.abs(res.records - reference.records).max() / np.abs(reference.records).max()
+    assert err < 1e-12
+    assert len(standin.calls) == steps
+
+
+def test_diffusion_batches_resamples_and_holds():
+    dns = dns_section()
+    S, M, steps, every = 2, 3, 23, 5
+    w0 = initial(states=S)
+    reference = ref.run_reference(ref.full_solver(dns, N), w0, steps, steps,
+                                  ref.noise_generators(0, S), "H",
+                                  term_steps=range(0, steps, every))
+    standin = StandIn(mode="random")
+    closure = cl.DiffusionClosure(standin, None, states=S, members=M, resample_every=every,
+                                  hold="reuse", hold_std=0.0,
+                                  measurements=_full_measurements(reference, N))
+    returned = []
+
+    class Spy:
+        name = "diffusion"
+
+        def tendency(self, w, step, t):
+            out = closure.tendency(w, step, t)
+            returned.append(out.copy())
+            return out
+
+    res = run_coupled(ref.known_solver(dns, N, "H"), w0, Spy(), steps, 1, members=M)
+    # one call per resample, on the whole (states x members) batch
+    assert len(standin.calls) == closure.sample_calls == -(-steps // every)
+    for call in standin.calls:
+        assert call["vorticity"].shape == (S * M, N, N) and call["ensemble"] == 1
+        # members of a state share its measurements
+        m = call["measurements"].reshape(S, M, N, N)
+        assert np.array_equal(m, np.repeat(m[:, :1], M, axis=1))
+    # each member is conditioned on its own current state
+    first = standin.calls[0]["vorticity"].reshape(S, M, N, N)
+    assert np.allclose(first, w0[:, None])
+    second = standin.calls[1]["vorticity"]
+    assert np.allclose(second, res.records[:, every])
+    assert not np.allclose(second[0], second[1])  # members diverged through their samples
+    # hold rule "reuse": exactly the last sample between resamples
+    for k, out in enumerate(returned):
+        assert np.array_equal(out, returned[k - k % every])
+    assert not np.array_equal(returned[0], returned[every])
+
+
+def test_hold_rule_reuse_noise_adds_small_gaussian_noise():
+    standin = StandIn(conditions=("vorticity",), mode="random")
+    hold_std = 0.05
+    closure = cl.DiffusionClosure(standin, None, states=4, members=2, resample_every=10,
+                                  hold="reuse_noise", hold_std=hold_std, measurements=None,
+                                  rng=np.random.default_rng(1))
+    w = np.zeros((8, 32, 32))
+    first = closure.tendency(w, 0, 0.0)
+    diffs = np.stack([closure.tendency(w, k, 0.0) - first for k in range(1, 10)])
+    assert len(standin.calls) == 1
+    assert abs(diffs.std() / hold_std - 1) < 0.02  # 73,728 draws: std known to ~0.3%
+    assert abs(diffs.mean()) < 5 * hold_std / np.sqrt(diffs.size)
+    assert not np.array_equal(diffs[0], diffs[1])  # fresh noise each step
+
+
+def test_measurements_required_when_model_uses_them():
+    with pytest.raises(cfgmod.ConfigError, match="rollout.measurements"):
+        cl.DiffusionClosure(StandIn(), None, states=1, members=1, resample_every=1,
+                            hold="reuse", hold_std=0.0, measurements=None)
+
+
+def test_sgs_oracle_holds_the_nearest_earlier_record():
+    pi = np.arange(3.0)[None, :, None, None] * np.ones((2, 3, 4, 4))
+    o = cl.OracleSgs(pi, steps_per_record=10, members=2)
+    assert o.tendency(None, 0, 0.0).shape == (4, 4, 4)
+    assert np.all(o.tendency(None, 9, 0.0) == 0.0)
+    assert np.all(o.tendency(None, 10, 0.0) == -1.0)
+    assert np.all(o.tendency(None, 29, 0.0) == -2.0)
+
+
+def test_blow_up_is_recorded_not_raised():
+    """A closure that injects a growing tendency trips the CFL guard: the run stops early,
+    records not reached are NaN, and the blow-up time is returned."""
+
+    class Exploding:
+        name = "exploding"
+
+        def tendency(self, w, step, t):
+            return 1e3 * (step + 1) * w
+
+    dns = dns_section(check_every=5)
+    res = run_coupled(ref.known_solver(dns, N, "G"), initial(), Exploding(), 200, 10)
+    assert res.blowup_time is not None and res.steps_done < 200
+    assert "CFL" in res.blowup_reason or "non-finite" in res.blowup_reason
+    reached = res.steps_done // 10
+    assert np.isfinite(res.records[:, : reached + 1]).all()
+    assert np.isnan(res.records[:, reached + 1 :]).all()

@@ -1,0 +1,157 @@
+"""Stage `rollout` on tiny synthetic DNS / dataset files: file layout, costs, sgs window, errors."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from diffclosure import cli
+from diffclosure.data import h5io
+from diffclosure.model.checkpoint import build_from_settings, save_checkpoint
+from diffclosure.solver.grid import Grid
+from diffclosure.solver.initial import gaussian_random_field
+
+torch.set_num_threads(1)
+N_FINE, N = 32, 16
+IDS, TEST = [0, 1, 2, 3], [2, 0]
+
+
+def sections(target="G", **rollout) -> dict:
+    ro = {"duration": 0.02, "record_every": 0.005, "initial_states": 2, "ensemble": 2,
+          "dns_cost_steps": 2, "resample_every": 5,
+          "sampler": {"name": "em", "steps": 2, "schedule": "karras", "t_max": 0.1}}
+    ro.update(rollout)
+    return {
+        "device": "cpu",
+        "dns": {"n": N_FINE, "backend": "numpy", "record_every": 0.01, "duration": 0.02,
+                "noise": {"sigma": 1e-3}},
+        "coarse": {"target": target, "n": N, "test_resolutions": [N]},
+        "measurements": {"lattice": 4},
+        "sde": {},
+        "rollout": ro,
+    }
+
+
+def make_inputs(root, target="G"):
+    """Two DNS shards (3 records each) and a dataset folder with stats.json."""
+    rng = [np.random.default_rng([5, i]) for i in IDS]
+    w = gaussian_random_field(Grid(N_FINE), rng)
+    records = np.stack([w * (1 - 0.1 * j) for j in range(3)], axis=1)  # (traj, time, n, n)
+    paths = []
+    for shard, ids in enumerate([[0, 1], [2, 3]]):
+        path = root / "dns" / f"shard-{shard}.h5"
+        with h5io.atomic_h5(path) as fh:
+            h5io.add_coordinate(fh, "trajectory", np.asarray(ids))
+            h5io.add_coordinate(fh, "time", 5.0 + 0.01 * np.arange(3))
+            xs = np.arange(N_FINE) / N_FINE
+            h5io.add_coordinate(fh, "y", xs)
+            h5io.add_coordinate(fh, "x", xs)
+            for name in ("vorticity", "G", "H"):
+                h5io.add_field(fh, name, records[ids], ("trajectory", "time", "y", "x"))
+            h5io.set_attrs(fh, {"dns": {"length": 1.0, "n": N_FINE}})  # as the dns stage writes
+        paths.append(str(path))
+    data = root / "dataset"
+    data.mkdir(parents=True)
+    stats = {"target": {"mean": 0.0, "std": 0.5}, "vorticity": {"mean": 0.0, "std": 1.0},
+             "measurements": {"mean": 0.0, "std": 0.5}, "target_name": target,
+             "channels": ["vorticity", "measurements"],
+             "split": {"train": [1], "val": [3], "test": TEST}}
+    (data / "stats.json").write_text(json.dumps(stats))
+    return paths, data
+
+
+def make_model(path):
+    settings = {"model": {"width": 4, "modes": 3, "layers": 1, "embedding_features": 8,
+                          "embedding_scale": 4.0, "head": [8], "coords": False},
+                "sde": {"kind": "ve", "s": 26.0}, "conditions": ["vorticity", "measurements"],
+                "stats": {"target": {"mean": 0.0, "std": 0.5},
+                          "vorticity": {"mean": 0.0, "std": 1.0}},
+                "n": N, "version": "test", "config_hash": "test"}
+    torch.manual_seed(0)
+    net = build_from_settings(settings)
+    save_checkpoint(path, net, net, settings)
+    return path
+
+
+def run_stage(root, closure, cfg, paths, data, model=None) -> int:
+    argv = ["rollout", "--config", json.dumps(cfg), "--closure", closure, "--dns", *paths,
+            "--data", str(data), "--output", str(root / "rollout" / f"{closure}.h5")]
+    if model:
+        argv += ["--model", str(model)]
+    return cli.main(argv)
+
+
+@pytest.fixture(scope="module")
+def g_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    paths, data = make_inputs(root)
+    model = make_model(root / "model" / "score.pt")
+    cfg = sections()
+    for closure in ("none", "true", "smagorinsky", "diffusion"):
+        assert run_stage(root, closure, cfg, paths, data, model) == 0
+    return root
+
+
+def test_rollout_file_layout(g_run):
+    for closure, members in (("none", 1), ("true", 1), ("smagorinsky", 1), ("diffusion", 2)):
+        path = g_run / "rollout" / f"{closure}.h5"
+        with h5py.File(path) as fh:
+            assert fh["vorticity"].shape == (2, members, 5, N, N)
+            assert fh["reference"].shape == (2, 5, N, N)
+            assert fh["vorticity"].dtype == np.float32
+            assert np.allclose(fh["time"][()], [0, 0.005, 0.01, 0.015, 0.02])
+            assert list(fh["trajectory"][()]) == TEST
+            a = h5io.read_attrs(fh)
+            assert a["closure"] == closure and a["target"] == "G"
+            assert a["cost_coupled_s_per_time"] > 0 and a["cost_dns_s_per_time"] > 0
+            assert np.isclose(a["cost_ratio_vs_dns"],
+                              a["cost_coupled_s_per_time"] / a["cost_dns_s_per_time"])
+            assert not a["blowup"] and "config_hash" in a
+            # every rollout starts from the subsampled first DNS record of the test trajectory
+            with h5py.File(g_run / "dns" / "shard-1.h5") as d:
+                w0 = d["vorticity"][0, 0, ::2, ::2]  # trajectory 2, first record
+            assert np.allclose(fh["vorticity"][0, :, 0], w0, atol=1e-6)
+            assert np.allclose(fh["reference"][0, 0], w0, atol=1e-6)
+        ds = xr.open_dataset(path, engine="h5netcdf")
+        assert ds["vorticity"].dims == ("state", "member", "time", "y", "x")
+        ds.close()
+    # the diffusion closure was resampled every 5 of the 20 steps
+    with h5py.File(g_run / "rollout" / "diffusion.h5") as fh:
+        assert fh.attrs["sample_calls"] == 4
+
+
+def test_references_agree_and_oracle_matches(g_run):
+    refs = {}
+    for closure in ("none", "true", "diffusion"):
+        with h5py.File(g_run / "rollout" / f"{closure}.h5") as fh:
+            refs[closure] = fh["reference"][()]
+            if closure == "true":
+                v = fh["vorticity"][:, 0]
+    assert np.array_equal(refs["none"], refs["true"])
+    assert np.array_equal(refs["none"], refs["diffusion"])
+    assert np.abs(v - refs["true"]).max() <= 1e-6 * np.abs(refs["true"]).max()
+
+
+def test_sgs_rollout_is_capped_at_the_dns_window(tmp_path, caplog):
+    paths, data = make_inputs(tmp_path, target="sgs")
+    cfg = sections("sgs", duration=0.05, record_every=0.01)
+    assert run_stage(tmp_path, "true", cfg, paths, data) == 0
+    assert "capped" in caplog.text
+    with h5py.File(tmp_path / "rollout" / "true.h5") as fh:
+        assert fh["vorticity"].shape == (2, 1, 3, N, N)  # 0.02 recorded: 3 records
+        assert np.allclose(fh["vorticity"][:, 0, 0], fh["reference"][:, 0], atol=1e-6)
+
+
+def test_bad_inputs_fail_before_work(tmp_path):
+    paths, data = make_inputs(tmp_path)
+    out = tmp_path / "rollout" / "diffusion.h5"
+    assert run_stage(tmp_path, "diffusion", sections(), paths, data) == 2  # no --model
+    assert run_stage(tmp_path, "none", sections(record_every=0.0015), paths, data) == 2
+    assert run_stage(tmp_path, "none", sections(initial_states=3), paths, data) == 2
+    assert run_stage(tmp_path, "none", sections(), paths[:1], data) == 1  # trajectory 2 absent
+    assert not out.exists() and not (tmp_path / "rollout" / "none.h5").exists()

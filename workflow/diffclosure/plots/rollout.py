@@ -1,0 +1,125 @@
+"""Figures of the coupled rollouts: error against time, statistics, snapshots.
+
+Pure plotting: every function takes arrays already computed (diffclosure.stages.rollout_metrics
+computes them) and writes one PNG atomically. Closures get fixed colours so that the same
+closure looks the same in every figure.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from diffclosure.data.h5io import atomic_path  # noqa: E402
+
+COLOURS = {
+    "reference": "black", "true": "tab:green", "diffusion": "tab:blue", "none": "tab:red",
+    "smagorinsky": "tab:orange", "leith": "tab:purple", "dynamic_smagorinsky": "tab:brown",
+}
+# A D_Fro of 0 (the oracle at t = 0) cannot sit on a log axis: clip at this floor.
+FLOOR = 1e-16
+
+
+def colour(name: str) -> str:
+    return COLOURS.get(name, "tab:gray")
+
+
+def _save(fig, path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def error_figure(path, curves: dict, ylabel: str = "D_Fro = ||w - w_ref|| / ||w_ref||") -> None:
+    """D_Fro against time for every closure on one plot.
+
+    curves[name] = {"time": (T,), "mean": (T,), "lo": (T,), "hi": (T,), "blowup": float|None}:
+    the line is the ensemble-mean field's error, the band spans the members' errors.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name, c in curves.items():
+        t = np.asarray(c["time"])
+        ax.plot(t, np.maximum(c["mean"], FLOOR), color=colour(name), label=name)
+        if c.get("lo") is not None and not np.allclose(c["lo"], c["hi"], equal_nan=True):
+            ax.fill_between(t, np.maximum(c["lo"], FLOOR), np.maximum(c["hi"], FLOOR),
+                            color=colour(name), alpha=0.2, lw=0)
+        if c.get("blowup") is not None and np.isfinite(c["blowup"]):
+            ax.axvline(c["blowup"], color=colour(name), ls=":", lw=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("time since rollout start")
+    ax.set_ylabel(ylabel)
+    ax.set_title("a-posteriori error (band: ensemble members; dotted: blow-up)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def spectra_figure(path, spectra: dict, pdfs: dict, enstrophy: dict) -> None:
+    """Three panels: energy spectra with a k^-3 line, vorticity PDFs, enstrophy against time.
+
+    spectra[name] = (k, E); pdfs[name] = (centres, density); enstrophy[name] = (time, Z).
+    "reference" is drawn in black.
+    """
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    ax = axes[0]
+    for name, (k, e) in spectra.items():
+        sel = (k >= 1) & (e > 0)
+        ax.loglog(k[sel], e[sel], color=colour(name), label=name,
+                  lw=2 if name == "reference" else 1.2)
+    if "reference" in spectra:
+        k, e = spectra["reference"]
+        k0 = 4 if len(k) > 5 else 1
+        if e[k0] > 0:
+            kk = k[k0:]
+            ax.loglog(kk, e[k0] * (kk / k0) ** -3.0, "k--", lw=0.8, label="k^-3")
+    ax.set_xlabel("|k|")
+    ax.set_ylabel("E(k)")
+    ax.set_title("energy spectrum (time mean)")
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    for name, (x, d) in pdfs.items():
+        ax.semilogy(x, np.where(d > 0, d, np.nan), color=colour(name), label=name,
+                    lw=2 if name == "reference" else 1.2)
+    ax.set_xlabel("vorticity")
+    ax.set_ylabel("PDF")
+    ax.set_title("vorticity PDF")
+    ax = axes[2]
+    for name, (t, z) in enstrophy.items():
+        ax.plot(t, z, color=colour(name), label=name, lw=2 if name == "reference" else 1.2)
+    ax.set_xlabel("time since rollout start")
+    ax.set_ylabel("enstrophy 0.5 <w^2>")
+    ax.set_title("enstrophy")
+    for a in axes:
+        a.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def snapshots_figure(path, rows: dict, times, length: float = 1.0) -> None:
+    """Grid of snapshots: one row per field source (reference first), one column per time.
+
+    rows[name] = (len(times), n, n); colours share the reference's range per column.
+    """
+    names = list(rows)
+    cols = len(times)
+    fig, axes = plt.subplots(len(names), cols, figsize=(2.3 * cols + 0.8, 2.2 * len(names)),
+                             squeeze=False)
+    first = rows[names[0]]
+    for j in range(cols):
+        vmax = float(np.nanmax(np.abs(first[j]))) or 1.0
+        for i, name in enumerate(names):
+            ax = axes[i, j]
+            im = ax.imshow(rows[name][j], origin="lower", cmap="RdBu_r", vmin=-vmax, vmax=vmax,
+                           extent=(0, length, 0, length))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(f"t = {times[j]:.3g}", fontsize=9)
+            if j == 0:
+                ax.set_ylabel(name, fontsize=9)
+        fig.colorbar(im, ax=axes[:, j], shrink=0.6)
+    _save(fig, path)

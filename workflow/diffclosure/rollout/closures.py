@@ -1,0 +1,228 @@
+"""Closures of the coupled coarse solver, chosen by name from a registry (rollout.closures).
+
+A closure supplies the tendency that the coarse solver's known physics lacks (see
+rollout/reference.py for what is known per target). Every closure is an object with
+
+    tendency(w, step, t) -> array (B, n, n) or None
+
+where ``w`` is the coarse vorticity at the start of step ``step`` (time ``t``) as a numpy
+float64 array (B, n, n), B = states x members with the members of one state adjacent
+(b = state * members + member). The coupled loop adds the result explicitly.
+
+Registry (:data:`CLOSURES`):
+
+- ``none``: no term (the paper's "without closure").
+- ``true``: the oracle. G/H: the reference's own term, recomputed exactly each step from the
+  rollout's current state: a full-physics step of that state, driven by the reference's noise
+  realisation (the same per-state generators, drawn in the same order), returns its G or H
+  contribution. With euler_cn the coupled step then solves the very equation of the reference
+  step, so the rollout reproduces the reference to round-off (a test proves it). sgs: the
+  filtered-DNS -Pi at the nearest earlier DNS record, held in between.
+- ``diffusion``: the learned model (:class:`DiffusionClosure`), resampled every
+  rollout.resample_every steps for the whole ensemble at once, held in between.
+- ``smagorinsky``, ``leith``, ``dynamic_smagorinsky`` (:class:`ClassicalClosure`): for sgs the
+  eddy-viscosity tendency -Pi_model of the coarse state. For G and H, the term is not a subgrid
+  term but a whole missing physical process, so the classical closure supplies what a classical
+  LES would compute for it: the process's deterministic coarse-grid physics (nu lap w for G;
+  -dealiased u.grad w for H) plus the eddy-viscosity tendency -Pi_model for the unresolved
+  scales. The stochastic forcing has no classical model and is left out. This is the honest
+  baseline: it is the coarse simulation a practitioner would run without a learned closure.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from diffclosure.coarse.classical import classical_closure, constant_from_config, estimate_of_target
+from diffclosure.config import ConfigError
+from diffclosure.data import measurements as meas_mod
+from diffclosure.solver.grid import Grid, advection, laplacian
+
+log = logging.getLogger(__name__)
+
+CLOSURES = ("none", "true", "diffusion", "smagorinsky", "leith", "dynamic_smagorinsky")
+CLASSICAL = ("smagorinsky", "leith", "dynamic_smagorinsky")
+HOLD_RULES = ("reuse", "reuse_noise")
+
+
+def check_name(name: str) -> str:
+    if name not in CLOSURES:
+        raise ConfigError(
+            f"--closure: unknown closure {name!r}; choose one of {', '.join(CLOSURES)}"
+        )
+    return name
+
+
+def members_of(name: str, ensemble: int) -> int:
+    """Ensemble members a closure is run with: only a stochastic closure has more than one."""
+    return int(ensemble) if name == "diffusion" else 1
+
+
+class NoClosure:
+    """Drop the term."""
+
+    name = "none"
+
+    def tendency(self, w, step, t):
+        return None
+
+
+class OracleGH:
+    """The reference's own G or H, recomputed from the current state with its noise."""
+
+    name = "true"
+
+    def __init__(self, full_solver, rngs, target: str):
+        if target not in ("G", "H"):
+            raise ValueError(f"OracleGH is for the G and H targets, not {target!r}")
+        self.solver, self.rngs, self.target = full_solver, rngs, target
+
+    def tendency(self, w, step, t):
+        s = self.solver
+        if w.shape[0] != len(self.rngs):
+            raise ValueError("the oracle closure runs one member per state")
+        eta = s.sample_noise(self.rngs)  # drawn every step, in the reference's order
+        _, terms = s.step(s.from_physical(w), eta, t=t, return_terms=True)
+        return s.backend.to_numpy(terms[self.target])
+
+
+class OracleSgs:
+    """-Pi of the filtered DNS at the nearest earlier record, held in between."""
+
+    name = "true"
+
+    def __init__(self, pi_records: np.ndarray, steps_per_record: int, members: int = 1):
+        self.pi = np.asarray(pi_records, dtype=float)  # (S, T, n, n)
+        self.stride, self.members = int(steps_per_record), int(members)
+
+    def tendency(self, w, step, t):
+        j = min(step // self.stride, self.pi.shape[1] - 1)
+        return np.repeat(-self.pi[:, j], self.members, axis=0)
+
+
+class ClassicalClosure:
+    """Eddy-viscosity closure; for G/H plus the missing process's deterministic physics."""
+
+    def __init__(self, name: str, target: str, coarse: dict, nu: float, length: float, n: int):
+        if name not in CLASSICAL:
+            raise ConfigError(f"unknown classical closure {name!r}; choose one of {CLASSICAL}")
+        self.name, self.target, self.nu, self.length = name, target, nu, length
+        self.fn = classical_closure(name)
+        self.constant = constant_from_config(name, coarse)
+        self.delta = coarse["filter_width"] * length / coarse["n"]
+        self.grid = Grid(n, length)
+
+    def pi_model(self, w) -> np.ndarray:
+        return self.fn(w, self.length, self.delta, self.constant)
+
+    def tendency(self, w, step, t):
+        out = -self.pi_model(w)
+        if self.target == "G":
+            out += self.nu * laplacian(self.grid, w)
+        elif self.target == "H":
+            out -= advection(self.grid, w, dealias=True)
+        return out
+
+
+class Measurements:
+    """Sparse lattice measurements of the reference's true term, encoded as the dataset does.
+
+    `source(step)` returns the true term (S, n, n) at that step; the lattice values get the
+    dataset's relative measurement noise (measurements.noise x target std) from `rng`, then
+    the configured encoder maps them to the full grid.
+    """
+
+    def __init__(self, source, meas: dict, n: int, target_std: float, rng: np.random.Generator):
+        meas_mod.lattice_stride(n, meas["lattice"])
+        if meas["encoder"] == "conv":
+            meas_mod.conv_kernel_points(n, meas["lattice"], meas["conv_width"])
+        self.source, self.meas, self.n = source, meas, n
+        self.target_std, self.rng = float(target_std), rng
+
+    def __call__(self, step: int) -> np.ndarray:
+        values = meas_mod.sample(self.source(step), self.meas["lattice"])
+        values = meas_mod.add_noise(values, self.meas["noise"], self.target_std, self.rng)
+        return meas_mod.encode(values, self.n, self.meas["encoder"], self.meas["conv_width"])
+
+
+class DiffusionClosure:
+    """The learned stochastic closure: one sample per member every `resample_every` steps.
+
+    `sampler_obj.sample(sampler, vorticity, measurements=, smagorinsky=, ensemble=1,
+    generator=)` -> (B, 1, n, n) physical samples (sampling.closure_sampler.ClosureSampler or
+    any object with that call). The whole batch (states x members) is ONE call: each member is
+    conditioned on its own current vorticity and on its state's measurements, so members of a
+    state share the measurements and diverge through their samples and states.
+
+    Between samples (`hold`): ``reuse`` returns the last sample; ``reuse_noise`` returns it plus
+    independent white Gaussian noise of std `hold_std` per point and step (the paper's "small
+    added noise": it keeps the held term stochastic without drifting from the sample).
+    """
+
+    name = "diffusion"
+
+    def __init__(self, sampler_obj, sampler, *, states: int, members: int, resample_every: int,
+                 hold: str, hold_std: float, measurements: Measurements | None,
+                 smagorinsky=None, generator=None, rng: np.random.Generator | None = None):
+        if hold not in HOLD_RULES:
+            raise ConfigError(f"rollout.hold: unknown rule {hold!r}; choose one of {HOLD_RULES}")
+        if resample_every < 1:
+            raise ConfigError(f"rollout.resample_every: must be >= 1, got {resample_every}")
+        self.obj, self.sampler = sampler_obj, sampler
+        self.states, self.members = int(states), int(members)
+        self.resample_every, self.hold, self.hold_std = int(resample_every), hold, float(hold_std)
+        self.measurements, self.smagorinsky = measurements, smagorinsky
+        self.generator = generator
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+        self.last = None
+        self.sample_calls = 0
+        conditions = list(getattr(sampler_obj, "conditions", ["vorticity", "measurements"]))
+        self.needs_measurements = "measurements" in conditions
+        self.needs_smagorinsky = "smagorinsky" in conditions
+        if self.needs_measurements and measurements is None:
+            raise ConfigError(
+                "rollout.measurements: the model was trained with sparse measurements; set "
+                "rollout.measurements: true (or retrain with measurements.enabled: false)"
+            )
+        if self.needs_smagorinsky and smagorinsky is None:
+            raise ValueError("the model needs a Smagorinsky condition; pass `smagorinsky`")
+
+    def _draw(self, w, step):
+        meas = None
+        if self.needs_measurements:
+            meas = np.repeat(self.measurements(step), self.members, axis=0)
+        smag = self.smagorinsky(w) if self.needs_smagorinsky else None
+        out = self.obj.sample(self.sampler, w, measurements=meas, smagorinsky=smag,
+                              ensemble=1, generator=self.generator)
+        self.sample_calls += 1
+        if hasattr(out, "detach"):
+            out = out.detach().cpu().numpy()
+        out = np.asarray(out, dtype=np.float64)
+        if out.shape != (w.shape[0], 1) + w.shape[1:]:
+            raise ValueError(f"closure sampler returned shape {out.shape}, expected "
+                             f"{(w.shape[0], 1) + w.shape[1:]}")
+        return out[:, 0]
+
+    def tendency(self, w, step, t):
+        if w.shape[0] != self.states * self.members:
+            raise ValueError(f"batch {w.shape[0]} != states x members = "
+                             f"{self.states} x {self.members}")
+        if self.last is None or step % self.resample_every == 0:
+            self.last = self._draw(w, step)
+            return self.last
+        if self.hold == "reuse" or self.hold_std == 0:
+            return self.last
+        return self.last + self.hold_std * self.rng.standard_normal(self.last.shape)
+
+
+def smagorinsky_condition(target: str, coarse: dict, length: float):
+    """The Smagorinsky condition channel exactly as the coarse stage computes it."""
+    delta = coarse["filter_width"] * length / coarse["n"]
+
+    def fn(w):
+        return estimate_of_target(target, w, length, delta, "smagorinsky",
+                                  coarse["smagorinsky_cs"])
+
+    return fn

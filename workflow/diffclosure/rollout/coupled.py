@@ -1,0 +1,308 @@
+"""The coarse solver coupled with a closure, run against a reference: one rollout.
+
+:func:`run_rollout` does everything one ``rollout`` job needs (the stage only adds files):
+
+1. initial states and the reference (rollout/reference.py): the first rollout.initial_states
+   test trajectories at their first DNS record, coarse-grained; for G/H a full-physics coarse
+   run with its own per-state noise stream, for sgs the filtered DNS (duration capped at the
+   recorded window);
+2. the closure from the registry (rollout/closures.py);
+3. the coupled run (:func:`run_coupled`): the known-physics coarse solver plus the closure
+   tendency, all states x members advanced as ONE batch, recorded every rollout.record_every;
+4. the cost: warm wall time per simulated time unit of the coupled run (closure included,
+   reference and I/O excluded) and, measured in the same job, that of the fine-grid DNS the
+   closure stands in for (:func:`dns_cost`: a short run of dns.n with the dns settings, for the
+   same number of initial states, extrapolated), so cost ratios come from one machine and run.
+
+Cost convention: the DNS advances the S initial states; the coupled run advances S x M fields
+(M ensemble members of a stochastic closure). The ratio compares what each costs to produce a
+prediction for the S initial states, ensemble included.
+
+A blow-up of the coupled run (non-finite state, or CFL above dns.cfl_max, checked every
+dns.check_every steps and at every record) is a result, not a crash: the run stops, records not
+reached stay NaN, and the blow-up time is returned.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from diffclosure.config import ConfigError
+from diffclosure.data.h5io import DataFileError
+from diffclosure.errors import BlowUpError
+from diffclosure.rollout import closures as cl
+from diffclosure.rollout import reference as ref
+
+log = logging.getLogger(__name__)
+
+
+def _stride(interval: float, dt: float, what: str) -> int:
+    k = interval / dt
+    if abs(k - round(k)) > 1e-6 * max(1.0, k) or round(k) < 1:
+        raise ConfigError(f"{what}: {interval} is not a positive multiple of dns.dt={dt}; "
+                          "choose a multiple of the time step")
+    return int(round(k))
+
+
+def progress_bar(total: int, desc: str, enabled: bool = True):
+    return tqdm(total=total, desc=desc, unit="step", file=sys.stderr, disable=not enabled,
+                mininterval=0.5 if sys.stderr.isatty() else 5.0)
+
+
+# ----------------------------------------------------------------------------- coupled loop
+@dataclass
+class CoupledResult:
+    records: np.ndarray  # (S*M, T, n, n) float64; NaN where not reached (blow-up)
+    steps_done: int
+    blowup_time: float | None
+    blowup_reason: str
+    wall_per_time: float  # warm seconds per simulated time unit
+    steps_timed: int
+
+
+def run_coupled(solver, w0, closure, steps: int, record_stride: int, members: int = 1,
+                warmup: int = 1, progress=None) -> CoupledResult:
+    """Advance w0 (S, n, n), each state repeated `members` times, with `closure`.
+
+    The closure's tendency is added explicitly (Solver.step's closure hook). The first `warmup`
+    steps (plans, first sample, device initialisation) are not timed.
+    """
+    bk, dt = solver.backend, solver.dt
+    w = np.repeat(np.asarray(w0, dtype=float), members, axis=0)
+    state = solver.from_physical(w)
+    n_rec = steps // record_stride + 1
+    records = np.full((w.shape[0], n_rec) + w.shape[1:], np.nan)
+    records[:, 0] = solver.physical(state)
+    active = not isinstance(closure, cl.NoClosure)
+    k_now = [0]
+
+    def hook(wb, t):
+        return bk.asarray(closure.tendency(bk.to_numpy(wb), k_now[0], t))
+
+    warmup = min(warmup, max(steps - 1, 0))
+    elapsed, blowup, reason, done = 0.0, None, "", 0
+    with np.errstate(over="ignore", invalid="ignore"):
+        for k in range(steps):
+            k_now[0] = k
+            tic = time.perf_counter()
+            try:
+                state = solver.step(state, None, hook if active else None, t=k * dt)
+                if (k + 1) % record_stride == 0:
+                    solver.check(state, (k + 1) * dt)
+            except BlowUpError as exc:
+                blowup, reason = exc.time, str(exc)
+                log.warning("closure %s blew up at t=%.4g (step %d): %s; stopping this rollout",
+                            getattr(closure, "name", "?"), exc.time, k + 1, reason)
+                break
+            if k >= warmup:
+                elapsed += time.perf_counter() - tic
+            done = k + 1
+            if done % record_stride == 0:
+                records[:, done // record_stride] = solver.physical(state)
+            if progress is not None:
+                progress.update()
+    timed = max(done - warmup, 0)
+    per_time = elapsed / (timed * dt) if timed else float("nan")
+    return CoupledResult(records, done, blowup, reason, per_time, timed)
+
+
+def dns_cost(dns: dict, w_fine, steps: int = 20, threads: int = 1, warmup: int = 2,
+             seed: int = 0) -> float:
+    """Warm wall seconds per simulated time unit of the fine DNS (dns.n, full physics).
+
+    Runs `warmup` + `steps` steps from the fine states w_fine (S, N, N) and extrapolates.
+    """
+    solver = ref.full_solver(dns, w_fine.shape[-1], threads=threads)
+    rngs = ref.noise_generators(seed, w_fine.shape[0])
+    state = solver.from_physical(w_fine)
+    for k in range(warmup):
+        state = solver.step(state, solver.sample_noise(rngs), t=k * solver.dt, out=state)
+    tic = time.perf_counter()
+    for k in range(steps):
+        state = solver.step(state, solver.sample_noise(rngs), t=k * solver.dt, out=state)
+    solver.physical(state)  # synchronise (torch backends)
+    return (time.perf_counter() - tic) / (steps * solver.dt)
+
+
+# ----------------------------------------------------------------------------- one rollout
+@dataclass
+class RolloutResult:
+    closure: str
+    target: str
+    vorticity: np.ndarray  # (S, M, T, n, n)
+    reference: np.ndarray  # (S, T, n, n)
+    time: np.ndarray  # (T,) time since the rollout start
+    trajectories: list[int]
+    start_time: float
+    attrs: dict = field(default_factory=dict)
+
+
+def read_stats(data_dir) -> dict:
+    path = Path(data_dir) / "stats.json"
+    if not path.exists():
+        raise DataFileError(f"{path}: not found; run the dataset stage first (--data DATASET_DIR)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataFileError(f"{path}: not valid JSON ({exc}); rerun the dataset stage") from None
+
+
+def plan(cfg: dict, closure: str) -> dict:
+    """Steps and strides of a rollout; every setting is checked before any work starts."""
+    dns, ro = cfg["dns"], cfg["rollout"]
+    cl.check_name(closure)
+    dt = dns["dt"]
+    steps = _stride(ro["duration"], dt, "rollout.duration")
+    stride = _stride(ro["record_every"], dt, "rollout.record_every")
+    if stride > steps:
+        raise ConfigError(f"rollout.record_every: {ro['record_every']} exceeds rollout.duration="
+                          f"{ro['duration']}; record at least once")
+    steps -= steps % stride
+    out = {"steps": steps, "record_stride": stride, "dt": dt}
+    if cfg["coarse"]["target"] == "sgs":
+        spr = _stride(dns["record_every"], dt, "dns.record_every")
+        if stride % spr:
+            raise ConfigError(
+                f"rollout.record_every: {ro['record_every']} must be a multiple of "
+                f"dns.record_every={dns['record_every']} for the sgs target (its reference is "
+                "the filtered DNS at the record times)"
+            )
+        out["steps_per_dns_record"] = spr
+    return out
+
+
+def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, *,
+                threads: int = 1, generator=None, show_progress: bool = True) -> RolloutResult:
+    """One rollout job (module docstring). `sampler_obj` is needed for the diffusion closure."""
+    dns, coarse, ro, meas = cfg["dns"], cfg["coarse"], cfg["rollout"], cfg["measurements"]
+    target, n, length, dt = coarse["target"], coarse["n"], dns["length"], dns["dt"]
+    p = plan(cfg, closure)
+    if closure == "diffusion" and sampler_obj is None:
+        raise ConfigError("--model: the diffusion closure needs the trained model (score.pt)")
+    stats = read_stats(data_dir)
+    if stats.get("target_name", target) != target:
+        raise DataFileError(f"{data_dir}/stats.json: dataset of target {stats['target_name']!r} "
+                            f"but coarse.target is {target!r}; rerun coarse and dataset")
+    S = ro["initial_states"]
+    M = cl.members_of(closure, ro["ensemble"])
+    ids = ref.test_ids(stats, S, Path(data_dir) / "stats.json")
+    fine = ref.read_dns(dns_paths, ids, records=None if target == "sgs" else 1)
+    if fine.vorticity.shape[-1] != dns["n"]:
+        raise DataFileError(f"DNS shards hold {fine.vorticity.shape[-1]}^2 fields but dns.n is "
+                            f"{dns['n']}; pass the shards of this configuration")
+    steps, stride = p["steps"], p["record_stride"]
+    if target == "sgs":
+        spr = p["steps_per_dns_record"]
+        window = (fine.vorticity.shape[1] - 1) * spr
+        if steps > window:
+            capped = window - window % stride
+            log.warning("sgs target: the reference is the filtered DNS, recorded for %.4g time "
+                        "units; rollout.duration=%.4g is capped at %.4g", window * dt,
+                        ro["duration"], capped * dt)
+            steps = capped
+        if steps < stride:
+            raise ConfigError("rollout.duration: the DNS window holds no record after the "
+                              "first; record a longer dns.duration")
+    w0 = ref.coarse_initial(fine.vorticity[:, 0], coarse, length)
+    n_rec = steps // stride + 1
+    sample_steps = range(0, steps, ro["resample_every"])
+    need_terms = closure == "diffusion" and ro["measurements"]
+    bar = progress_bar(steps * (1 if target == "sgs" else 2), f"rollout {closure}",
+                       show_progress)
+
+    # ---- reference
+    if target == "sgs":
+        w_bar, pi = ref.filtered_reference(fine.vorticity, coarse, length)
+        reference = w_bar[:, :: stride // spr][:, :n_rec]
+
+        def true_term(k):
+            return pi[:, min(k // spr, pi.shape[1] - 1)]
+    else:
+        full = ref.full_solver(dns, n, threads=threads)
+        r = ref.run_reference(full, w0, steps, stride, ref.noise_generators(ro["seed"], S),
+                              target, term_steps=sample_steps if need_terms else (),
+                              progress=bar)
+        reference = r.records
+
+        def true_term(k):
+            return r.terms[k]
+
+    # ---- closure
+    if closure == "none":
+        clo = cl.NoClosure()
+    elif closure == "true":
+        clo = (cl.OracleSgs(pi, spr) if target == "sgs" else
+               cl.OracleGH(ref.full_solver(dns, n, threads=threads),
+                           ref.noise_generators(ro["seed"], S), target))
+    elif closure == "diffusion":
+        target_std = float(stats["target"]["std"])
+        mrng = np.random.default_rng(np.random.SeedSequence([ro["seed"], 0xA11, 1]))
+        measurements = (cl.Measurements(true_term, meas, n, target_std, mrng)
+                        if ro["measurements"] else None)
+        if generator is None:
+            import torch
+
+            dev = getattr(sampler_obj, "device", "cpu")
+            generator = torch.Generator(device=dev).manual_seed(int(ro["seed"]))
+        clo = cl.DiffusionClosure(
+            sampler_obj, _make_sampler(ro["sampler"]), states=S, members=M,
+            resample_every=ro["resample_every"], hold=ro["hold"],
+            hold_std=ro["hold_noise"] * target_std, measurements=measurements,
+            smagorinsky=cl.smagorinsky_condition(target, coarse, length), generator=generator,
+            rng=np.random.default_rng(np.random.SeedSequence([ro["seed"], 0xA11, 2])),
+        )
+    else:
+        clo = cl.ClassicalClosure(closure, target, coarse, dns["nu"], length, n)
+
+    # ---- coupled run
+    solver = ref.known_solver(dns, n, target, threads=threads)
+    warm = ro["resample_every"] if closure == "diffusion" else 1
+    res = run_coupled(solver, w0, clo, steps, stride, members=M, warmup=warm, progress=bar)
+    bar.close()
+    vort = res.records.reshape((S, M) + res.records.shape[1:])
+    log.info("coupled run: %d/%d steps, %.4g s per simulated time unit (warm, %d steps timed)",
+             res.steps_done, steps, res.wall_per_time, res.steps_timed)
+
+    # ---- cost of the fine DNS the closure stands in for
+    dns_steps = ro["dns_cost_steps"]
+    dns_per_time = dns_cost(dns, fine.vorticity[:, 0], steps=dns_steps, threads=threads,
+                            seed=ro["seed"])
+    log.info("fine DNS (%d^2, %d states): %.4g s per simulated time unit (%d steps timed)",
+             dns["n"], S, dns_per_time, dns_steps)
+
+    attrs = {
+        "closure": closure, "target": target, "n": n, "dt": dt, "steps": steps,
+        "steps_done": res.steps_done, "record_stride": stride, "states": S, "members": M,
+        "trajectories": json.dumps(ids), "start_time": float(fine.times[0]),
+        "blowup": res.blowup_time is not None,
+        "blowup_time": float("nan") if res.blowup_time is None else float(res.blowup_time),
+        "blowup_reason": res.blowup_reason,
+        "cost_coupled_s_per_time": res.wall_per_time,
+        "cost_dns_s_per_time": dns_per_time,
+        "cost_ratio_vs_dns": (res.wall_per_time / dns_per_time
+                              if dns_per_time > 0 else float("nan")),
+        "cost_steps_timed": res.steps_timed, "cost_dns_steps_timed": dns_steps,
+        "dns_n": dns["n"],
+    }
+    if closure == "diffusion":
+        attrs["sample_calls"] = clo.sample_calls
+    if math.isnan(res.wall_per_time):
+        log.warning("too few steps to time the coupled run")
+    times = np.arange(n_rec) * stride * dt
+    return RolloutResult(closure, target, vort, reference, times, ids, float(fine.times[0]),
+                         attrs)
+
+
+def _make_sampler(cfg: dict):
+    from diffclosure.sampling.samplers import make_sampler
+
+    return make_sampler(dict(cfg), where="rollout.sampler")

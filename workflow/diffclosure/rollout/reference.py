@@ -1,0 +1,201 @@
+"""Initial states, solvers and reference trajectories of the coupled rollouts.
+
+Initial states: the first ``rollout.initial_states`` test trajectories (ids from the dataset's
+stats.json split, in that order), their vorticity at the first DNS record, brought to the coarse
+grid ``coarse.n`` by the configured coarse-graining: ``coarse.method`` (the paper subsamples)
+for the G and H targets, filter-then-truncate for the sgs target (as the coarse stage does, so
+a rollout starts from exactly the state the model was trained on).
+
+References:
+
+- G and H: a coarse-grid simulation with the FULL stochastic physics (the dns section's nu,
+  drag, scheme, forcing evaluated on the coarse grid, and the noise), as the paper does. Each
+  initial state gets its own noise stream, a numpy Generator seeded from (rollout.seed, state
+  index) (:func:`noise_generators`); the oracle closure re-creates the same streams, so it sees
+  the reference's noise realisation without storing it.
+- sgs: the filtered DNS of the held-out trajectory at the DNS record times; no coarse run can
+  stand in for it. The rollout is therefore limited to the recorded window (the stage logs it).
+
+Solvers: :func:`full_solver` (full physics with noise, any grid) and :func:`known_solver`, the
+coarse solver with only the physics a closure for `target` does not supply:
+
+- G (nu lap w + noise): advection on, viscosity off, no noise;
+- H (-u.grad w + noise): advection off, viscosity on, no noise;
+- sgs (Pi): the full deterministic coarse physics (no noise); the closure supplies -Pi.
+
+Drag and forcing are always known physics.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from diffclosure.coarse.closures import filtered_state, subgrid_term
+from diffclosure.coarse.coarsen import coarsen
+from diffclosure.config import ConfigError
+from diffclosure.data import h5io
+from diffclosure.data.h5io import DataFileError
+from diffclosure.solver.forcing import make_forcing
+from diffclosure.solver.grid import Grid
+from diffclosure.solver.navier_stokes import Solver
+from diffclosure.solver.noise import NoiseSpec
+
+log = logging.getLogger(__name__)
+
+TARGETS = ("G", "H", "sgs")
+# Stream tag of the reference noise, so it never coincides with another stream of the seed.
+_NOISE_TAG = 0x5EF
+
+
+def filter_width(coarse: dict, length: float) -> float:
+    """Delta in physical units (coarse.filter_width coarse-grid spacings), as the coarse stage."""
+    return coarse["filter_width"] * length / coarse["n"]
+
+
+def noise_generators(seed: int, states: int) -> list[np.random.Generator]:
+    """One independent noise stream per initial state, from (rollout.seed, state index)."""
+    return [np.random.default_rng(np.random.SeedSequence([int(seed), i, _NOISE_TAG]))
+            for i in range(states)]
+
+
+def _forcing(dns: dict, grid: Grid):
+    f = dns["forcing"]
+    return make_forcing(f["kind"], grid, f["amplitude"], f["wavenumber"])
+
+
+def _solver(dns: dict, n: int, *, noise: bool, advection: bool = True, viscosity: bool = True,
+            threads: int = 1, backend: str | None = None, device=None) -> Solver:
+    grid = Grid(n, dns["length"])
+    nz = dns["noise"]
+    spec = NoiseSpec(nz["sigma"], nz["alpha"], nz["kappa"]) if noise else None
+    return Solver(
+        n, dns["length"], dns["nu"], dns["dt"], drag=dns["drag"], forcing=_forcing(dns, grid),
+        noise=spec, scheme=dns["scheme"], backend=backend or dns["backend"], threads=threads,
+        planner=dns.get("planner", "FFTW_MEASURE"), device=device, advection=advection,
+        viscosity=viscosity, cfl_max=dns["cfl_max"], check_every=dns["check_every"],
+    )
+
+
+def full_solver(dns: dict, n: int, threads: int = 1, backend: str | None = None,
+                device=None) -> Solver:
+    """The dns section's full stochastic physics on an n-grid."""
+    return _solver(dns, n, noise=True, threads=threads, backend=backend, device=device)
+
+
+def known_solver(dns: dict, n: int, target: str, threads: int = 1, backend: str | None = None,
+                 device=None) -> Solver:
+    """The coarse solver with the known physics of `target` only (module docstring)."""
+    if target not in TARGETS:
+        raise ConfigError(f"coarse.target: unknown target {target!r}; choose one of {TARGETS}")
+    return _solver(dns, n, noise=False, advection=target != "H", viscosity=target != "G",
+                   threads=threads, backend=backend, device=device)
+
+
+# ----------------------------------------------------------------------------- DNS input
+@dataclass
+class DnsStates:
+    """Fine vorticity of the chosen test trajectories, all records (S, T, N, N) float64."""
+
+    ids: list[int]
+    vorticity: np.ndarray
+    times: np.ndarray
+    length: float
+
+
+def test_ids(stats: dict, count: int, path: str | Path = "stats.json") -> list[int]:
+    """The first `count` test trajectory ids of the dataset split."""
+    try:
+        ids = [int(i) for i in stats["split"]["test"]]
+    except (KeyError, TypeError):
+        raise DataFileError(f"{path}: lacks split.test; rerun the dataset stage") from None
+    if len(ids) < count:
+        raise ConfigError(
+            f"rollout.initial_states: {count} requested but the dataset holds only {len(ids)} "
+            f"test trajectories ({path}); lower rollout.initial_states or raise "
+            "dataset.test_trajectories"
+        )
+    return ids[:count]
+
+
+def read_dns(paths, ids: list[int], records: int | None = None) -> DnsStates:
+    """Fine vorticity of trajectories `ids` from the DNS shards (first `records` records)."""
+    where: dict[int, tuple[Path, int]] = {}
+    times, length = None, None
+    for path in paths:
+        with h5io.open_input(path, required=("vorticity", "trajectory", "time")) as fh:
+            for row, tid in enumerate(fh["trajectory"][()]):
+                where[int(tid)] = (Path(path), row)
+            t = fh["time"][()]
+            if times is None:
+                times = t
+                length = float(h5io.read_attrs(fh).get("dns.length", 1.0))
+            elif t.shape != times.shape or not np.allclose(t, times):
+                raise DataFileError(f"{path}: record times differ from {paths[0]}; all shards "
+                                    "must come from one dns configuration")
+    missing = [i for i in ids if i not in where]
+    if missing:
+        raise DataFileError(
+            f"test trajectories {missing} are in none of the DNS shards {[str(p) for p in paths]};"
+            " pass every dns/shard-*.h5 of the run (--dns)"
+        )
+    sel = slice(None) if records is None else slice(0, records)
+    fields = []
+    for tid in ids:
+        path, row = where[tid]
+        with h5io.open_input(path) as fh:
+            fields.append(fh["vorticity"][row, sel].astype(np.float64))
+    return DnsStates(list(ids), np.stack(fields), np.asarray(times[sel], dtype=float), length)
+
+
+def coarse_initial(w_fine, coarse: dict, length: float) -> np.ndarray:
+    """Fine vorticity (..., N, N) -> coarse state (..., n, n) by the target's coarse-graining."""
+    m, delta = coarse["n"], filter_width(coarse, length)
+    if coarse["target"] == "sgs":
+        return filtered_state(w_fine, m, coarse["filter"], delta, length)
+    return coarsen(w_fine, m, coarse["method"], length, coarse["filter"], delta)
+
+
+def filtered_reference(w_fine, coarse: dict, length: float) -> tuple[np.ndarray, np.ndarray]:
+    """(w_bar, Pi) on coarse.n from fine records (S, T, N, N): the sgs reference and oracle."""
+    return subgrid_term(w_fine, coarse["n"], coarse["filter"], filter_width(coarse, length),
+                        length)
+
+
+# ----------------------------------------------------------------------------- reference run
+@dataclass
+class Reference:
+    """A reference trajectory: records (S, T, n, n) and, at chosen steps, its true term."""
+
+    records: np.ndarray
+    terms: dict  # step -> true closure term (S, n, n) float64 (only the steps asked for)
+
+
+def run_reference(solver: Solver, w0: np.ndarray, steps: int, record_stride: int,
+                  rngs, target: str, term_steps=(), progress=None) -> Reference:
+    """Advance the full-physics coarse solver `steps` steps from w0 (S, n, n).
+
+    Records every `record_stride` steps (step 0 included). For every step in `term_steps` the
+    reference's own `target` term (G or H) of the step that STARTS there is kept: it is what the
+    diffusion closure's sparse measurements observe at that time (the DNS records pair a state
+    with the term of the step leaving it, and so does the training data).
+    """
+    term_steps = set(term_steps)
+    state = solver.from_physical(w0)
+    records = [solver.physical(state)]
+    terms = {}
+    for k in range(steps):
+        eta = solver.sample_noise(rngs)
+        if k in term_steps:
+            state, contrib = solver.step(state, eta, t=k * solver.dt, return_terms=True)
+            terms[k] = solver.backend.to_numpy(contrib[target]).copy()
+        else:
+            state = solver.step(state, eta, t=k * solver.dt, out=state)
+        if (k + 1) % record_stride == 0:
+            records.append(solver.physical(state))
+        if progress is not None:
+            progress.update()
+    return Reference(np.stack(records, axis=1), terms)

@@ -1,0 +1,117 @@
+"""Stochastic forcing sigma*xi: white in time, smooth in space (a Q-Wiener process).
+
+Convention (what one solver step adds to the vorticity):
+
+    w  <-  w + sigma * sqrt(dt) * eta,
+    eta(x) = Re sum_{k in Z_n^2} sqrt(q_k) (a_k + i b_k) exp(2 pi i k.x / L),
+    a_k, b_k iid N(0, kappa),   q_k = exp(-alpha |2 pi k / L|^2),   q_0 = 0.
+
+So the normalised Fourier coefficients c_k = rfft2(eta)_k / n^2 satisfy E|c_k|^2 = kappa q_k
+(real and imaginary parts independent, each of variance kappa q_k / 2), eta has zero mean
+(vorticity on the torus does), and with only noise acting Var(c_k of w(t)) = sigma^2 kappa q_k t:
+linear in t and independent of dt, i.e. sigma*xi is a genuine space-time white-in-time forcing.
+
+Modes: only the box |k_x|, |k_y| <= K is drawn, where K is the largest wavenumber with
+sqrt(q_k) >= 1e-16 times its largest value (the others are zero to round-off), capped at
+n/2 - 1 so the Nyquist row and column, where a real field's odd modes are ill-defined, are never
+forced. K = 19 for alpha = 0.005, L = 1, whatever n: a cheap 39 x 39 box, not n^2 normals.
+
+Randomness: one numpy Generator per trajectory; each call draws, for every trajectory, one
+(2, 2K+1, 2K+1) block of standard normals in a fixed order, so a trajectory's noise depends only
+on its own generator, never on the batch it is in nor on the FFT backend. N(0, kappa) is drawn as
+sqrt(kappa) times a standard normal (the research code sums kappa standard normals: same law).
+
+Mapping to the research code (X. Dong / J.-L. Wu, generator_sns.py with Lord, Powell & Shardlow
+Alg. 4.5 and 10.6): there, each step adds ``dt * sigma_r * dW`` with
+``dW = Re ifft2(b_j * (sum of kappa normals + i * sum of kappa normals))`` and
+``b_j = sqrt(q_j) * sqrt(dt) * n^2 / L``, i.e. an increment ``sigma_r * dt**1.5 / L * eta``
+in the notation above: a sqrt(dt) *and* an extra dt. Their sigma_r therefore corresponds to our
+``sigma = sigma_r * dt / L``; the paper's sigma_r = 5e-5 at dt = 1e-3 is sigma = 5e-8 here.
+(Their noise variance per unit time scales like dt^2, so it vanishes as dt -> 0; ours does not.)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from diffclosure.solver.grid import Grid
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    """Amplitude sigma, smoothness alpha and complex-normal variance kappa of sigma*xi."""
+
+    sigma: float = 5e-5
+    alpha: float = 0.005
+    kappa: float = 10.0
+
+    def __post_init__(self):
+        if not self.sigma >= 0:
+            raise ValueError(f"dns.noise.sigma must be >= 0, got {self.sigma}")
+        if not self.alpha > 0:
+            raise ValueError(f"dns.noise.alpha must be > 0, got {self.alpha}")
+        if not self.kappa > 0:
+            raise ValueError(f"dns.noise.kappa must be > 0, got {self.kappa}")
+
+    @property
+    def active(self) -> bool:
+        return self.sigma > 0
+
+
+def covariance(grid: Grid, alpha: float) -> np.ndarray:
+    """q_k = exp(-alpha |2 pi k/L|^2) on the rfft layout (n, n//2+1), q_0 = 0, Nyquist 0."""
+    q = np.exp(-alpha * grid.k2)
+    q[0, 0] = 0.0
+    return q * grid.nyquist_free
+
+
+def box_size(grid: Grid, alpha: float, rel_tol: float = 1e-16) -> int:
+    """Largest K with sqrt(q) at |k| = K above rel_tol * max sqrt(q), capped at n/2 - 1."""
+    # sqrt(q_k) = exp(-alpha (2 pi k/L)^2 / 2); its largest value over k != 0 is at |k| = 1.
+    c = alpha * (2 * math.pi / grid.length) ** 2 / 2
+    k_max = math.sqrt(1.0 + math.log(1.0 / rel_tol) / c)
+    return max(1, min(int(math.floor(k_max)), grid.n // 2 - 1))
+
+
+class NoiseSampler:
+    """Draws rfft2(eta) (B, n, n//2+1) for a batch of trajectories, one Generator each."""
+
+    def __init__(self, grid: Grid, spec: NoiseSpec, rel_tol: float = 1e-16):
+        self.grid, self.spec = grid, spec
+        n = grid.n
+        K = box_size(grid, spec.alpha, rel_tol)
+        self.K = K
+        k = np.arange(-K, K + 1)
+        ky, kx = np.meshgrid(k, k, indexing="ij")
+        kk = (2 * math.pi / grid.length) ** 2 * (kx**2 + ky**2)
+        sqrt_q = np.exp(-spec.alpha * kk / 2)
+        sqrt_q[K, K] = 0.0  # q_0 = 0: no forcing of the mean vorticity
+        # n^2 turns the normalised coefficients c_k into the unnormalised rfft2 layout.
+        self._amp = sqrt_q * math.sqrt(spec.kappa) * n * n
+        # rfft rows of ky = -K..K (fftfreq order) and columns kx = 0..K.
+        self._rows = np.mod(k, n)
+        self._cols = slice(0, K + 1)
+
+    def sample(self, rngs: Sequence[np.random.Generator], out: np.ndarray | None = None):
+        """rfft2(eta) for each generator, shape (B, n, n//2+1) complex128.
+
+        `out`, if given, must be zeros or the result of an earlier call: only the mode box is
+        written, the rest stays zero.
+        """
+        n, K = self.grid.n, self.K
+        shape = (len(rngs), n, n // 2 + 1)
+        if out is None:
+            out = np.zeros(shape, dtype=np.complex128)
+        elif out.shape != shape:
+            raise ValueError(f"noise buffer has shape {out.shape}, expected {shape}")
+        for b, rng in enumerate(rngs):
+            g = rng.standard_normal((2, 2 * K + 1, 2 * K + 1))
+            z = self._amp * (g[0] + 1j * g[1])
+            # Re(sum z_k e_k) = sum_k e_k (z_k + conj z_{-k}) / 2; index flip maps k -> -k.
+            c = 0.5 * (z + np.conj(z[::-1, ::-1]))
+            out[b, self._rows, self._cols] = c[:, K:]
+        return out

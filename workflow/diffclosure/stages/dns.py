@@ -1,0 +1,201 @@
+"""DNS stage: simulate one shard of trajectories on the fine grid and record w, G and H.
+
+    python -m diffclosure dns --config CFG --shard I --output PATH [--threads T]
+
+Uses only the config section "dns". Trajectories 0..trajectories-1 are split into `shards`
+contiguous chunks (numpy.array_split); this job runs chunk I, `batch` trajectories at a time.
+Each trajectory j draws its initial field and its noise from np.random.SeedSequence([seed, j])
+spawned into (initial, noise) streams, so its bits do not depend on sharding or batching.
+
+After `spinup`, records are taken at t_j = spinup + j*record_every, j = 0..round(duration /
+record_every): the vorticity w(t_j) and, for the same instant, the closure terms G (viscous +
+noise) and H (advection + noise) of the step that starts at t_j (with that step's noise).
+Output (written atomically; a blow-up or any failure leaves no file): datasets vorticity, G, H
+(trajectory, time, y, x) float32; coordinates trajectory (global ids), time, y, x; forcing (y, x);
+attributes: the dns section flattened as dns.*, seed, shard, shards and provenance.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from diffclosure import config as configmod
+from diffclosure.data import h5io
+from diffclosure.errors import UserFacingError
+from diffclosure.provenance import provenance
+from diffclosure.solver.forcing import make_forcing
+from diffclosure.solver.grid import Grid
+from diffclosure.solver.initial import gaussian_random_field, trajectory_streams
+from diffclosure.solver.navier_stokes import Solver
+from diffclosure.solver.noise import NoiseSpec
+
+log = logging.getLogger(__name__)
+
+FIELD_DESCRIPTIONS = {
+    "vorticity": "vorticity w at the record time t",
+    "G": "viscous + noise contributions of the step from t: nu*lap((w(t) + w(t+dt))/2)"
+         " (Crank-Nicolson) + increment/dt of the stochastic forcing",
+    "H": "advection + noise contributions of the step from t: -(dealiased u.grad w)"
+         " + increment/dt of the stochastic forcing",
+}
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "--shard", type=int, required=True, help="index of the shard to run (0-based)"
+    )
+    parser.add_argument("--output", required=True, help="HDF5 file to write")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="FFT threads (default: dns.threads)"
+    )
+
+
+def _steps(value: float, unit: float, field: str, unit_field: str = "dt") -> int:
+    """value/unit as an integer, or a clear error naming the field."""
+    steps = value / unit
+    if abs(steps - round(steps)) > 1e-6 * max(1.0, steps):
+        raise UserFacingError(
+            f"dns.{field}: {value} is not a multiple of dns.{unit_field}={unit};"
+            f" choose {field} = k*{unit_field}"
+        )
+    return int(round(steps))
+
+
+def shard_ids(dns: dict, shard: int) -> np.ndarray:
+    """Global trajectory ids of one shard (contiguous chunks of numpy.array_split)."""
+    if not 0 <= shard < dns["shards"]:
+        raise UserFacingError(
+            f"--shard {shard}: dns.shards={dns['shards']}, so the shard index must be in"
+            f" 0..{dns['shards'] - 1}"
+        )
+    return np.array_split(np.arange(dns["trajectories"]), dns["shards"])[shard]
+
+
+def build_solver(dns: dict, threads: int | None = None) -> Solver:
+    """The DNS solver described by a (validated) dns config section."""
+    grid = Grid(dns["n"], dns["length"])
+    fc = dns["forcing"]
+    forcing = make_forcing(fc["kind"], grid, fc["amplitude"], fc["wavenumber"])
+    nz = dns["noise"]
+    noise = NoiseSpec(nz["sigma"], nz["alpha"], nz["kappa"])
+    threads = threads or dns["threads"]
+    if dns["backend"] == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    return Solver(
+        dns["n"], dns["length"], dns["nu"], dns["dt"],
+        drag=dns["drag"], forcing=forcing, noise=noise, scheme=dns["scheme"],
+        backend=dns["backend"], threads=threads, planner=dns["planner"],
+        device="cuda" if dns["backend"] == "torch" and _cuda() else None,
+        cfl_max=dns["cfl_max"], check_every=dns["check_every"],
+    )
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def run_shard(dns: dict, shard: int, output, threads: int | None = None) -> None:
+    """Simulate one shard and write its HDF5 file (atomically)."""
+    ids = shard_ids(dns, shard)
+    dt = dns["dt"]
+    spin = _steps(dns["spinup"], dt, "spinup")
+    every = _steps(dns["record_every"], dt, "record_every")
+    n_rec = _steps(dns["duration"], dns["record_every"], "duration", "record_every") + 1
+    total = spin + (n_rec - 1) * every + 1  # the last record needs its own step for G and H
+    times = dns["spinup"] + dns["record_every"] * np.arange(n_rec)
+
+    try:  # config errors surface here, before any output
+        solver = build_solver(dns, threads)
+    except ValueError as exc:
+        raise UserFacingError(str(exc)) from None
+    grid = solver.grid
+    n = grid.n
+    log.info(
+        "dns shard %d/%d: trajectories %s, n=%d, %d steps each (%d spin-up), %d records, "
+        "backend %s, scheme %s",
+        shard, dns["shards"], _ids_str(ids), n, total, spin, n_rec, dns["backend"], dns["scheme"],
+    )
+    progress = tqdm(
+        total=total * len(ids), unit="traj-step", desc=f"dns shard {shard}", file=sys.stderr,
+        mininterval=0.5 if sys.stderr.isatty() else 5.0,
+    )
+    dims = ("trajectory", "time", "y", "x")
+    with h5io.atomic_h5(output) as fh:
+        h5io.add_coordinate(fh, "trajectory", ids.astype(np.int64))
+        h5io.add_coordinate(fh, "time", times, {"units": "simulation time"})
+        h5io.add_coordinate(fh, "y", grid.x)
+        h5io.add_coordinate(fh, "x", grid.x)
+        forcing = solver.forcing if solver.forcing is not None else np.zeros((n, n))
+        h5io.add_field(fh, "forcing", forcing, ("y", "x"),
+                       {"description": "deterministic forcing f(x, y)"})
+        shape = (len(ids), n_rec, n, n)
+        fields = {}
+        for name, text in FIELD_DESCRIPTIONS.items():
+            fields[name] = h5io.create_field(fh, name, shape, dims)
+            h5io.set_attrs(fields[name], {"description": text})
+        h5io.set_attrs(fh, {"dns": dns, "seed": dns["seed"], "shard": shard,
+                            "shards": dns["shards"], **provenance(dns, "dns")})
+
+        for start in range(0, len(ids), dns["batch"]):
+            batch = ids[start:start + dns["batch"]]
+            _run_batch(solver, dns, batch, slice(start, start + len(batch)), fields,
+                       spin, every, n_rec, total, progress)
+    progress.close()
+
+
+def _run_batch(solver, dns, batch, rows, fields, spin, every, n_rec, total, progress):
+    streams = [trajectory_streams(dns["seed"], j) for j in batch]
+    init = dns["initial"]
+    w0 = gaussian_random_field(solver.grid, [s[0] for s in streams], init["alpha"], init["tau"])
+    noise_rngs = [s[1] for s in streams]
+    state = solver.from_physical(w0)
+    dt = solver.dt
+    t_start = time.perf_counter()
+    record = 0
+    for s in range(total):
+        t = s * dt
+        eta = solver.sample_noise(noise_rngs)
+        if s >= spin and (s - spin) % every == 0:
+            solver.check(state, t)
+            w = solver.physical(state)
+            state, terms = solver.step(state, eta, t=t, return_terms=True, out=None)
+            fields["vorticity"][rows, record] = w.astype(np.float32)
+            for name in ("G", "H"):
+                fields[name][rows, record] = solver.backend.to_numpy(terms[name]).astype(np.float32)
+            record += 1
+        else:
+            state = solver.step(state, eta, t=t, out=state)
+        progress.update(len(batch))
+    assert record == n_rec
+    elapsed = time.perf_counter() - t_start
+    log.info(
+        "trajectories %s done: %d steps in %.1f s (%.1f steps/s, %.1f trajectory-steps/s)",
+        _ids_str(batch), total, elapsed, total / elapsed, total * len(batch) / elapsed,
+    )
+
+
+def _ids_str(ids) -> str:
+    ids = list(map(int, ids))
+    return f"{ids[0]}..{ids[-1]}" if len(ids) > 1 else str(ids[0])
+
+
+def main(args) -> int:
+    cfg = configmod.load(args.config, sections=["dns"])
+    dns = cfg["dns"]
+    if args.threads is not None and args.threads < 1:
+        raise UserFacingError(f"--threads must be >= 1, got {args.threads}")
+    run_shard(dns, args.shard, args.output, args.threads)
+    log.info("wrote %s", args.output)
+    return 0

@@ -1,0 +1,130 @@
+"""Info stage: print the provenance and main parameters of diffclosure output files.
+
+    python -m diffclosure info FILE [FILE ...]
+
+HDF5 files (.h5, .hdf5, .nc): the provenance attributes (version, git commit, config hash, stage,
+created), every other root attribute (the parameters), and the datasets with shapes.
+JSON files: provenance keys found at the top level or under "provenance", then the rest.
+PyTorch checkpoints (.pt, .pth): loaded with torch.load(weights_only=True); prints "settings"
+(and "provenance") if present, and the top-level keys.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from diffclosure.errors import UserFacingError
+
+log = logging.getLogger(__name__)
+
+PROVENANCE_KEYS = ("diffclosure_version", "git_commit", "config_hash", "stage", "created")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("files", nargs="+", help="output files (.h5, .json, .pt)")
+
+
+def _fmt(value) -> str:
+    if hasattr(value, "item") and getattr(value, "size", 2) == 1:
+        value = value.item()
+    if isinstance(value, bytes):
+        value = value.decode()
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _print_mapping(title: str, mapping: dict, indent: str = "  ") -> None:
+    print(f"{title}:")
+    if not mapping:
+        print(f"{indent}(none)")
+    for key in sorted(mapping):
+        print(f"{indent}{key}: {_fmt(mapping[key])}")
+
+
+def _split(attrs: dict) -> tuple[dict, dict]:
+    prov = {k: attrs[k] for k in PROVENANCE_KEYS if k in attrs}
+    rest = {k: v for k, v in attrs.items() if k not in prov}
+    return prov, rest
+
+
+def describe_h5(path: Path) -> None:
+    from diffclosure.data.h5io import open_input, read_attrs
+
+    with open_input(path) as fh:
+        prov, params = _split(read_attrs(fh))
+        _print_mapping("provenance", prov)
+        _print_mapping("parameters", params)
+        print("datasets:")
+        items = []
+
+        def visit(name, obj):
+            if hasattr(obj, "shape"):
+                items.append((name, obj.shape, obj.dtype))
+
+        fh.visititems(visit)
+        for name, shape, dtype in items:
+            print(f"  {name}: {shape} {dtype}")
+
+
+def describe_json(path: Path) -> None:
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserFacingError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        print(f"JSON {type(data).__name__} with {len(data)} entries")
+        return
+    nested = data.get("provenance") if isinstance(data.get("provenance"), dict) else {}
+    prov, rest = _split(data)
+    prov.update({k: nested[k] for k in PROVENANCE_KEYS if k in nested})
+    rest.pop("provenance", None)
+    _print_mapping("provenance", prov)
+    _print_mapping("contents", rest)
+
+
+def describe_pt(path: Path) -> None:
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserFacingError(f"{path}: not a loadable PyTorch checkpoint ({exc})") from None
+    if not isinstance(ckpt, dict):
+        print(f"checkpoint of type {type(ckpt).__name__}")
+        return
+    settings = ckpt.get("settings")
+    prov = ckpt.get("provenance") if isinstance(ckpt.get("provenance"), dict) else {}
+    if isinstance(settings, dict):
+        prov = {**{k: settings[k] for k in PROVENANCE_KEYS if k in settings}, **prov}
+    _print_mapping("provenance", prov)
+    if isinstance(settings, dict):
+        _print_mapping("settings", {k: v for k, v in settings.items() if k not in PROVENANCE_KEYS})
+    elif settings is not None:
+        print(f"settings: {_fmt(settings)}")
+    print("keys: " + ", ".join(map(str, ckpt)))
+
+
+def describe(path: str | Path) -> None:
+    path = Path(path)
+    if not path.exists():
+        raise UserFacingError(f"{path}: file not found")
+    print(f"== {path}")
+    suffix = path.suffix.lower()
+    if suffix in (".json",):
+        describe_json(path)
+    elif suffix in (".pt", ".pth"):
+        describe_pt(path)
+    elif suffix in (".h5", ".hdf5", ".nc", ".he5"):
+        describe_h5(path)
+    else:
+        raise UserFacingError(
+            f"{path}: unknown file type {suffix or '(none)'}; expected .h5, .json or .pt"
+        )
+
+
+def main(args) -> int:
+    for path in args.files:
+        describe(path)
+    return 0

@@ -1,0 +1,257 @@
+"""Stage `report`: the headline tables next to the paper's numbers, and the animation.
+
+    python -m diffclosure report --config CFG --results results/<run> --outdir results/<run>/report
+
+Sections: run, report. Reads rollout/metrics.csv, rollout/summary.json (or the rollout files'
+attributes), sampling/benchmark.csv and sampling/resolution.csv under --results; every input but
+metrics.csv is optional (a missing one becomes a note in the report). Writes, atomically:
+
+- summary.md: a-posteriori D_Fro of every closure at report.times (fractions of the rollout: the
+  scaled analog of the paper's 35/40/45/50 s over its 30 -> 50 s rollout), costs and cost
+  ratios, a-priori errors and resolution invariance from the sampler benchmark, each beside the
+  paper's numbers (:data:`PAPER`) and the command that reproduces it.
+- animation.mp4 (report.animation; GIF beside it without ffmpeg): reference, the learned
+  closure (first member) and no closure side by side, first initial state. Skipped, with a
+  log line, when the diffusion or the none rollout is absent.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+from diffclosure import config as cfgmod
+from diffclosure.data import h5io
+from diffclosure.data.h5io import DataFileError
+
+log = logging.getLogger(__name__)
+
+# The paper's numbers, copied from /work/shared/PAPER.md ("Numbers from the research code's
+# notebook outputs"): Dong, Chen & Wu, J. Comput. Phys. 534 (2025) 114005, arXiv:2408.02965.
+PAPER = {
+    # A-posteriori D_Fro, single trajectory, 64^2, rollout t = 30 -> 50 s.
+    "a_posteriori_times": [35.0, 40.0, 45.0, 50.0],
+    "a_posteriori": {
+        "G learned (conv encoder)": [0.023, 0.044, 0.053, 0.071],
+        "G dropped": [0.186, 0.348, 0.517, 0.695],
+        "H learned (10 steps, every 5)": [0.027, 0.032, 0.035, 0.047],
+        "H dropped": [0.715, 0.951, 0.879, 0.725],
+    },
+    # A-priori D_Fro of the sampled closure (100 test samples, 10-step sampler), trained at
+    # 64^2 and applied unchanged at finer grids.
+    "resolutions": [64, 128, 256],
+    "a_priori": {
+        "H, interp": [0.040, 0.058, 0.071],
+        "H, conv": [0.054, 0.081, 0.107],
+        "G, interp": [0.092, 0.130, 0.166],
+        "G, conv": [0.093, 0.111, 0.135],
+    },
+    # Cost (one GPU, H closure): 20,000 coupled steps (20 s simulated) with and without closure.
+    "cost": {"with_closure_s": 208.0, "without_closure_s": 5.65, "simulated_time": 20.0},
+}
+
+COMMANDS = {
+    "a_posteriori": "snakemake --cores all --forcerun rollout",
+    "cost": "snakemake --cores all --forcerun rollout",
+    "a_priori": "snakemake --cores all --forcerun sample_benchmark",
+    "report": "snakemake --cores all --forcerun report",
+}
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--results", required=True, help="results/<run> folder")
+    parser.add_argument("--outdir", required=True, help="folder for summary.md and animation")
+
+
+# ----------------------------------------------------------------------------- reading
+def read_metrics(path) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        raise DataFileError(f"{path}: not found; run the rollout_metrics stage first")
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    need = {"closure", "state", "member", "time", "d_fro"}
+    if not rows or not need <= set(rows[0]):
+        raise DataFileError(f"{path}: empty or lacks columns {sorted(need)}; rerun "
+                            "rollout_metrics")
+    return rows
+
+
+def read_csv_table(path) -> tuple[list[str], list[list[str]]] | None:
+    path = Path(path)
+    if not path.exists():
+        return None
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    return (rows[0], rows[1:]) if rows else None
+
+
+def d_fro_at(rows: list[dict], fractions) -> tuple[dict, list[float]]:
+    """Ensemble-mean D_Fro (mean over states) per closure at the record nearest each fraction
+    of the rollout duration. Returns ({closure: [values]}, the times used)."""
+    curves: dict[str, dict[float, list[float]]] = {}
+    for r in rows:
+        if r["member"] != "mean":
+            continue
+        curves.setdefault(r["closure"], {}).setdefault(float(r["time"]), []).append(
+            float(r["d_fro"]))
+    end = max(t for c in curves.values() for t in c)
+    all_times = sorted({t for c in curves.values() for t in c})
+    chosen = [min(all_times, key=lambda t, f=f: abs(t - f * end)) for f in fractions]
+    table = {name: [float(np.mean(c[t])) if t in c else float("nan") for t in chosen]
+             for name, c in curves.items()}
+    return table, chosen
+
+
+def costs(results: Path) -> dict:
+    """{closure: summary entry} from rollout/summary.json, else from the rollout files."""
+    path = results / "rollout" / "summary.json"
+    if path.exists():
+        return json.loads(path.read_text()).get("closures", {})
+    out = {}
+    for f in sorted((results / "rollout").glob("*.h5")):
+        with h5io.open_input(f) as fh:
+            a = h5io.read_attrs(fh)
+        out[str(a.get("closure", f.stem))] = {
+            "cost_s_per_time": a.get("cost_coupled_s_per_time", float("nan")),
+            "dns_cost_s_per_time": a.get("cost_dns_s_per_time", float("nan")),
+            "cost_ratio_vs_dns": a.get("cost_ratio_vs_dns", float("nan")),
+            "target": a.get("target", ""),
+        }
+    return out
+
+
+# ----------------------------------------------------------------------------- markdown
+def _num(x, digits: int = 3) -> str:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if math.isnan(v):
+        return "n/a"
+    return f"{v:.{digits}g}"
+
+
+def md_table(header, rows) -> str:
+    lines = ["| " + " | ".join(str(h) for h in header) + " |",
+             "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _csv_md(table, limit: int = 40) -> str:
+    header, rows = table
+    body = [[_num(c, 4) if _is_number(c) else c for c in r] for r in rows[:limit]]
+    extra = f"\n\n({len(rows) - limit} more rows in the CSV)" if len(rows) > limit else ""
+    return md_table(header, body) + extra
+
+
+def _is_number(s) -> bool:
+    try:
+        float(s)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def build_summary(run: str, report_cfg: dict, results: Path) -> str:
+    rows = read_metrics(results / "rollout" / "metrics.csv")
+    fractions = report_cfg["times"]
+    table, chosen = d_fro_at(rows, fractions)
+    summ = costs(results)
+    target = next((str(s.get("target")) for s in summ.values() if s.get("target")), "?")
+    out = [f"# diffclosure report: run `{run}` (target {target})", ""]
+    out += [
+        "Every number below was computed by this pipeline run; the paper's numbers (Dong, Chen & "
+        "Wu, J. Comput. Phys. 534 (2025) 114005, from the research code's notebook outputs) are "
+        "shown beside them. Our runs are scaled down (grids, durations, training), so compare "
+        "orders of magnitude and orderings, not digits.", "",
+        "## A-posteriori error D_Fro = ||w - w_ref|| / ||w_ref||", "",
+        f"Ensemble-mean field against the reference, mean over initial states, at fractions "
+        f"{', '.join(_num(f) for f in fractions)} of the rollout (the paper: 35, 40, 45, 50 s of "
+        "a 30 -> 50 s rollout, i.e. quarters).", "",
+    ]
+    header = ["closure"] + [f"t = {_num(t)}" for t in chosen]
+    body = [[name] + [_num(v) for v in vals] for name, vals in sorted(table.items())]
+    out += [md_table(header, body), ""]
+    out += ["Paper (64^2, single trajectory, D_Fro at t = 35 / 40 / 45 / 50 s):", ""]
+    out += [md_table(["run"] + [f"t = {t:g} s" for t in PAPER["a_posteriori_times"]],
+                     [[k] + [f"{v:.3f}" for v in vals]
+                      for k, vals in PAPER["a_posteriori"].items()]), ""]
+    out += [f"Reproduce: `{COMMANDS['a_posteriori']}` (then `rollout_metrics` and `report` rerun "
+            "as dependants). Figures: [error](../rollout/error.png), "
+            "[spectra](../rollout/spectra.png), [snapshots](../rollout/snapshots.png).", ""]
+
+    out += ["## Cost", "",
+            "Warm wall time per simulated time unit of each coupled run (closure included) and of "
+            "the fine-grid DNS it stands in for, measured in the same job; ratio = coupled / DNS "
+            "(below 1: the closure pays off). 'vs none' = slowdown against the coarse run "
+            "without closure (the paper's 37x).", ""]
+    none_cost = float(summ.get("none", {}).get("cost_s_per_time", float("nan")))
+    body = []
+    for name, s in sorted(summ.items()):
+        c = float(s.get("cost_s_per_time", float("nan")))
+        body.append([name, _num(c), _num(s.get("dns_cost_s_per_time")),
+                     _num(s.get("cost_ratio_vs_dns")), _num(c / none_cost if none_cost > 0
+                                                            else float("nan"))])
+    out += [md_table(["closure", "s / time unit", "DNS s / time unit", "ratio vs DNS",
+                      "vs none"], body), ""]
+    pc = PAPER["cost"]
+    out += [f"Paper (one GPU, H closure, 64^2): 20,000 coupled steps took {pc['with_closure_s']:g}"
+            f" s with the closure against {pc['without_closure_s']:g} s without: "
+            f"{pc['with_closure_s'] / pc['simulated_time']:.3g} vs "
+            f"{pc['without_closure_s'] / pc['simulated_time']:.3g} s per simulated second, "
+            f"{pc['with_closure_s'] / pc['without_closure_s']:.0f}x slower.", "",
+            f"Reproduce: `{COMMANDS['cost']}`.", ""]
+
+    out += ["## A-priori error of the sampled closure", ""]
+    bench = read_csv_table(results / "sampling" / "benchmark.csv")
+    out += [_csv_md(bench) if bench else "sampling/benchmark.csv not found (run "
+            "sample_benchmark).", ""]
+    res = read_csv_table(results / "sampling" / "resolution.csv")
+    out += ["Resolution invariance (model trained at coarse.n, applied unchanged at finer "
+            "grids):", "", _csv_md(res) if res else "sampling/resolution.csv not found.", ""]
+    out += ["Paper (D_Fro, 100 test samples, 10-step sampler, trained at 64^2):", ""]
+    out += [md_table(["target, encoder"] + [f"{m}^2" for m in PAPER["resolutions"]],
+                     [[k] + [f"{v:.3f}" for v in vals] for k, vals in PAPER["a_priori"].items()]),
+            "", f"Reproduce: `{COMMANDS['a_priori']}`.", ""]
+    out += ["---", f"This file: `{COMMANDS['report']}`.", ""]
+    return "\n".join(out)
+
+
+def _animation(results: Path, outdir: Path, report_cfg: dict) -> Path | None:
+    from diffclosure.plots.animation import write_animation
+
+    files = {name: results / "rollout" / f"{name}.h5" for name in ("diffusion", "none")}
+    missing = [n for n, p in files.items() if not p.exists()]
+    if missing:
+        log.info("animation skipped: no %s rollout in %s", " or ".join(missing),
+                 results / "rollout")
+        return None
+    with h5io.open_input(files["diffusion"], required=("vorticity", "reference", "time")) as fh:
+        learned, reference = fh["vorticity"][0, 0], fh["reference"][0]
+        times = fh["time"][()]
+        length = float(h5io.read_attrs(fh).get("dns.length", 1.0))
+    with h5io.open_input(files["none"], required=("vorticity",)) as fh:
+        dropped = fh["vorticity"][0, 0]
+    panels = {"reference": reference, "learned closure": learned, "no closure": dropped}
+    return write_animation(outdir / "animation.mp4", panels, times, report_cfg["fps"],
+                           report_cfg["max_frames"], length)
+
+
+def main(args) -> int:
+    cfg = cfgmod.load(args.config, sections=["run", "report"])
+    results, outdir = Path(args.results), Path(args.outdir)
+    text = build_summary(cfg["run"], cfg["report"], results)
+    h5io.write_text_atomic(outdir / "summary.md", text)
+    log.info("wrote %s", outdir / "summary.md")
+    if cfg["report"]["animation"]:
+        path = _animation(results, outdir, cfg["report"])
+        if path is not None:
+            log.info("wrote %s", path)
+    return 0
