@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from diffclosure.model.fno import FNOBranch, GaussianFourierEmbedding
+from diffclosure.model.fno import FNOBranch, GaussianFourierEmbedding, PointwiseConv
 
 
 class ScoreNet(nn.Module):
@@ -59,7 +59,7 @@ class ScoreNet(nn.Module):
         )
         sizes = [width * (1 + n_conditions), *head, 1]
         self.head = nn.ModuleList(
-            nn.Conv2d(a, b, 1) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+            PointwiseConv(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
         )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None):
