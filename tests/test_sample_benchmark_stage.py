@@ -93,10 +93,14 @@ def test_stage_end_to_end(dataset, tmp_path):
     assert _run(dataset, out) == 0
     rows = _rows(out / "benchmark.csv")
     got = [(r["name"], int(r["steps"]), r["schedule"]) for r in rows]
-    # The configured samplers, then the two references that were absent.
+    # The configured samplers, the two references that were absent (the paper's, started
+    # from zero), then the model-free baseline of the encoded measurements.
     assert got == [("dpm2m", 4, "karras"), ("ode_heun", 3, "karras"),
-                   ("em", 1000, "uniform"), ("em", 10, "karras")]
-    for r in rows:
+                   ("em", 1000, "uniform"), ("em", 10, "karras"), ("measurements-only", 0, "")]
+    assert [r["start"] for r in rows[2:4]] == ["zero", "zero"]
+    baseline = rows[-1]
+    assert int(baseline["nfe"]) == 0 and float(baseline["d_fro_mean"]) > 0
+    for r in rows[:-1]:
         assert int(r["nfe"]) == expected_nfe(r["name"], int(r["steps"]))
         assert float(r["seconds_per_sample"]) > 0
         assert np.isfinite(float(r["crps"])) and float(r["d_fro_mean"]) > 0
@@ -109,7 +113,7 @@ def test_stage_end_to_end(dataset, tmp_path):
 
     res = _rows(out / "resolution.csv")
     assert sorted({int(r["n"]) for r in res}) == [8, 16]
-    assert {r["sampler"] for r in res} >= {"em-10-karras-t0.1"}
+    assert {r["sampler"] for r in res} >= {"em-10-karras-t0.1-zero"}  # the paper's sampler
     for name in ("pareto.png", "samples.png", "spectra.png"):
         assert (out / name).stat().st_size > 1000
     assert not list(out.glob(".*tmp*"))  # no temporary leftovers

@@ -111,19 +111,25 @@ class ClosureSampler:
 
     def sample(self, sampler: Sampler, vorticity, measurements=None, smagorinsky=None, *,
                ensemble: int = 1, generator: torch.Generator | None = None,
-               return_nfe: bool = False, start: str = "zero"):
+               return_nfe: bool = False, start: str | None = None):
         """Physical-unit closure samples (B, ensemble, n, n), float32 on the device.
 
         Members of one condition share its condition fields and differ by their noise. With
         `return_nfe` the result is (samples, nfe). `start` is the mean of the initial noise:
         "zero" (the paper's N(0, std(t_max)^2) in normalised units) or "measurements" (centred
-        on the encoded measurements, which a truncated start otherwise ignores).
+        on the encoded measurements, which a truncated start otherwise ignores); None takes
+        the sampler's own `start`, whose "auto" means "measurements" when the model is
+        conditioned on them. With normalised targets (std 1) a start truncated at std(t_max)
+        well below 1 is far from the true marginal unless it is centred on a good estimate.
         """
         cond = self.normalised_conditions(vorticity, measurements, smagorinsky)
         b, _, n, _ = cond.shape
         cond = cond.repeat_interleave(ensemble, dim=0)
         if generator is None:
             generator = torch.Generator(device=self.device).manual_seed(0)
+        start = sampler.start if start is None else start
+        if start == "auto":
+            start = "measurements" if "measurements" in self.conditions else "zero"
         if start == "zero":
             prior_mean = 0.0
         elif start == "measurements" and "measurements" in self.conditions:

@@ -209,6 +209,9 @@ def expected_nfe(name: str, steps: int, denoise: bool = True) -> int:
     raise ConfigError(f"sampler name: unknown sampler '{name}'; choose one of {sorted(SAMPLERS)}")
 
 
+
+START_MODES = ("auto", "zero", "measurements")
+
 @dataclass(frozen=True)
 class Sampler:
     """A sampler with its step budget and schedule, built from one config entry."""
@@ -221,10 +224,14 @@ class Sampler:
     rho: float = 7.0
     snr: float = 0.16
     denoise: bool = True
+    # Mean of the initial noise: "zero" (the paper's N(0, std(t_max)^2)), "measurements" (centred
+    # on the encoded sparse measurements) or "auto" (measurements when the model has them).
+    start: str = "auto"
 
     @property
     def label(self) -> str:
-        return f"{self.name}-{self.steps}-{self.schedule}-t{self.t_max:g}"
+        base = f"{self.name}-{self.steps}-{self.schedule}-t{self.t_max:g}"
+        return base if self.start == "auto" else f"{base}-{self.start}"
 
     @property
     def nfe(self) -> int:
@@ -244,7 +251,7 @@ class Sampler:
         return {
             "name": self.name, "steps": self.steps, "schedule": self.schedule,
             "t_max": self.t_max, "t_min": self.t_min, "rho": self.rho, "snr": self.snr,
-            "denoise": self.denoise,
+            "denoise": self.denoise, "start": self.start,
         }
 
 
@@ -254,7 +261,7 @@ def make_sampler(cfg: dict, where: str = "sampling.samplers") -> Sampler:
     Missing keys take the schema's defaults; `denoise` (default true) may be given too.
     `where` names the entry in error messages.
     """
-    known = {"name", "steps", "schedule", "t_max", "t_min", "rho", "snr", "denoise"}
+    known = {"name", "steps", "schedule", "t_max", "t_min", "rho", "snr", "denoise", "start"}
     extra = sorted(set(cfg) - known)
     if extra:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(extra)}; known: {sorted(known)}")
@@ -275,7 +282,12 @@ def make_sampler(cfg: dict, where: str = "sampling.samplers") -> Sampler:
         rho=float(cfg.get("rho", 7.0)),
         snr=float(cfg.get("snr", 0.16)),
         denoise=bool(cfg.get("denoise", True)),
+        start=str(cfg.get("start", "auto")),
     )
+    if sampler.start not in START_MODES:
+        raise ConfigError(
+            f"{where}.start: unknown start '{sampler.start}'; choose one of {list(START_MODES)}"
+        )
     if not 0 < sampler.t_min < sampler.t_max:
         raise ConfigError(
             f"{where}.t_min: need 0 < t_min < t_max, got t_min={sampler.t_min},"

@@ -39,12 +39,14 @@ from diffclosure.sampling.samplers import Sampler, make_sampler
 log = logging.getLogger(__name__)
 
 # Always benchmarked: the paper's baseline and its accelerated sampler.
-REFERENCE = {"name": "em", "steps": 1000, "schedule": "uniform", "t_max": 1.0, "t_min": 1e-3}
-PAPER = {"name": "em", "steps": 10, "schedule": "karras", "t_max": 0.1, "t_min": 1e-3}
+REFERENCE = {"name": "em", "steps": 1000, "schedule": "uniform", "t_max": 1.0, "t_min": 1e-3,
+             "start": "zero"}
+PAPER = {"name": "em", "steps": 10, "schedule": "karras", "t_max": 0.1, "t_min": 1e-3,
+         "start": "zero"}
 CHEAP_NFE = 10  # "cheap" samplers for the resolution table: at most this many score calls
 
 COLUMNS = [
-    "name", "steps", "schedule", "t_max", "t_min", "nfe", "seconds_per_sample",
+    "name", "start", "steps", "schedule", "t_max", "t_min", "nfe", "seconds_per_sample",
     "d_fro_mean", "d_fro_member", "mse", "crps", "spread_skill", "spectrum_error",
     "d_fro_rel_reference",
 ]
@@ -174,13 +176,15 @@ def _csv(rows: list[dict], columns: list[str]) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    head = (f"{'sampler':<28}{'NFE':>6}{'s/sample':>11}{'D_Fro mean':>12}{'member':>9}"
+    head = (f"{'sampler':<34}{'NFE':>6}{'s/sample':>11}{'D_Fro mean':>12}{'member':>9}"
             f"{'CRPS':>10}{'spr/skill':>10}{'spec err':>10}{'vs ref':>8}")
     lines = [head]
     for r in rows:
         label = f"{r['name']}-{r['steps']}-{r['schedule']}-t{r['t_max']:g}"
+        if r["start"] not in ("", "auto"):
+            label += f"-{r['start']}"
         lines.append(
-            f"{label:<28}{r['nfe']:>6d}{r['seconds_per_sample']:>11.3g}{r['d_fro_mean']:>12.4f}"
+            f"{label:<34}{r['nfe']:>6d}{r['seconds_per_sample']:>11.3g}{r['d_fro_mean']:>12.4f}"
             f"{r['d_fro_member']:>9.4f}{r['crps']:>10.3g}{r['spread_skill']:>10.3f}"
             f"{r['spectrum_error']:>10.3f}{r['d_fro_rel_reference']:>8.3f}"
         )
@@ -248,12 +252,18 @@ def main(args) -> int:
             times.append(time.perf_counter() - t0)
         drawn[s] = samples
         rows.append({
-            "name": s.name, "steps": s.steps, "schedule": s.schedule, "t_max": s.t_max,
-            "t_min": s.t_min, "nfe": nfe,
+            "name": s.name, "start": s.start, "steps": s.steps, "schedule": s.schedule,
+            "t_max": s.t_max, "t_min": s.t_min, "nfe": nfe,
             "seconds_per_sample": statistics.median(times) / (k * ensemble),
             **score_samples(samples, data["target"]),
         })
         log.info("%s: NFE %d, D_Fro %.4f", s.label, nfe, rows[-1]["d_fro_mean"])
+    if "measurements" in data:
+        # Baseline without the model: the encoded sparse measurements themselves (0 NFE).
+        rows.append({"name": "measurements-only", "start": "", "steps": 0, "schedule": "",
+                     "t_max": 0.0, "t_min": 0.0, "nfe": 0, "seconds_per_sample": 0.0,
+                     **score_samples(data["measurements"][:, None], data["target"])})
+        log.info("measurements only (no model): D_Fro %.4f", rows[-1]["d_fro_mean"])
     ref = rows[samplers.index(make_sampler(REFERENCE))]["d_fro_mean"]
     for r in rows:
         r["d_fro_rel_reference"] = r["d_fro_mean"] / ref if ref > 0 else float("nan")
@@ -263,7 +273,7 @@ def main(args) -> int:
 
     # Resolution invariance: the paper's sampler and the best one with at most CHEAP_NFE calls.
     paper = make_sampler(PAPER)
-    cheap = [(r["d_fro_mean"], i) for i, r in enumerate(rows)
+    cheap = [(r["d_fro_mean"], i) for i, r in enumerate(rows[: len(samplers)])
              if r["nfe"] <= CHEAP_NFE and samplers[i] != paper]
     chosen = [paper] + ([samplers[min(cheap)[1]]] if cheap else [])
     res_files = _resolution_files(data_dir) or [(n, data_dir / "test.h5")]
@@ -279,7 +289,7 @@ def main(args) -> int:
                      sc["d_fro_mean"], sc["d_fro_member"])
     h5io.write_text_atomic(outdir / "resolution.csv", _csv(res_rows, RES_COLUMNS))
 
-    pareto_figure(rows, outdir / "pareto.png")
+    pareto_figure([r for r in rows if r["nfe"] > 0], outdir / "pareto.png")
     shown = drawn[paper]
     samples_figure(data["vorticity"], data["target"], shown, outdir / "samples.png",
                    measurements=data.get("measurements"), title=f"{paper.label} samples")
