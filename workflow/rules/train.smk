@@ -14,6 +14,11 @@ rule train:
         cfg=lambda w: sections("device", "sde", "model", "train"),
         outdir=lambda w, output: os.path.dirname(output.model),
         data=lambda w, input: os.path.dirname(input.stats),
+        launcher=lambda w: (
+            f"torchrun --standalone --nproc_per_node {config['train']['gpus']} -m diffclosure"
+            if config["train"]["gpus"] > 1
+            else "python -m diffclosure"
+        ),
     conda:
         GPU_ENV
     log:
@@ -24,7 +29,7 @@ rule train:
     resources:
         mem_mb=8000,
         runtime=lambda w: 30 + config["train"]["epochs"],
-        gpu=1 if config["device"] != "cpu" else 0,
+        gpu=config["train"]["gpus"] if config["device"] != "cpu" else 0,
     shell:
-        "python -m diffclosure train --config {params.cfg} --data {params.data} --outdir {params.outdir} "
+        "{params.launcher} train --config {params.cfg} --data {params.data} --outdir {params.outdir} "
         "--threads {threads} > {log} 2>&1"
