@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from diffclosure.data.h5io import atomic_path  # noqa: E402
+from diffclosure.provenance import png_metadata  # noqa: E402
 
 COLOURS = {
     "reference": "black", "true": "tab:green", "diffusion": "tab:blue", "none": "tab:red",
@@ -29,7 +30,7 @@ def colour(name: str) -> str:
 
 def _save(fig, path) -> None:
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+        fig.savefig(tmp, dpi=110, format="png", metadata=png_metadata())
     plt.close(fig)
 
 
@@ -100,26 +101,35 @@ def spectra_figure(path, spectra: dict, pdfs: dict, enstrophy: dict) -> None:
 
 
 def snapshots_figure(path, rows: dict, times, length: float = 1.0) -> None:
-    """Grid of snapshots: one row per field source (reference first), one column per time.
+    """Grid of snapshots: the reference's vorticity on top, then each closure's error against it.
 
-    rows[name] = (len(times), n, n); colours share the reference's range per column.
+    rows[name] = (len(times), n, n), the reference first. Errors w - w_ref share one symmetric
+    colour scale so closures compare at a glance; fields that look alike still show their error.
     """
     names = list(rows)
+    ref = rows[names[0]]
     cols = len(times)
-    fig, axes = plt.subplots(len(names), cols, figsize=(2.3 * cols + 0.8, 2.2 * len(names)),
-                             squeeze=False)
-    first = rows[names[0]]
+    fig, axes = plt.subplots(len(names), cols, figsize=(2.3 * cols + 1.2, 2.2 * len(names)),
+                             squeeze=False, layout="constrained")
+    vmax = float(np.nanmax(np.abs(ref))) or 1.0
+    diffs = {name: rows[name] - ref for name in names[1:]}
+    emax = max([float(np.nanmax(np.abs(d))) for d in diffs.values()] + [1e-30])
+    im_field = im_err = None
     for j in range(cols):
-        vmax = float(np.nanmax(np.abs(first[j]))) or 1.0
         for i, name in enumerate(names):
             ax = axes[i, j]
-            im = ax.imshow(rows[name][j], origin="lower", cmap="RdBu_r", vmin=-vmax, vmax=vmax,
-                           extent=(0, length, 0, length))
+            if i == 0:
+                im_field = ax.imshow(ref[j], origin="lower", cmap="RdBu_r", vmin=-vmax,
+                                     vmax=vmax, extent=(0, length, 0, length))
+                ax.set_title(f"t = {times[j]:.3g}", fontsize=9)
+            else:
+                im_err = ax.imshow(diffs[name][j], origin="lower", cmap="PuOr_r", vmin=-emax,
+                                   vmax=emax, extent=(0, length, 0, length))
             ax.set_xticks([])
             ax.set_yticks([])
-            if i == 0:
-                ax.set_title(f"t = {times[j]:.3g}", fontsize=9)
             if j == 0:
-                ax.set_ylabel(name, fontsize=9)
-        fig.colorbar(im, ax=axes[:, j], shrink=0.6)
+                ax.set_ylabel(name if i == 0 else f"{name} - {names[0]}", fontsize=9)
+    fig.colorbar(im_field, ax=axes[0, :], shrink=0.9, label="vorticity")
+    if im_err is not None:
+        fig.colorbar(im_err, ax=axes[1:, :], shrink=0.6, label="error")
     _save(fig, path)
