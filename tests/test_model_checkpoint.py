@@ -93,3 +93,28 @@ def test_settings_state_mismatch(tmp_path):
     torch.save({"state_dict": {}, "ema_state_dict": {}, "settings": bad}, path)
     with pytest.raises(CheckpointError, match="settings lack stats"):
         load_model(path)
+
+
+@pytest.mark.parametrize("content", ["random", "foreign class"])
+def test_unloadable_file_gets_our_message_not_torchs_unsafe_advice(tmp_path, content):
+    import io
+
+    import numpy as np
+
+    path = tmp_path / "score.pt"
+    if content == "random":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+    else:  # a real torch file holding an object the safe loader refuses (pickle would run code)
+        buf = io.BytesIO()
+        torch.save({"settings": Foreign()}, buf)
+        path.write_bytes(buf.getvalue())
+    with pytest.raises(CheckpointError) as info:
+        load_model(path)
+    msg = str(info.value)
+    assert msg.startswith(str(path)) and "rerun the training stage" in msg
+    assert "weights_only=False" not in msg and "weights_only` set to `False`" not in msg
+    assert "\n" not in msg  # one line: torch's multi-paragraph text is not passed on
+
+
+class Foreign:
+    """Any class outside torch's allow-list."""

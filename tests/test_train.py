@@ -111,8 +111,8 @@ def test_resume_is_bit_exact(dataset, tmp_path, monkeypatch, caplog):
     real = train_mod.write_history
     calls = []
 
-    def dying(path, history):
-        real(path, history)
+    def dying(*args):
+        real(*args)
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt

@@ -1,14 +1,21 @@
-"""What made a file: package version, git commit, config hash, time."""
+"""What made a file: package version, git commit, config hash, time.
+
+HDF5 outputs hold these as root attributes, score.pt under "provenance", JSON outputs under a
+top-level "provenance" key, CSV tables in a sidecar `<name>.csv.provenance.json` (write_table),
+summary.md in a footer line, PNG figures (where cheap) in a "Software" text chunk.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
 import functools
+import json
 import subprocess
 from pathlib import Path
 
 from diffclosure import __version__
 from diffclosure.config import section_hash
+from diffclosure.data.h5io import write_json_atomic, write_text_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,3 +45,62 @@ def provenance(cfg: dict, stage: str) -> dict:
         "stage": stage,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+# ----------------------------------------------------------------------------- tables
+# CSV files cannot hold metadata, so each one gets a small JSON file beside it. The sidecar is
+# written first: a table never exists without its provenance (a sidecar left alone by a killed
+# job is harmless, the job reruns and rewrites both).
+SIDECAR_SUFFIX = ".provenance.json"
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """metrics.csv -> metrics.csv.provenance.json, in the same folder."""
+    path = Path(path)
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def write_sidecar(path: str | Path, cfg: dict, stage: str, *,
+                  config_hash: str | None = None) -> Path:
+    """Write the provenance of the table `path` to its sidecar, atomically; return the sidecar.
+
+    `config_hash` replaces the hash of `cfg` where a stage already stores another one for the
+    same run (e.g. training, whose hash leaves out the thread count), so one run has one hash.
+    """
+    prov = provenance(cfg, stage)
+    if config_hash is not None:
+        prov["config_hash"] = config_hash
+    out = sidecar_path(path)
+    write_json_atomic(out, {"file": Path(path).name, "provenance": prov})
+    return out
+
+
+def write_table(path: str | Path, text: str, cfg: dict, stage: str, *,
+                config_hash: str | None = None) -> None:
+    """Write a CSV table atomically with its provenance sidecar (sidecar first)."""
+    write_sidecar(path, cfg, stage, config_hash=config_hash)
+    write_text_atomic(path, text)
+
+
+def read_sidecar(path: str | Path) -> dict:
+    """The provenance recorded for the table `path` ({} when it has no readable sidecar)."""
+    side = sidecar_path(path)
+    try:
+        doc = json.loads(side.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    prov = doc.get("provenance") if isinstance(doc, dict) else None
+    return dict(prov) if isinstance(prov, dict) else {}
+
+
+def footer(prov: dict) -> str:
+    """One line naming what made a text output (the report's summary.md ends with it)."""
+    return (f"Provenance: diffclosure {prov.get('diffclosure_version', '?')}, git commit "
+            f"{prov.get('git_commit', '?')}, config hash {prov.get('config_hash', '?')}, stage "
+            f"{prov.get('stage', '?')}, created {prov.get('created', '?')}.")
+
+
+def png_metadata() -> dict:
+    """PNG text chunks for matplotlib's savefig(metadata=...): version and commit (a figure
+    function does not see the config, so no config hash here)."""
+    return {"Software": f"diffclosure {__version__} (git {git_commit()})"}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -30,7 +31,17 @@ def stats_key(channel: str) -> str:
     return "target" if channel == "measurements" else channel
 
 
+# Top-level keys of stats.json that are bookkeeping, not channel statistics.
+STATS_META_KEYS = ("conditions", "note", "split", "provenance")
+
+
 def load_stats(dataset_dir: str | Path) -> dict:
+    """stats.json of a dataset folder, checked; without its "provenance" entry.
+
+    The provenance (creation time, commit) describes the file, not the statistics: leaving it
+    out keeps the training identity and the settings stored in score.pt independent of when
+    the dataset was written.
+    """
     path = Path(dataset_dir) / "stats.json"
     if not path.exists():
         raise DataFileError(f"{path}: file not found; run the dataset stage first")
@@ -40,11 +51,18 @@ def load_stats(dataset_dir: str | Path) -> dict:
         raise DataFileError(f"{path}: not valid JSON ({exc}); rerun the dataset stage") from None
     if not isinstance(stats, dict) or "target" not in stats:
         raise DataFileError(f"{path}: lacks the 'target' statistics; rerun the dataset stage")
+    stats.pop("provenance", None)
     for name, entry in stats.items():
-        if name in ("conditions", "note", "split"):  # bookkeeping, not channel statistics
+        if name in STATS_META_KEYS:
             continue
         if not (isinstance(entry, dict) and "mean" in entry and "std" in entry):
             raise DataFileError(f"{path}: entry '{name}' lacks mean/std; rerun the dataset stage")
+        # null is how a non-finite value is written (strict JSON has no NaN).
+        if not all(isinstance(entry[k], (int, float)) and math.isfinite(entry[k])
+                   for k in ("mean", "std")):
+            raise DataFileError(f"{path}: '{name}' has mean {entry['mean']}, std {entry['std']}"
+                                " (non-finite data in the training split?); rerun the dataset"
+                                " stage on finite data")
         if not float(entry["std"]) > 0:
             raise DataFileError(f"{path}: '{name}' has std {entry['std']} (constant field?)")
     return stats

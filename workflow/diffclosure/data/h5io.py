@@ -4,13 +4,19 @@ Fields are float32 on disk with layout (trajectory, time, y, x). Dimension scale
 attached so `xarray.open_dataset(path, engine="h5netcdf")` shows named dims. Field chunks carry
 Fletcher-32 checksums, so a file whose data bytes were damaged fails on read (OSError) instead
 of handing garbage values to the next stage.
+
+Every output is written under a temporary name `.NAME.tmp-<pid>` and renamed when complete; a
+new write of NAME first deletes the temporaries that killed jobs left behind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import math
 import os
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -18,6 +24,8 @@ import h5py
 import numpy as np
 
 from diffclosure.errors import UserFacingError
+
+log = logging.getLogger(__name__)
 
 
 class DataFileError(UserFacingError):
@@ -51,11 +59,55 @@ def set_attrs(obj: h5py.HLObject, attrs: Mapping) -> None:
         obj.attrs[k] = _attr_value(v)
 
 
+def _pid_running(pid: int) -> bool:
+    """Whether process `pid` exists on this machine (signal 0 only checks, sends nothing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OverflowError:  # not a pid this system could have
+        return False
+    return True
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Delete `.NAME.tmp-<pid>*` beside `path` left by writers that no longer run; return them.
+
+    A job killed with SIGKILL cannot clean up its temporary file. Snakemake runs one job per
+    output, so when a new write of NAME starts, a temporary of NAME whose writer is gone can only
+    be such a leftover. Temporaries of live processes are kept (the pid check is conservative:
+    a reused pid keeps a leftover one more time, never deletes a live writer's file).
+    """
+    path = Path(path)
+    prefix = f".{path.name}.tmp-"
+    pattern = re.compile(re.escape(prefix) + r"(\d+)(\..*)?")
+    removed = []
+    try:
+        entries = list(path.parent.iterdir())
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        m = pattern.fullmatch(entry.name)
+        if not m:
+            continue
+        pid = int(m.group(1))
+        if pid == os.getpid() or _pid_running(pid):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            entry.unlink()
+            removed.append(entry)
+            log.info("removed %s, left by a killed job (pid %d)", entry, pid)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_h5(path: str | Path) -> Iterator[h5py.File]:
     """Open `path` for writing under a temporary name; rename only when the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with h5py.File(tmp, "w") as fh:
@@ -72,6 +124,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside `path`, renamed onto it when the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
     try:
         yield tmp
@@ -85,6 +138,25 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def write_text_atomic(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def json_safe(value):
+    """`value` with every non-finite float (NaN, +-inf) replaced by None, numpy scalars as
+    Python numbers: NaN is not JSON, and strict readers (jq, browsers) reject it."""
+    if isinstance(value, Mapping):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json_atomic(path: str | Path, doc) -> None:
+    """Write `doc` as strict JSON (non-finite numbers become null), indented, atomically."""
+    write_text_atomic(path, json.dumps(json_safe(doc), indent=2, allow_nan=False) + "\n")
 
 
 def add_coordinate(fh: h5py.File, name: str, values, attrs: Mapping | None = None) -> h5py.Dataset:

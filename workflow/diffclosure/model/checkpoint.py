@@ -9,6 +9,7 @@ Files are written atomically and read with `weights_only=True` (no code runs on 
 from __future__ import annotations
 
 import io
+import pickle
 from pathlib import Path
 
 import torch
@@ -53,6 +54,28 @@ def save_checkpoint(
     )
 
 
+def _load_failure(exc: Exception) -> str:
+    """What went wrong in torch.load, without torch's advice to retry with weights_only=False.
+
+    That advice is unsafe (unpickling an untrusted file runs code) and misleading here: our
+    files hold only tensors and plain containers, so a file the safe loader refuses is damaged
+    or foreign, and loading it anyway would not help.
+    """
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) or "weights_only" in text:
+        # Keep torch's diagnosis ("Unsupported operand 95", "Unsupported global: ...") only.
+        _, _, detail = text.partition("WeightsUnpickler error:")
+        detail = next((ln.strip() for ln in detail.splitlines() if ln.strip()), "")
+        detail = detail.split(" was not an allowed global")[0]
+        return ("it holds data the safe loader (weights_only=True) refuses"
+                + (f" ({detail})" if detail else ""))
+    # First sentence of the first line: torch appends paragraphs of generic advice.
+    first = text.strip().splitlines()[0].split(". ")[0].rstrip(".") if text.strip() else ""
+    if isinstance(exc, (EOFError, KeyError)) or not first:  # torch's "KeyError: 101" says nothing
+        return f"unexpected content or end of file ({type(exc).__name__})"
+    return f"{type(exc).__name__}: {first}"
+
+
 def read_torch(path: str | Path, what: str = "checkpoint") -> dict:
     """torch.load a dict with clear errors for a missing, truncated or foreign file."""
     path = Path(path)
@@ -63,9 +86,8 @@ def read_torch(path: str | Path, what: str = "checkpoint") -> dict:
         obj = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for garbage (pickle, zip, runtime)
         raise CheckpointError(
-            f"{path}: not a readable torch {what} (truncated or corrupted?): "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. "
-            "Delete it and rerun the training stage."
+            f"{path}: not a readable torch {what} (truncated, corrupted or not a diffclosure "
+            f"model file): {_load_failure(exc)}. Delete it and rerun the training stage."
         ) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: not a diffclosure {what} (holds a {type(obj).__name__})")

@@ -39,7 +39,7 @@ from tqdm import tqdm
 from diffclosure import __version__
 from diffclosure.config import ConfigError, section_hash
 from diffclosure.data.datasets import load_split, load_stats
-from diffclosure.data.h5io import atomic_path, write_text_atomic
+from diffclosure.data.h5io import atomic_path
 from diffclosure.model.checkpoint import (
     CheckpointError,
     read_torch,
@@ -50,7 +50,7 @@ from diffclosure.model.ema import EMA
 from diffclosure.model.loss import dsm_loss, uniform_times
 from diffclosure.model.score_net import ScoreNet, build_score_net, count_parameters
 from diffclosure.model.sde import make_sde
-from diffclosure.provenance import provenance
+from diffclosure.provenance import provenance, write_table
 
 log = logging.getLogger(__name__)
 
@@ -160,13 +160,22 @@ def training_identity(cfg: dict, stats: dict, conditions: list[str], n: int, n_t
     )
 
 
-def write_history(path: Path, history: list[dict]) -> None:
+def run_config_hash(cfg: dict) -> str:
+    """The config hash of a training run (score.pt and history.csv): the sde, model and train
+    sections without `threads`, which does not change the weights."""
+    return section_hash({"sde": cfg["sde"], "model": cfg["model"], "train": {
+        k: v for k, v in cfg["train"].items() if k != "threads"}})
+
+
+def write_history(path: Path, history: list[dict], cfg: dict) -> None:
+    """history.csv, with its provenance sidecar history.csv.provenance.json."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, lineterminator="\n")
     writer.writeheader()
     for row in history:
         writer.writerow({k: row[k] for k in HISTORY_FIELDS})
-    write_text_atomic(path, buf.getvalue())
+    write_table(path, buf.getvalue(), {k: cfg[k] for k in ("sde", "model", "train")}, "train",
+                config_hash=run_config_hash(cfg))
 
 
 def plot_curves(path: Path, history: list[dict]) -> None:
@@ -357,7 +366,7 @@ def _train(cfg, stats, train_set, val_set, outdir: Path, dctx: Dist, device) -> 
                  "rng": {"torch": torch.get_rng_state()}, "history": history},
                 outdir / LAST,
             )
-            write_history(outdir / HISTORY, history)
+            write_history(outdir / HISTORY, history, cfg)
             log.info("epoch %d/%d: train %.5g, val %.5g, lr %.3g, %.1f s", epoch + 1,
                      tr["epochs"], row["train_loss"], val_loss, lr, row["seconds"])
             bar.set_postfix(train=f"{row['train_loss']:.4g}", val=f"{val_loss:.4g}")
@@ -373,8 +382,7 @@ def _train(cfg, stats, train_set, val_set, outdir: Path, dctx: Dist, device) -> 
             "stats": stats,
             "n": train_set.n,
             "version": __version__,
-            "config_hash": section_hash({"sde": cfg["sde"], "model": cfg["model"], "train": {
-                k: v for k, v in tr.items() if k != "threads"}}),
+            "config_hash": run_config_hash(cfg),
             "identity": identity,
             "epochs": tr["epochs"],
         }
@@ -382,7 +390,7 @@ def _train(cfg, stats, train_set, val_set, outdir: Path, dctx: Dist, device) -> 
         prov = provenance({k: cfg[k] for k in ("sde", "model", "train")}, "train")
         prov["config_hash"] = settings["config_hash"]  # one hash for one run (threads excluded)
         save_checkpoint(outdir / SCORE, net, ema.model, settings, prov)
-        write_history(outdir / HISTORY, history)
+        write_history(outdir / HISTORY, history, cfg)
         if history:
             plot_curves(outdir / CURVES, history)
         final = history[-1] if history else {}

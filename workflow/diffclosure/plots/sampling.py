@@ -14,11 +14,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from diffclosure.data.h5io import atomic_path  # noqa: E402
+from diffclosure.provenance import png_metadata  # noqa: E402
 
 
 def _save(fig, path: str | Path) -> None:
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png", metadata=png_metadata())
     plt.close(fig)
 
 

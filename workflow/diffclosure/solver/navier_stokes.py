@@ -383,9 +383,16 @@ class Solver:
 
     def check(self, state, t: float) -> float:
         """Raise BlowUpError if the state is non-finite or the CFL exceeds cfl_max."""
-        cfl = self.cfl(state)
-        if not (math.isfinite(cfl) and self.backend.all_finite(state)):
-            raise BlowUpError(t, self.steps_taken, cfl, self.dt, "non-finite vorticity (NaN/Inf)")
+        # A diverging state overflows on the way (velocities of huge vorticity): numpy would
+        # print RuntimeWarnings just before the error that explains them, so they are silenced.
+        with np.errstate(over="ignore", invalid="ignore"):
+            if not self.backend.all_finite(state):
+                raise BlowUpError(t, self.steps_taken, None, self.dt,
+                                  "non-finite vorticity (NaN/Inf)")
+            cfl = self.cfl(state)
+        if not math.isfinite(cfl):
+            raise BlowUpError(t, self.steps_taken, None, self.dt,
+                              "non-finite velocity (the vorticity overflows)")
         if cfl > self.cfl_max:
             raise BlowUpError(
                 t, self.steps_taken, cfl, self.dt, f"CFL number above cfl_max={self.cfl_max:g}"

@@ -9,8 +9,8 @@ Inputs are the coarse shards (one group ``n<m>`` per resolution). Outputs in --o
   measurements_lattice (trajectory, time, lattice_y, lattice_x), the raw (noisy) lattice values.
   The root attribute ``conditions`` (JSON list) names the condition channels in order.
 - stats.json: {"target": {"mean", "std"}, "vorticity": ..., "smagorinsky": ...,
-  "measurements": (a copy of target's), "note": ..., "conditions": [...], "split": {...}}, the
-  statistics over the training split only.
+  "measurements": (a copy of target's), "note": ..., "conditions": [...], "split": {...},
+  "provenance": {...}}, the statistics over the training split only.
 - summary.png: sample panels and spectra.
 
 The split is a seeded permutation of the sorted global trajectory ids: the first
@@ -311,8 +311,9 @@ def main(args) -> int:
             ),
             "conditions": channels,
             "split": split,
+            "provenance": stage_prov,
         }
-        h5io.write_text_atomic(outdir / "stats.json", json.dumps(doc, indent=2) + "\n")
+        h5io.write_json_atomic(outdir / "stats.json", doc)
         log.info("stats (train): %s", {k: v for k, v in stats.items()})
         _summary_figure(outdir / "summary.png", outdir / "train.h5", channels, coarse["target"])
     finally:

@@ -5,12 +5,15 @@
 HDF5 files (.h5, .hdf5, .nc): the provenance attributes (version, git commit, config hash, stage,
 created), every other root attribute (the parameters), and the datasets with shapes.
 JSON files: provenance keys found at the top level or under "provenance", then the rest.
+CSV tables (.csv): the provenance from the sidecar <name>.csv.provenance.json beside the table,
+then the columns and the number of rows.
 PyTorch checkpoints (.pt, .pth): loaded with torch.load(weights_only=True); prints "settings"
 (and "provenance") if present, and the top-level keys.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 from pathlib import Path
@@ -23,7 +26,7 @@ PROVENANCE_KEYS = ("diffclosure_version", "git_commit", "config_hash", "stage", 
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("files", nargs="+", help="output files (.h5, .json, .pt)")
+    parser.add_argument("files", nargs="+", help="output files (.h5, .json, .csv, .pt)")
 
 
 def _fmt(value) -> str:
@@ -84,16 +87,29 @@ def describe_json(path: Path) -> None:
     _print_mapping("contents", rest)
 
 
-def describe_pt(path: Path) -> None:
-    import torch
+def describe_csv(path: Path) -> None:
+    from diffclosure.provenance import read_sidecar, sidecar_path
 
+    prov = read_sidecar(path)
+    _print_mapping("provenance", {k: prov[k] for k in PROVENANCE_KEYS if k in prov})
+    if not prov:
+        print(f"  ({sidecar_path(path).name} missing or unreadable: the table was made before "
+              "tables recorded provenance, or by hand)")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UserFacingError(f"{path}: not a loadable PyTorch checkpoint ({exc})") from None
-    if not isinstance(ckpt, dict):
-        print(f"checkpoint of type {type(ckpt).__name__}")
-        return
+        with open(path, newline="") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, [])
+            count = sum(1 for _ in reader)  # streamed: metrics.csv can be long
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UserFacingError(f"{path}: not a readable CSV table ({exc})") from None
+    print(f"columns: {', '.join(header) if header else '(none)'}")
+    print(f"rows: {count}")
+
+
+def describe_pt(path: Path) -> None:
+    from diffclosure.model.checkpoint import read_torch
+
+    ckpt = read_torch(path)  # weights_only; names the file when it is not a checkpoint
     settings = ckpt.get("settings")
     prov = ckpt.get("provenance") if isinstance(ckpt.get("provenance"), dict) else {}
     if isinstance(settings, dict):
@@ -114,13 +130,15 @@ def describe(path: str | Path) -> None:
     suffix = path.suffix.lower()
     if suffix in (".json",):
         describe_json(path)
+    elif suffix == ".csv":
+        describe_csv(path)
     elif suffix in (".pt", ".pth"):
         describe_pt(path)
     elif suffix in (".h5", ".hdf5", ".nc", ".he5"):
         describe_h5(path)
     else:
         raise UserFacingError(
-            f"{path}: unknown file type {suffix or '(none)'}; expected .h5, .json or .pt"
+            f"{path}: unknown file type {suffix or '(none)'}; expected .h5, .json, .csv or .pt"
         )
 
 

@@ -9,7 +9,8 @@ metrics.csv is optional (a missing one becomes a note in the report). Writes, at
 - summary.md: a-posteriori D_Fro of every closure at report.times (fractions of the rollout: the
   scaled analog of the paper's 35/40/45/50 s over its 30 -> 50 s rollout), costs and cost
   ratios, a-priori errors and resolution invariance from the sampler benchmark, each beside the
-  paper's numbers (:data:`PAPER`) and the command that reproduces it.
+  paper's numbers (:data:`PAPER`) and the command that reproduces it; a last line
+  "Provenance: ..." (version, git commit, config hash, stage, time).
 - animation.mp4 (report.animation; GIF beside it without ffmpeg): reference, the learned
   closure (first member) and no closure side by side, first initial state. Skipped, with a
   log line, when the diffusion or the none rollout is absent.
@@ -28,6 +29,7 @@ import numpy as np
 from diffclosure import config as cfgmod
 from diffclosure.data import h5io
 from diffclosure.data.h5io import DataFileError
+from diffclosure.provenance import footer, provenance
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +114,10 @@ def costs(results: Path) -> dict:
     """{closure: summary entry} from rollout/summary.json, else from the rollout files."""
     path = results / "rollout" / "summary.json"
     if path.exists():
-        return json.loads(path.read_text()).get("closures", {})
+        closures = json.loads(path.read_text()).get("closures", {})
+        # null stands for a value that is not a number (strict JSON has no NaN).
+        return {name: {k: float("nan") if v is None else v for k, v in entry.items()}
+                for name, entry in closures.items()}
     out = {}
     for f in sorted((results / "rollout").glob("*.h5")):
         with h5io.open_input(f) as fh:
@@ -248,6 +253,7 @@ def main(args) -> int:
     cfg = cfgmod.load(args.config, sections=["run", "report"])
     results, outdir = Path(args.results), Path(args.outdir)
     text = build_summary(cfg["run"], cfg["report"], results)
+    text += footer(provenance(cfg, "report")) + "\n"
     h5io.write_text_atomic(outdir / "summary.md", text)
     log.info("wrote %s", outdir / "summary.md")
     if cfg["report"]["animation"]:

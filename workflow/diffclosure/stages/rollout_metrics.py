@@ -16,6 +16,8 @@ Section: rollout. Writes, atomically, in --outdir:
   rollout.correlation_threshold, averaged over states; the rollout duration when it never
   does, flagged by decorrelated=False), blow-up time, cost (wall s per simulated time unit) of
   the coupled run and of the fine DNS and their ratio, and spectrum error against the reference.
+  summary.json is strict JSON: a value that is not a number (no blow-up, say) is null; it
+  holds a top-level "provenance"; each CSV has a sidecar <name>.csv.provenance.json.
 - error.png (D_Fro against time, all closures, member band), spectra.png (energy spectra with a
   k^-3 line, vorticity PDFs, enstrophy against time), snapshots.png (reference and the first
   member of each closure at a few times, first initial state).
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import math
 from pathlib import Path
@@ -38,6 +39,7 @@ from diffclosure.data.h5io import DataFileError
 from diffclosure.metrics.fields import correlation, d_fro, mse, pdf
 from diffclosure.metrics.probabilistic import crps
 from diffclosure.metrics.spectra import energy_spectrum, spectrum_error
+from diffclosure.provenance import provenance, write_table
 
 log = logging.getLogger(__name__)
 
@@ -214,25 +216,25 @@ def main(args) -> int:
                  s["time_to_decorrelation"], "" if s["decorrelated"] else " (never)",
                  s["cost_ratio_vs_dns"])
 
-    h5io.write_text_atomic(outdir / "metrics.csv",
-                           _csv(["closure", "state", "member", "time", *METRIC_COLUMNS], rows))
-    h5io.write_text_atomic(outdir / "summary.csv",
-                           _csv(SUMMARY_COLUMNS, [[s[c] for c in SUMMARY_COLUMNS]
-                                                  for s in summary]))
+    # What determined these tables: the rollout section and the rollouts' own config hashes.
+    prov_cfg = {"rollout": ro_cfg,
+                "inputs": sorted(str(r["attrs"].get("config_hash", "")) for r in rollouts)}
+    write_table(outdir / "metrics.csv",
+                _csv(["closure", "state", "member", "time", *METRIC_COLUMNS], rows),
+                prov_cfg, "rollout_metrics")
+    write_table(outdir / "summary.csv",
+                _csv(SUMMARY_COLUMNS, [[s[c] for c in SUMMARY_COLUMNS] for s in summary]),
+                prov_cfg, "rollout_metrics")
+    # Strict JSON: a NaN (blowup_time of a run that did not blow up, a cost not measured) is
+    # written as null.
     doc = {"threshold": ro_cfg["correlation_threshold"],
-           "closures": {s["closure"]: s for s in summary}}
-    h5io.write_text_atomic(outdir / "summary.json",
-                           json.dumps(doc, indent=2, default=_json_default) + "\n")
+           "closures": {s["closure"]: s for s in summary},
+           "provenance": provenance(prov_cfg, "rollout_metrics")}
+    h5io.write_json_atomic(outdir / "summary.json", doc)
     _figures(outdir, rollouts, per, reference, ref_spec, length)
     log.info("wrote %s/{metrics.csv, summary.csv, summary.json, error.png, spectra.png, "
              "snapshots.png}", outdir)
     return 0
-
-
-def _json_default(x):
-    if isinstance(x, (np.floating, np.integer, np.bool_)):
-        return x.item()
-    raise TypeError(type(x))
 
 
 def _figures(outdir, rollouts, per, reference, ref_spec, length) -> None:
