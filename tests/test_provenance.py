@@ -155,11 +155,13 @@ def pids():
 
 def test_a_new_atomic_write_removes_temporaries_of_dead_writers(tmp_path, pids):
     dead, live = pids
+    host = h5io._host()
     names = {
-        f".shard-0.h5.tmp-{dead}": False,     # a killed writer's leftover: removed
-        f".shard-0.h5.tmp-{live}": True,      # a running writer's file: kept
-        f".shard-0.h5.tmp-{os.getpid()}x": True,  # not the pattern: kept
-        f".shard-1.h5.tmp-{dead}": True,      # another output's: not this write's business
+        f".shard-0.h5.tmp-{host}-{dead}": False,  # a killed writer's leftover: removed
+        f".shard-0.h5.tmp-{host}-{live}": True,   # a running writer's file: kept
+        f".shard-0.h5.tmp-otherhost-{dead}": True,  # another node's writer: can't tell, kept
+        f".shard-0.h5.tmp-{host}-{os.getpid()}x": True,  # not the pattern: kept
+        f".shard-1.h5.tmp-{host}-{dead}": True,   # another output's: not this write's business
         ".shard-0.h5.tmp-notapid": True,
         "shard-0.h5.tmp-1": True,             # not hidden: not ours
     }
@@ -176,7 +178,9 @@ def test_a_new_atomic_write_removes_temporaries_of_dead_writers(tmp_path, pids):
 
 def test_atomic_path_removes_temporaries_with_a_suffix(tmp_path, pids):
     dead, live = pids
-    stale, running = tmp_path / f".m.csv.tmp-{dead}.csv", tmp_path / f".m.csv.tmp-{live}.csv"
+    host = h5io._host()
+    stale = tmp_path / f".m.csv.tmp-{host}-{dead}.csv"
+    running = tmp_path / f".m.csv.tmp-{host}-{live}.csv"
     stale.write_text("partial")
     running.write_text("partial")
     h5io.write_text_atomic(tmp_path / "m.csv", "a\n")

@@ -158,6 +158,23 @@ def test_diffusion_path_with_exact_sampler_reproduces_reference(target):
     assert len(standin.calls) == steps
 
 
+def test_learned_sgs_closure_enters_the_equation_as_minus_pi():
+    """The model samples Pi; the coarse equation needs -Pi, as the oracle and classical closures."""
+    rng = np.random.default_rng(4)
+    pi = rng.standard_normal((2, N, N))
+    meas = {"lattice": N, "encoder": "interp", "noise": 0.0, "conv_width": 1.75}
+    source = cl.Measurements(lambda k: pi, meas, N, 1.0, np.random.default_rng(0))
+    closure = cl.DiffusionClosure(StandIn(), None, states=2, members=1, resample_every=1,
+                                  hold="reuse", hold_std=0.0, measurements=source,
+                                  sign=cl.target_sign("sgs"))
+    oracle = cl.OracleSgs(pi[:, None], 1, 1)
+    w = rng.standard_normal((2, N, N))
+    np.testing.assert_allclose(closure.tendency(w, 0, 0.0), -pi, atol=1e-12)
+    np.testing.assert_allclose(closure.tendency(w, 0, 0.0), oracle.tendency(w, 0, 0.0),
+                               atol=1e-12)
+    assert cl.target_sign("G") == cl.target_sign("H") == 1.0
+
+
 def test_diffusion_batches_resamples_and_holds():
     dns = dns_section()
     S, M, steps, every = 2, 3, 23, 5

@@ -158,7 +158,10 @@ def load(source: str | Path | dict | None = None, sections: list[str] | None = N
     if isinstance(source, dict):
         cfg = copy.deepcopy(source)
     elif isinstance(source, str) and source.lstrip().startswith("{"):
-        cfg = json.loads(source)
+        try:
+            cfg = json.loads(source)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--config: inline JSON does not parse ({exc})") from None
     else:
         path = Path(source)
         if not path.exists():

@@ -8,7 +8,8 @@ SHARDS = list(range(config["dns"]["shards"]))
 CLOSURES = list(config["rollout"]["closures"])
 # Conda environments for --software-deployment-method conda (paths relative to the rule files).
 CPU_ENV = "../../envs/cpu.yaml"
-GPU_ENV = "../../envs/cuda.yaml" if config["device"].startswith("cuda") else CPU_ENV
+# device "auto" means CUDA when present: such jobs get the CUDA build (it also runs on a CPU).
+GPU_ENV = "../../envs/cuda.yaml" if config["device"] != "cpu" else CPU_ENV
 
 
 def sections(*names):

@@ -5,7 +5,7 @@ attached so `xarray.open_dataset(path, engine="h5netcdf")` shows named dims. Fie
 Fletcher-32 checksums, so a file whose data bytes were damaged fails on read (OSError) instead
 of handing garbage values to the next stage.
 
-Every output is written under a temporary name `.NAME.tmp-<pid>` and renamed when complete; a
+Every output is written under a temporary name `.NAME.tmp-<host>-<pid>` and renamed when complete; a
 new write of NAME first deletes the temporaries that killed jobs left behind.
 """
 
@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import re
+import socket
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -72,8 +73,20 @@ def _pid_running(pid: int) -> bool:
     return True
 
 
+def _host() -> str:
+    """This machine's name, reduced to [A-Za-z0-9_] so temporary names parse unambiguously."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
+
+
+def _tmp_name(path: Path, suffix: str = "") -> Path:
+    return path.with_name(f".{path.name}.tmp-{_host()}-{os.getpid()}{suffix}")
+
+
 def remove_stale_temporaries(path: str | Path) -> list[Path]:
-    """Delete `.NAME.tmp-<pid>*` beside `path` left by writers that no longer run; return them.
+    """Delete `.NAME.tmp-<host>-<pid>*` beside `path` left by writers that no longer run.
+
+    Only temporaries written on this host are considered: on a shared file system a pid says
+    nothing about a writer on another node (a SLURM retry may run there).
 
     A job killed with SIGKILL cannot clean up its temporary file. Snakemake runs one job per
     output, so when a new write of NAME starts, a temporary of NAME whose writer is gone can only
@@ -82,7 +95,8 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
     """
     path = Path(path)
     prefix = f".{path.name}.tmp-"
-    pattern = re.compile(re.escape(prefix) + r"(\d+)(\..*)?")
+    pattern = re.compile(re.escape(prefix) + r"([A-Za-z0-9_]+)-(\d+)(\..*)?")
+    host = _host()
     removed = []
     try:
         entries = list(path.parent.iterdir())
@@ -92,8 +106,8 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
         m = pattern.fullmatch(entry.name)
         if not m:
             continue
-        pid = int(m.group(1))
-        if pid == os.getpid() or _pid_running(pid):
+        pid = int(m.group(2))
+        if m.group(1) != host or pid == os.getpid() or _pid_running(pid):
             continue
         with contextlib.suppress(FileNotFoundError):
             entry.unlink()
@@ -108,7 +122,7 @@ def atomic_h5(path: str | Path) -> Iterator[h5py.File]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = _tmp_name(path)
     try:
         with h5py.File(tmp, "w") as fh:
             yield fh
@@ -125,7 +139,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
+    tmp = _tmp_name(path, path.suffix)
     try:
         yield tmp
         os.replace(tmp, path)

@@ -147,6 +147,11 @@ class Measurements:
         return meas_mod.encode(values, self.n, self.meas["encoder"], self.meas["conv_width"])
 
 
+def target_sign(target: str) -> float:
+    """Sign with which a target enters the coarse equation: +G, +H, but -Pi for sgs."""
+    return -1.0 if target == "sgs" else 1.0
+
+
 class DiffusionClosure:
     """The learned stochastic closure: one sample per member every `resample_every` steps.
 
@@ -165,6 +170,7 @@ class DiffusionClosure:
 
     def __init__(self, sampler_obj, sampler, *, states: int, members: int, resample_every: int,
                  hold: str, hold_std: float, measurements: Measurements | None,
+                 sign: float = 1.0,
                  smagorinsky=None, generator=None, rng: np.random.Generator | None = None):
         if hold not in HOLD_RULES:
             raise ConfigError(f"rollout.hold: unknown rule {hold!r}; choose one of {HOLD_RULES}")
@@ -175,6 +181,8 @@ class DiffusionClosure:
         self.resample_every, self.hold, self.hold_std = int(resample_every), hold, float(hold_std)
         self.measurements, self.smagorinsky = measurements, smagorinsky
         self.generator = generator
+        # Samples are of the target; the sgs target Pi enters the equation as -Pi.
+        self.sign = float(sign)
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.last = None
         self.sample_calls = 0
@@ -203,7 +211,7 @@ class DiffusionClosure:
         if out.shape != (w.shape[0], 1) + w.shape[1:]:
             raise ValueError(f"closure sampler returned shape {out.shape}, expected "
                              f"{(w.shape[0], 1) + w.shape[1:]}")
-        return out[:, 0]
+        return self.sign * out[:, 0]
 
     def tendency(self, w, step, t):
         if w.shape[0] != self.states * self.members:

@@ -257,6 +257,7 @@ def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, 
             sampler_obj, _make_sampler(ro["sampler"]), states=S, members=M,
             resample_every=ro["resample_every"], hold=ro["hold"],
             hold_std=ro["hold_noise"] * target_std, measurements=measurements,
+            sign=cl.target_sign(target),
             smagorinsky=cl.smagorinsky_condition(target, coarse, length), generator=generator,
             rng=np.random.default_rng(np.random.SeedSequence([ro["seed"], 0xA11, 2])),
         )

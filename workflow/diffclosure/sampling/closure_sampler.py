@@ -55,7 +55,7 @@ class ClosureSampler:
         compile: torch.compile the network (pays off for long sampling runs on a GPU).
     """
 
-    def __init__(self, net, settings: dict, device="cpu", *, autocast: bool = True,
+    def __init__(self, net, settings: dict, device="cpu", *, autocast: bool = False,
                  compile: bool = False):
         self.device = torch.device(device)
         self.settings = settings

@@ -11,7 +11,7 @@ with the nonlinear product dealiased by the 2/3 rule (its spectrum is masked to
 
 Usage::
 
-    solver = Solver(128, nu=1e-3, dt=1e-3, forcing=f, noise=NoiseSpec(5e-5, 0.005, 10.0))
+    solver = Solver(128, nu=1e-3, dt=1e-3, forcing=f, noise=NoiseSpec(5e-8, 0.005, 10.0))
     state = solver.from_physical(w0)                 # (B, n, n) -> spectral state
     for s in range(steps):
         eta = solver.sample_noise(noise_rngs)        # one numpy Generator per trajectory

@@ -45,7 +45,7 @@ from diffclosure.solver.grid import Grid
 class NoiseSpec:
     """Amplitude sigma, smoothness alpha and complex-normal variance kappa of sigma*xi."""
 
-    sigma: float = 5e-5
+    sigma: float = 5e-8
     alpha: float = 0.005
     kappa: float = 10.0
 

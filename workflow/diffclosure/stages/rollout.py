@@ -71,7 +71,7 @@ def _sampler_object(cfg: dict, model_path, threads: int):
     torch.set_num_threads(threads)
     net, settings = load_model(model_path, device)
     log.info("model %s on %s: conditions %s", model_path, device, settings.get("conditions"))
-    return ClosureSampler(net, settings, device)
+    return ClosureSampler(net, settings, device, autocast=cfg["rollout"]["bf16"])
 
 
 def main(args) -> int:

@@ -221,7 +221,7 @@ def main(args) -> int:
     if dict(settings["sde"]) != dict(cfg["sde"]):
         log.warning("sde: the model was trained with %s, the config says %s; using the model's",
                     settings["sde"], cfg["sde"])
-    cs = ClosureSampler(net, settings, device)
+    cs = ClosureSampler(net, settings, device, autocast=samp["bf16"])
     conditions = cs.conditions
     ensemble, seed = samp["ensemble"], samp["seed"]
     data = read_test_set(data_dir / "test.h5", conditions, samp["test_samples"])
