@@ -41,6 +41,9 @@ def test_empty_sections_take_every_default():
         (lambda c: c["measurements"].update(lattice=5), "measurements.lattice", "divide"),
         (lambda c: c["dns"].update(record_every=0.00015), "dns.record_every", "multiple of dns.dt"),
         (lambda c: c["dns"].update(trajectories=3), "dns.trajectories", "no training trajectory"),
+        (lambda c: (c["coarse"].update(target="sgs"), c["rollout"].update(record_every=0.05)),
+         "rollout.record_every", "multiple of dns.record_every"),
+        (lambda c: c["rollout"].update(initial_states=5), "rollout.initial_states", "test"),
     ],
 )
 def test_bad_config_names_the_field(default_cfg, edit, field, words, tmp_path):

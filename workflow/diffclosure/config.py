@@ -103,8 +103,7 @@ def check_consistency(cfg: dict) -> None:
     problems = []
     dns = cfg.get("dns")
     if dns:
-        steps = dns["record_every"] / dns["dt"]
-        if abs(steps - round(steps)) > 1e-6 * max(1.0, steps):
+        if not _is_multiple(dns["record_every"], dns["dt"]):
             problems.append(
                 f"dns.record_every: {dns['record_every']} is not a multiple of dns.dt={dns['dt']};"
                 " choose record_every = k*dt"
@@ -139,11 +138,37 @@ def check_consistency(cfg: dict) -> None:
                 f" {ds['val_trajectories']} validation and {ds['test_trajectories']} test ones;"
                 f" use at least {needed}"
             )
+    ro = cfg.get("rollout")
+    if dns and ro:
+        if not _is_multiple(ro["record_every"], dns["dt"]):
+            problems.append(
+                f"rollout.record_every: {ro['record_every']} is not a multiple of"
+                f" dns.dt={dns['dt']}; choose record_every = k*dt"
+            )
+        if coarse and coarse["target"] == "sgs" and not _is_multiple(
+            ro["record_every"], dns["record_every"]
+        ):
+            problems.append(
+                f"rollout.record_every: {ro['record_every']} must be a multiple of"
+                f" dns.record_every={dns['record_every']} for the sgs target (its reference is"
+                " the filtered DNS at the record times)"
+            )
+    if ds and ro and ro["initial_states"] > ds["test_trajectories"]:
+        problems.append(
+            f"rollout.initial_states: {ro['initial_states']} initial states but only"
+            f" {ds['test_trajectories']} test trajectories (dataset.test_trajectories);"
+            " lower one or raise the other"
+        )
     tr = cfg.get("train")
     if tr and tr["t_min"] >= tr["t_max"]:
         problems.append(f"train.t_min: {tr['t_min']} must be below train.t_max={tr['t_max']}")
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def _is_multiple(value: float, unit: float) -> bool:
+    k = value / unit
+    return abs(k - round(k)) <= 1e-6 * max(1.0, k) and round(k) >= 1
 
 
 def load(source: str | Path | dict | None = None, sections: list[str] | None = None) -> dict:
