@@ -58,8 +58,8 @@ def make_inputs(root, target="G"):
     data = root / "dataset"
     data.mkdir(parents=True)
     stats = {"target": {"mean": 0.0, "std": 0.5}, "vorticity": {"mean": 0.0, "std": 1.0},
-             "measurements": {"mean": 0.0, "std": 0.5}, "target_name": target,
-             "channels": ["vorticity", "measurements"],
+             "measurements": {"mean": 0.0, "std": 0.5},
+             "conditions": ["vorticity", "measurements"],
              "split": {"train": [1], "val": [3], "test": TEST}}
     (data / "stats.json").write_text(json.dumps(stats))
     return paths, data

@@ -158,14 +158,28 @@ def test_seed_reproducibility(name):
     assert not torch.equal(a, c)
 
 
-def test_paper_accelerated_em_reduces_to_tweedie_on_one_step():
-    # A 1-step schedule [t_max, 0] is one noise-free EM step: x + g(t)^2 t score, close to
-    # Tweedie's x + sigma^2 score (g^2 t = sigma^2 (1 + O(t ln s)) for small t).
-    sampler = Sampler("em", 1, "karras", 1e-3, 1e-4)
-    res = sampler(gaussian_score, MU, (2000, N, N), torch.Generator().manual_seed(0), SDE,
+@pytest.mark.parametrize("t_max", [1e-3, 0.1])
+def test_one_step_em_shrinks_each_mode_by_the_exact_factor(t_max):
+    """A 1-step schedule [t_max, 0] is one noise-free EM step from x = mu + sigma z:
+    x' = x + g(t)^2 t score(x, t). In the eigenbasis of C the Gaussian score is
+    -y / (lam + sigma^2), so every mode shrinks by exactly f = 1 - g(t)^2 t / (lam + sigma^2),
+    sigma = std(t), g(t) = s^t. (For small t, g^2 t = sigma^2 (1 + O(t ln s)) and f tends to
+    Tweedie's lam / (lam + sigma^2).) t = 0.1 is the paper's truncated start: f in [0.2, 0.84];
+    t = 1e-3 moves the samples by ~0.1-1%, still far above round-off."""
+    batch = 64
+    sampler = Sampler("em", 1, "karras", t_max, 1e-4)
+    res = sampler(gaussian_score, MU, (batch, N, N), torch.Generator().manual_seed(0), SDE,
                   prior_mean=MU, dtype=torch.float64)
     assert res.nfe == 1
-    assert float((res.samples - MU).abs().max()) < 0.2  # started at sigma ~ 0.03, pulled to mu
+    # The starting state the sampler drew from the same seed, in the eigenbasis of C.
+    sigma = SDE.std(t_max)
+    z = torch.randn((batch, N, N), generator=torch.Generator().manual_seed(0),
+                    dtype=torch.float64)
+    y0 = (sigma * z).reshape(batch, -1) @ VECS
+    y1 = (res.samples - MU).reshape(batch, -1) @ VECS
+    factor = 1.0 - SDE.diffusion(t_max) ** 2 * t_max / (EV + sigma**2)
+    assert float((1 - factor).min()) > 5e-4  # a sampler that does nothing fails below
+    assert torch.allclose(y1, factor * y0, rtol=0, atol=1e-12 * float(y0.abs().max()))
 
 
 def test_make_sampler_errors_name_the_field():

@@ -31,6 +31,12 @@ def _check(kind: str, width: float) -> None:
         raise ValueError(f"filter width must be positive (physical units), got {width}")
 
 
+def filter_width(coarse: dict, length: float) -> float:
+    """Delta in physical units: coarse.filter_width coarse-grid spacings of the training grid
+    (coarse.n), the same at every resolution (the coarse stage, rollouts and closures)."""
+    return coarse["filter_width"] * length / coarse["n"]
+
+
 def transfer_function(kind: str, width: float, grid: Grid) -> np.ndarray:
     """T(k) on the real-FFT layout of `grid`, shape (n, n//2 + 1), float64."""
     _check(kind, width)

@@ -114,7 +114,21 @@ class InMemorySplit(torch.utils.data.Dataset):
     def __getitem__(self, i):
         return self.target[i], self.cond[i]
 
+    @property
+    def device(self) -> torch.device:
+        return self.target.device
+
+    @property
+    def nbytes(self) -> int:
+        return self.target.nbytes + self.cond.nbytes
+
+    def to(self, device) -> InMemorySplit:
+        """The split with its tensors on `device` (batches are then gathered there)."""
+        return InMemorySplit(self.target.to(device), self.cond.to(device), self.conditions,
+                             self.path)
+
     def get_batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Samples `idx` (best on the split's device: no index transfer)."""
         return self.target[idx], self.cond[idx]
 
 

@@ -1,4 +1,4 @@
-"""Scores of ensembles against an observation: CRPS, spread/skill, the Gaussian CRPS.
+"""Scores of ensembles against an observation: CRPS, spread, spread/skill, the Gaussian CRPS.
 
 An ensemble array holds members along `axis`; the observation has the ensemble's shape without
 that axis. Results are pointwise (obs-shaped) unless stated; average them as needed.
@@ -45,6 +45,22 @@ def crps_gaussian(mean, std, obs) -> np.ndarray:
     return std * (z * (2.0 * cdf - 1.0) + 2.0 * dens - 1.0 / math.sqrt(math.pi))
 
 
+def spread(ensemble, axis: int = 0, over: int | tuple[int, ...] | None = None):
+    """Ensemble spread sqrt(mean(var) * (M+1)/M), var the unbiased variance over the members.
+
+    The (M+1)/M factor makes spread comparable with the RMSE of the ensemble mean (see
+    `spread_skill`). The variance, obs-shaped, is averaged over the axes `over` of that shape
+    before the root (None: over all of it, giving a float); e.g. members on axis 1 of
+    (state, member, time, y, x) with over=(-2, -1) gives one spread per (state, time).
+    """
+    ens = np.moveaxis(as_numpy(ensemble).astype(np.float64), axis, 0)
+    m = ens.shape[0]
+    if m < 2:
+        raise ValueError("spread needs an ensemble of at least 2 members")
+    var = np.mean(np.var(ens, axis=0, ddof=1), axis=over)
+    return np.sqrt(var * (m + 1) / m) if over is not None else math.sqrt(var * (m + 1) / m)
+
+
 class SpreadSkill(NamedTuple):
     spread: float  # sqrt of the mean unbiased member variance, times sqrt((M+1)/M)
     skill: float  # RMSE of the ensemble mean
@@ -61,10 +77,8 @@ def spread_skill(ensemble, obs, axis: int = 0) -> SpreadSkill:
     """
     ens = np.moveaxis(as_numpy(ensemble).astype(np.float64), axis, 0)
     y = as_numpy(obs).astype(np.float64)
-    m = ens.shape[0]
-    if m < 2:
+    if ens.shape[0] < 2:
         raise ValueError("spread_skill needs an ensemble of at least 2 members")
-    var = np.mean(np.var(ens, axis=0, ddof=1))
-    spread = math.sqrt(var * (m + 1) / m)
+    sp = spread(ens)
     skill = math.sqrt(float(np.mean((ens.mean(axis=0) - y) ** 2)))
-    return SpreadSkill(spread, skill, spread / skill if skill > 0 else math.inf)
+    return SpreadSkill(sp, skill, sp / skill if skill > 0 else math.inf)

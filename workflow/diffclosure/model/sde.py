@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from diffclosure.config import ConfigError
+
 
 class VESDE:
     """Variance exploding SDE: drift 0, g(t) = s^t, std(t) = sqrt((s^(2t) - 1) / (2 ln s))."""
@@ -19,7 +21,7 @@ class VESDE:
 
     def __init__(self, s: float = 26.0):
         if not s > 1:
-            raise ValueError(f"sde.s must exceed 1, got {s}")
+            raise ConfigError(f"sde.s: must exceed 1, got {s}")
         self.s = float(s)
         self._log_s = math.log(self.s)
 
@@ -52,9 +54,12 @@ class VESDE:
         return {"kind": self.kind, "s": self.s}
 
 
+KINDS = ("ve",)
+
+
 def make_sde(cfg: dict) -> VESDE:
-    """Build the SDE from the config's `sde` section."""
+    """Build the SDE from the config's `sde` section (a ConfigError names the bad field)."""
     kind = cfg.get("kind", "ve")
     if kind == "ve":
         return VESDE(cfg.get("s", 26.0))
-    raise ValueError(f"sde.kind: unknown SDE '{kind}'")
+    raise ConfigError(f"sde.kind: unknown SDE '{kind}'; choose one of {list(KINDS)}")

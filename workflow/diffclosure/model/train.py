@@ -25,7 +25,6 @@ import io
 import logging
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,12 +33,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
-from tqdm import tqdm
 
 from diffclosure import __version__
 from diffclosure.config import ConfigError, section_hash
-from diffclosure.data.datasets import load_split, load_stats
+from diffclosure.data.datasets import InMemorySplit, load_split, load_stats
 from diffclosure.data.h5io import atomic_path
+from diffclosure.devices import resolve_device
 from diffclosure.model.checkpoint import (
     CheckpointError,
     read_torch,
@@ -50,6 +49,7 @@ from diffclosure.model.ema import EMA
 from diffclosure.model.loss import dsm_loss, uniform_times
 from diffclosure.model.score_net import ScoreNet, build_score_net, count_parameters
 from diffclosure.model.sde import make_sde
+from diffclosure.progress import progress
 from diffclosure.provenance import provenance, write_table
 
 log = logging.getLogger(__name__)
@@ -94,18 +94,37 @@ class Dist:
         dist.all_reduce(buf)
         return buf.tolist()
 
+    def all_sum_tensor(self, buf: torch.Tensor) -> list[float]:
+        """Sum a device tensor over ranks in place and bring it to the host (one sync)."""
+        if self.world > 1:
+            dist.all_reduce(buf)
+        return buf.tolist()
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """auto -> CUDA when present else CPU; 'cuda' under torchrun -> this rank's GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device: '{name}' requested but torch sees no CUDA device; set "
-                              "device: auto or cpu")
-        if name == "cuda":
-            name = f"cuda:{local_rank}"
-    return torch.device(name)
+
+# Fraction of the free GPU memory the in-memory training and validation splits may take to be
+# kept on the device (the rest is for the network, activations and the optimiser).
+DEVICE_DATA_FRACTION = 0.3
+
+
+def place_splits(train_set, val_set, device: torch.device):
+    """Move in-memory splits to a CUDA device when they fit (batches are then gathered there,
+    with no per-step host-to-device copy); otherwise leave them on the host."""
+    if device.type != "cuda" or not all(isinstance(s, InMemorySplit)
+                                        for s in (train_set, val_set)):
+        return train_set, val_set
+    need = train_set.nbytes + val_set.nbytes
+    free, _ = torch.cuda.mem_get_info(device)
+    if need > DEVICE_DATA_FRACTION * free:
+        log.info("data (%.2f GiB) kept on the host: more than %.0f%% of the free GPU memory",
+                 need / 2**30, 100 * DEVICE_DATA_FRACTION)
+        return train_set, val_set
+    log.info("data (%.2f GiB) kept on %s", need / 2**30, device)
+    return train_set.to(device), val_set.to(device)
+
+
+def _index_device(split) -> torch.device:
+    """Where a split wants its batch indices: its own device (in memory) or the host."""
+    return split.device if isinstance(split, InMemorySplit) else torch.device("cpu")
 
 
 def setup_distributed(device_name: str) -> tuple[Dist, torch.device]:
@@ -239,16 +258,20 @@ def _validate(ema_net, val, device, cfg, dctx: Dist, batch: int, autocast) -> fl
     tr = cfg["train"]
     sampler = uniform_times(tr["t_min"], tr["t_max"])
     gen = make_generator(device, stream_seed(tr["seed"], _VALIDATION_STREAM, dctx.rank))
-    idx = torch.arange(len(val))[dctx.rank :: dctx.world]
-    total, count = 0.0, 0
+    idx = torch.arange(len(val))[dctx.rank :: dctx.world].to(_index_device(val))
+    # Summed on the device: one host sync per validation, not one per batch.
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    count = 0
     with torch.no_grad():
         for start in range(0, len(idx), batch):
-            x0, cond = (a.to(device) for a in val.get_batch(idx[start : start + batch]))
+            x0, cond = (a.to(device, non_blocking=True)
+                        for a in val.get_batch(idx[start : start + batch]))
             with autocast():
                 per = dsm_loss(ema_net, x0, cond, ema_net.sde, sampler, gen, reduce=False)
-            total += float(per.double().sum())
+            total += per.double().sum()
             count += per.shape[0]
-    total, count = dctx.all_sum([total, float(count)], device)
+    total, count = dctx.all_sum_tensor(
+        torch.stack([total, torch.tensor(float(count), dtype=torch.float64, device=device)]))
     return total / max(count, 1.0)
 
 
@@ -276,6 +299,7 @@ def train(
     dctx, device = setup_distributed(cfg.get("device", "auto"))
     try:
         configure_determinism(device, threads or tr["threads"])
+        train_set, val_set = place_splits(train_set, val_set, device)
         return _train(cfg, stats, train_set, val_set, outdir, dctx, device)
     finally:
         if dctx.owns_group:
@@ -322,36 +346,43 @@ def _train(cfg, stats, train_set, val_set, outdir: Path, dctx: Dist, device) -> 
         seed=tr["seed"], drop_last=False,
     )
     t_sampler = uniform_times(tr["t_min"], tr["t_max"])
-    bar = tqdm(
-        total=tr["epochs"], initial=start, desc="train", unit="epoch", file=sys.stderr,
-        disable=not dctx.main, mininterval=0.1 if sys.stderr.isatty() else 5.0,
+    bar = progress(
+        total=tr["epochs"], initial=start, desc="train", unit="epoch", enabled=dctx.main,
     )
     for epoch in range(start, tr["epochs"]):
         tic = time.perf_counter()
         net.train()
         sampler.set_epoch(epoch)
-        order = torch.tensor(list(iter(sampler)), dtype=torch.long)
+        order = torch.tensor(list(iter(sampler)), dtype=torch.long).to(_index_device(train_set))
         gen = make_generator(device, stream_seed(tr["seed"], epoch, dctx.rank))
-        loss_sum, seen = 0.0, 0
+        # The loss is summed on the device and checked once per epoch: a float() or an
+        # isfinite() test per step would stall the host on every step. A non-finite loss
+        # makes the sum non-finite, so nothing is missed; only the report comes at the epoch's
+        # end, before anything of the epoch is written.
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        seen = 0
         for b in range(0, len(order), per_rank):
             x0, cond = (a.to(device, non_blocking=True) for a in train_set.get_batch(
                 order[b : b + per_rank]))
             with autocast():
                 loss = dsm_loss(forward, x0, cond, sde, t_sampler, gen)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"training loss is {loss.item()} at epoch {epoch + 1}; lower train.lr "
-                    f"(now {scheduler.get_last_lr()[0]:g}) or set train.grad_clip"
-                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if tr["grad_clip"] > 0:
                 torch.nn.utils.clip_grad_norm_(net.parameters(), tr["grad_clip"])
             optimizer.step()
             ema.update(net)
-            loss_sum += float(loss.detach()) * x0.shape[0]
+            loss_sum += loss.detach().double() * x0.shape[0]
             seen += x0.shape[0]
-        loss_sum, seen = dctx.all_sum([loss_sum, float(seen)], device)
+        # Summed over ranks before the test, so every rank sees the same verdict (no rank
+        # waits in a collective for one that raised).
+        loss_sum, seen = dctx.all_sum_tensor(torch.stack(
+            [loss_sum, torch.tensor(float(seen), dtype=torch.float64, device=device)]))
+        if not math.isfinite(loss_sum):
+            raise FloatingPointError(
+                f"training loss is {loss_sum} (non-finite) in epoch {epoch + 1}; lower "
+                f"train.lr (now {scheduler.get_last_lr()[0]:g}) or set train.grad_clip"
+            )
         lr = scheduler.get_last_lr()[0]
         scheduler.step()
         val_loss = _validate(ema.model, val_set, device, cfg, dctx, per_rank, autocast)

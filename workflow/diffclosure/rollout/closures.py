@@ -9,6 +9,19 @@ where ``w`` is the coarse vorticity at the start of step ``step`` (time ``t``) a
 float64 array (B, n, n), B = states x members with the members of one state adjacent
 (b = state * members + member). The coupled loop adds the result explicitly.
 
+Cost contract with the coupled loop (rollout/coupled.py), all optional:
+
+- Returning the *same object* as on the previous step means "unchanged": the loop reuses its
+  spectrum instead of transforming it again (a held term costs no FFT). The loop marks a numpy
+  array it has cached read-only, so mutating it in place and returning it again fails loudly
+  instead of being silently ignored; return a new array for a new term.
+- ``needs_state(step) -> bool``: False when the tendency of that step ignores ``w``; the loop
+  then passes ``w=None`` and skips building the physical state.
+- ``tendency_split(w, step, t) -> (held, noise_hat)``: the term as a (possibly held) physical
+  array plus an extra spectral part rfft2 (B, n, n//2+1) complex128 numpy (or None); lets a
+  held term with fresh white noise (:class:`DiffusionClosure`, hold ``reuse_noise``) draw its
+  noise in spectral space instead of transforming a new physical field every step.
+
 Registry (:data:`CLOSURES`):
 
 - ``none``: no term (the paper's "without closure").
@@ -36,9 +49,11 @@ import logging
 import numpy as np
 
 from diffclosure.coarse.classical import classical_closure, constant_from_config, estimate_of_target
+from diffclosure.coarse.filters import filter_width
 from diffclosure.config import ConfigError
 from diffclosure.data import measurements as meas_mod
 from diffclosure.solver.grid import Grid, advection, laplacian
+from diffclosure.solver.noise import white_noise_rfft2
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +99,8 @@ class OracleGH:
         if w.shape[0] != len(self.rngs):
             raise ValueError("the oracle closure runs one member per state")
         eta = s.sample_noise(self.rngs)  # drawn every step, in the reference's order
-        _, terms = s.step(s.from_physical(w), eta, t=t, return_terms=True)
+        # Only the wanted term is transformed (the full dict would cost six transforms).
+        _, terms = s.step(s.from_physical(w), eta, t=t, terms=(self.target,))
         return s.backend.to_numpy(terms[self.target])
 
 
@@ -96,10 +112,16 @@ class OracleSgs:
     def __init__(self, pi_records: np.ndarray, steps_per_record: int, members: int = 1):
         self.pi = np.asarray(pi_records, dtype=float)  # (S, T, n, n)
         self.stride, self.members = int(steps_per_record), int(members)
+        self._record, self._term = None, None
+
+    def needs_state(self, step) -> bool:
+        return False
 
     def tendency(self, w, step, t):
         j = min(step // self.stride, self.pi.shape[1] - 1)
-        return np.repeat(-self.pi[:, j], self.members, axis=0)
+        if j != self._record:  # one object per record: held in between (no re-transform)
+            self._record, self._term = j, np.repeat(-self.pi[:, j], self.members, axis=0)
+        return self._term
 
 
 class ClassicalClosure:
@@ -111,7 +133,7 @@ class ClassicalClosure:
         self.name, self.target, self.nu, self.length = name, target, nu, length
         self.fn = classical_closure(name)
         self.constant = constant_from_config(name, coarse)
-        self.delta = coarse["filter_width"] * length / coarse["n"]
+        self.delta = filter_width(coarse, length)
         self.grid = Grid(n, length)
 
     def pi_model(self, w) -> np.ndarray:
@@ -163,7 +185,8 @@ class DiffusionClosure:
 
     Between samples (`hold`): ``reuse`` returns the last sample; ``reuse_noise`` returns it plus
     independent white Gaussian noise of std `hold_std` per point and step (the paper's "small
-    added noise": it keeps the held term stochastic without drifting from the sample).
+    added noise": it keeps the held term stochastic without drifting from the sample), drawn
+    in spectral space (:meth:`tendency_split`), so the held sample is transformed once.
     """
 
     name = "diffusion"
@@ -185,6 +208,7 @@ class DiffusionClosure:
         self.sign = float(sign)
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.last = None
+        self._noise = None  # spectral hold-noise buffer, reused every held step
         self.sample_calls = 0
         conditions = list(getattr(sampler_obj, "conditions", ["vorticity", "measurements"]))
         self.needs_measurements = "measurements" in conditions
@@ -213,21 +237,38 @@ class DiffusionClosure:
                              f"{(w.shape[0], 1) + w.shape[1:]}")
         return self.sign * out[:, 0]
 
-    def tendency(self, w, step, t):
-        if w.shape[0] != self.states * self.members:
-            raise ValueError(f"batch {w.shape[0]} != states x members = "
-                             f"{self.states} x {self.members}")
-        if self.last is None or step % self.resample_every == 0:
+    def needs_state(self, step) -> bool:
+        """Only a resampling step looks at the state."""
+        return self.last is None or step % self.resample_every == 0
+
+    def tendency_split(self, w, step, t):
+        """(held sample, spectral hold noise or None): see the module docstring.
+
+        The hold noise is white, std `hold_std` per point, drawn directly as its rfft2
+        (solver.noise.white_noise_rfft2) into a buffer reused every step.
+        """
+        if self.needs_state(step):
+            if w is None or w.shape[0] != self.states * self.members:
+                raise ValueError(f"batch {None if w is None else w.shape[0]} != states x "
+                                 f"members = {self.states} x {self.members}")
             self.last = self._draw(w, step)
-            return self.last
+            return self.last, None
         if self.hold == "reuse" or self.hold_std == 0:
-            return self.last
-        return self.last + self.hold_std * self.rng.standard_normal(self.last.shape)
+            return self.last, None
+        B, n = self.last.shape[0], self.last.shape[-1]
+        self._noise = white_noise_rfft2(self.rng, B, n, self.hold_std, out=self._noise)
+        return self.last, self._noise
+
+    def tendency(self, w, step, t):
+        held, noise_hat = self.tendency_split(w, step, t)
+        if noise_hat is None:
+            return held
+        return held + np.fft.irfft2(noise_hat, s=held.shape[-2:])
 
 
 def smagorinsky_condition(target: str, coarse: dict, length: float):
     """The Smagorinsky condition channel exactly as the coarse stage computes it."""
-    delta = coarse["filter_width"] * length / coarse["n"]
+    delta = filter_width(coarse, length)
 
     def fn(w):
         return estimate_of_target(target, w, length, delta, "smagorinsky",

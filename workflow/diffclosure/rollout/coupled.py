@@ -28,34 +28,29 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from diffclosure.config import ConfigError
 from diffclosure.data.h5io import DataFileError
 from diffclosure.errors import BlowUpError
+from diffclosure.progress import progress
 from diffclosure.rollout import closures as cl
 from diffclosure.rollout import reference as ref
+from diffclosure.solver.navier_stokes import whole_steps
 
 log = logging.getLogger(__name__)
 
 
 def _stride(interval: float, dt: float, what: str) -> int:
-    k = interval / dt
-    if abs(k - round(k)) > 1e-6 * max(1.0, k) or round(k) < 1:
-        raise ConfigError(f"{what}: {interval} is not a positive multiple of dns.dt={dt}; "
-                          "choose a multiple of the time step")
-    return int(round(k))
+    return whole_steps(interval, dt, what, error=ConfigError)
 
 
 def progress_bar(total: int, desc: str, enabled: bool = True):
-    return tqdm(total=total, desc=desc, unit="step", file=sys.stderr, disable=not enabled,
-                mininterval=0.5 if sys.stderr.isatty() else 5.0)
+    return progress(total=total, desc=desc, unit="step", enabled=enabled)
 
 
 # ----------------------------------------------------------------------------- coupled loop
@@ -69,33 +64,84 @@ class CoupledResult:
     steps_timed: int
 
 
+class ClosureSpectrum:
+    """The closure's tendency of each step as the spectrum Solver.step takes (closure_hat).
+
+    Avoids every transform and copy that is not needed (see the cost contract in
+    rollout/closures.py): the physical state is built only when the closure needs it, a term
+    returned again as the same object reuses its cached spectrum, and a split closure's
+    spectral noise is added to the held spectrum in a preallocated buffer. Numpy arrays go to
+    the transform as they are (no conversion copy); the torch backend transfers them once.
+    """
+
+    def __init__(self, solver, closure, batch: int):
+        self.solver, self.closure = solver, closure
+        self.needs_state = getattr(closure, "needs_state", None)
+        self.split = getattr(closure, "tendency_split", None)
+        self.shape = (batch, solver.n, solver.n)
+        self._source, self._hat = None, None  # last physical term and its spectrum
+        self._sum = None  # held + noise buffer
+
+    def __call__(self, state, step: int, t: float):
+        s = self.solver
+        w = None
+        if self.needs_state is None or self.needs_state(step):
+            w = s.physical(state)
+        if self.split is not None:
+            held, extra = self.split(w, step, t)
+        else:
+            held, extra = self.closure.tendency(w, step, t), None
+        hat = self._spectrum(held)
+        if extra is None:
+            return hat
+        extra = s._spectral(extra, self.shape[0], "closure noise spectrum")
+        if hat is None:
+            return extra
+        if self._sum is None:
+            self._sum = s.backend.empty(tuple(hat.shape), complex_=True)
+        s.backend.xp.add(hat, extra, out=self._sum)
+        return self._sum
+
+    def _spectrum(self, term):
+        if term is None:
+            return None
+        if term is self._source:
+            return self._hat
+        if tuple(term.shape) != self.shape:
+            raise ValueError(f"closure {getattr(self.closure, 'name', '?')} returned shape "
+                             f"{tuple(term.shape)}, expected {self.shape}")
+        self._hat = self.solver.backend.rfft2(term)
+        self._source = term
+        if isinstance(term, np.ndarray):
+            term.flags.writeable = False  # an in-place change would go unseen: make it fail
+        return self._hat
+
+
 def run_coupled(solver, w0, closure, steps: int, record_stride: int, members: int = 1,
                 warmup: int = 1, progress=None) -> CoupledResult:
     """Advance w0 (S, n, n), each state repeated `members` times, with `closure`.
 
-    The closure's tendency is added explicitly (Solver.step's closure hook). The first `warmup`
-    steps (plans, first sample, device initialisation) are not timed.
+    The closure's tendency is added explicitly (Solver.step's closure_hat, computed by
+    :class:`ClosureSpectrum`); the state is stepped in place. The first `warmup` steps (plans,
+    first sample, device initialisation) are not timed.
     """
-    bk, dt = solver.backend, solver.dt
+    dt = solver.dt
     w = np.repeat(np.asarray(w0, dtype=float), members, axis=0)
     state = solver.from_physical(w)
     n_rec = steps // record_stride + 1
     records = np.full((w.shape[0], n_rec) + w.shape[1:], np.nan)
     records[:, 0] = solver.physical(state)
-    active = not isinstance(closure, cl.NoClosure)
-    k_now = [0]
-
-    def hook(wb, t):
-        return bk.asarray(closure.tendency(bk.to_numpy(wb), k_now[0], t))
+    term = None if isinstance(closure, cl.NoClosure) else ClosureSpectrum(solver, closure,
+                                                                          w.shape[0])
 
     warmup = min(warmup, max(steps - 1, 0))
     elapsed, blowup, reason, done = 0.0, None, "", 0
     with np.errstate(over="ignore", invalid="ignore"):
         for k in range(steps):
-            k_now[0] = k
             tic = time.perf_counter()
             try:
-                state = solver.step(state, None, hook if active else None, t=k * dt)
+                c_hat = term(state, k, k * dt) if term is not None else None
+                state = solver.step(state, None, t=k * dt, out=state, closure_hat=c_hat)
                 if (k + 1) % record_stride == 0:
                     solver.check(state, (k + 1) * dt)
             except BlowUpError as exc:
@@ -116,12 +162,12 @@ def run_coupled(solver, w0, closure, steps: int, record_stride: int, members: in
 
 
 def dns_cost(dns: dict, w_fine, steps: int = 20, threads: int = 1, warmup: int = 2,
-             seed: int = 0) -> float:
+             seed: int = 0, device=None) -> float:
     """Warm wall seconds per simulated time unit of the fine DNS (dns.n, full physics).
 
     Runs `warmup` + `steps` steps from the fine states w_fine (S, N, N) and extrapolates.
     """
-    solver = ref.full_solver(dns, w_fine.shape[-1], threads=threads)
+    solver = ref.full_solver(dns, w_fine.shape[-1], threads=threads, device=device)
     rngs = ref.noise_generators(seed, w_fine.shape[0])
     state = solver.from_physical(w_fine)
     for k in range(warmup):
@@ -144,16 +190,6 @@ class RolloutResult:
     trajectories: list[int]
     start_time: float
     attrs: dict = field(default_factory=dict)
-
-
-def read_stats(data_dir) -> dict:
-    path = Path(data_dir) / "stats.json"
-    if not path.exists():
-        raise DataFileError(f"{path}: not found; run the dataset stage first (--data DATASET_DIR)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataFileError(f"{path}: not valid JSON ({exc}); rerun the dataset stage") from None
 
 
 def plan(cfg: dict, closure: str) -> dict:
@@ -188,10 +224,10 @@ def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, 
     p = plan(cfg, closure)
     if closure == "diffusion" and sampler_obj is None:
         raise ConfigError("--model: the diffusion closure needs the trained model (score.pt)")
-    stats = read_stats(data_dir)
-    if stats.get("target_name", target) != target:
-        raise DataFileError(f"{data_dir}/stats.json: dataset of target {stats['target_name']!r} "
-                            f"but coarse.target is {target!r}; rerun coarse and dataset")
+    from diffclosure.data.datasets import load_stats  # imports torch: only here
+
+    stats = load_stats(data_dir)
+    device = ref.solver_device(cfg)
     S = ro["initial_states"]
     M = cl.members_of(closure, ro["ensemble"])
     ids = ref.test_ids(stats, S, Path(data_dir) / "stats.json")
@@ -227,7 +263,7 @@ def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, 
         def true_term(k):
             return pi[:, min(k // spr, pi.shape[1] - 1)]
     else:
-        full = ref.full_solver(dns, n, threads=threads)
+        full = ref.full_solver(dns, n, threads=threads, device=device)
         r = ref.run_reference(full, w0, steps, stride, ref.noise_generators(ro["seed"], S),
                               target, term_steps=sample_steps if need_terms else (),
                               progress=bar)
@@ -241,7 +277,7 @@ def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, 
         clo = cl.NoClosure()
     elif closure == "true":
         clo = (cl.OracleSgs(pi, spr) if target == "sgs" else
-               cl.OracleGH(ref.full_solver(dns, n, threads=threads),
+               cl.OracleGH(ref.full_solver(dns, n, threads=threads, device=device),
                            ref.noise_generators(ro["seed"], S), target))
     elif closure == "diffusion":
         target_std = float(stats["target"]["std"])
@@ -265,7 +301,7 @@ def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, 
         clo = cl.ClassicalClosure(closure, target, coarse, dns["nu"], length, n)
 
     # ---- coupled run
-    solver = ref.known_solver(dns, n, target, threads=threads)
+    solver = ref.known_solver(dns, n, target, threads=threads, device=device)
     warm = ro["resample_every"] if closure == "diffusion" else 1
     res = run_coupled(solver, w0, clo, steps, stride, members=M, warmup=warm, progress=bar)
     bar.close()
@@ -276,7 +312,7 @@ def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, 
     # ---- cost of the fine DNS the closure stands in for
     dns_steps = ro["dns_cost_steps"]
     dns_per_time = dns_cost(dns, fine.vorticity[:, 0], steps=dns_steps, threads=threads,
-                            seed=ro["seed"])
+                            seed=ro["seed"], device=device)
     log.info("fine DNS (%d^2, %d states): %.4g s per simulated time unit (%d steps timed)",
              dns["n"], S, dns_per_time, dns_steps)
 

@@ -36,6 +36,7 @@ import numpy as np
 
 from diffclosure.coarse.closures import filtered_state, subgrid_term
 from diffclosure.coarse.coarsen import coarsen
+from diffclosure.coarse.filters import filter_width
 from diffclosure.config import ConfigError
 from diffclosure.data import h5io
 from diffclosure.data.h5io import DataFileError
@@ -51,15 +52,20 @@ TARGETS = ("G", "H", "sgs")
 _NOISE_TAG = 0x5EF
 
 
-def filter_width(coarse: dict, length: float) -> float:
-    """Delta in physical units (coarse.filter_width coarse-grid spacings), as the coarse stage."""
-    return coarse["filter_width"] * length / coarse["n"]
-
-
 def noise_generators(seed: int, states: int) -> list[np.random.Generator]:
     """One independent noise stream per initial state, from (rollout.seed, state index)."""
     return [np.random.default_rng(np.random.SeedSequence([int(seed), i, _NOISE_TAG]))
             for i in range(states)]
+
+
+def solver_device(cfg: dict):
+    """Device of the rollout solvers: the config's `device` (resolved like training's:
+    auto -> CUDA when present) on the torch backend; None (host arrays) otherwise."""
+    if cfg["dns"]["backend"] != "torch":
+        return None
+    from diffclosure.devices import resolve_device  # imports torch: only when needed
+
+    return resolve_device(cfg.get("device", "auto"))
 
 
 def _forcing(dns: dict, grid: Grid):
@@ -190,8 +196,9 @@ def run_reference(solver: Solver, w0: np.ndarray, steps: int, record_stride: int
     for k in range(steps):
         eta = solver.sample_noise(rngs)
         if k in term_steps:
-            state, contrib = solver.step(state, eta, t=k * solver.dt, return_terms=True)
-            terms[k] = solver.backend.to_numpy(contrib[target]).copy()
+            state, contrib = solver.step(state, eta, t=k * solver.dt, out=state,
+                                         terms=(target,))
+            terms[k] = solver.backend.to_numpy(contrib[target])  # a fresh array
         else:
             state = solver.step(state, eta, t=k * solver.dt, out=state)
         if (k + 1) % record_stride == 0:

@@ -23,12 +23,15 @@ Capabilities:
 * State: the unnormalised real FFT ``rfft2(w)`` (B, n, n//2+1) as a backend array (numpy for
   "pyfftw"/"numpy", a complex128 torch tensor on ``device`` for "torch"). ``physical`` returns
   numpy; ``from_physical`` accepts numpy arrays or backend arrays, (B, n, n) or (n, n).
-* ``step(state, noise_hat=None, closure=None, t=0.0, return_terms=False, out=None)``: one step.
+* ``step(state, noise_hat=None, closure=None, t=0.0, return_terms=False, out=None, *,
+  closure_hat=None, terms=None)``: one step.
   ``noise_hat`` is rfft2(eta) of a unit noise field (``sample_noise``), scaled here by
   sigma*sqrt(dt); None means no noise this step. ``closure(w, t)`` gets the physical vorticity
   (backend array, (B, n, n)) at the start of the step and returns an extra tendency
-  (B, n, n) in the backend's array type; it is added explicitly. ``out`` may be ``state``
-  itself (in-place stepping) unless ``return_terms``.
+  (B, n, n) (numpy or backend array); it is added explicitly. ``closure_hat`` instead gives
+  that tendency already transformed, rfft2(C) (B, n, n//2+1): a caller holding a term over
+  several steps transforms it once (rollout/coupled.py does). ``out`` may be ``state``
+  itself (in-place stepping), also with terms (the start state is then copied first).
 * ``return_terms=True`` also returns the step's contributions as physical backend arrays
   (B, n, n), each computed directly (never as a residual), so that
 
@@ -37,7 +40,8 @@ Capabilities:
   holds to round-off: advection = -(dealiased u.grad w) as it entered the scheme, viscous =
   nu lap((w^n + w^{n+1})/2), drag = -mu (w^n + w^{n+1})/2, forcing = f, noise = increment/dt,
   closure = the tendency used. Also "G" = viscous + noise and "H" = advection + noise, the
-  paper's closure terms.
+  paper's closure terms. ``terms=("G",)`` (any names of :data:`TERM_NAMES`) returns only those
+  (bit-identical to the same entries of the full dict), transforming only what they need.
 * Schemes: "euler_cn" (the paper's: explicit Euler for advection, forcing, noise and closure,
   Crank-Nicolson for viscosity and drag; first order) and "heun_cn" (Heun predictor-corrector
   for the explicit terms, Crank-Nicolson for the linear ones; second order for smooth
@@ -74,8 +78,27 @@ log = logging.getLogger(__name__)
 
 SCHEMES = ("euler_cn", "heun_cn")
 TERMS = ("advection", "viscous", "drag", "forcing", "noise", "closure")
+# The paper's closure terms, as sums of the above (each a physical sum, as in the full dict).
+COMPOSITE = {"G": ("viscous", "noise"), "H": ("advection", "noise")}
+TERM_NAMES = TERMS + tuple(COMPOSITE)
 
 Closure = Callable[[object, float], object]
+
+
+def whole_steps(interval: float, unit: float, what: str, unit_name: str = "dns.dt", *,
+                minimum: int = 1, error: type[Exception] = ValueError) -> int:
+    """interval / unit as an integer number of steps (records, ...), or `error` naming `what`.
+
+    One rule for every stage that turns a time into steps (rollout lengths and record spacings
+    here, DNS spin-up and records in stages/dns.py): within a relative 1e-6 of an integer, and
+    at least `minimum`.
+    """
+    k = interval / unit
+    if abs(k - round(k)) > 1e-6 * max(1.0, abs(k)) or round(k) < minimum:
+        kind = "positive multiple" if minimum >= 1 else "multiple"
+        raise error(f"{what}: {interval} is not a {kind} of {unit_name}={unit}; choose "
+                    f"{what} = k*{unit_name}" + (f" with k >= {minimum}" if minimum > 1 else ""))
+    return int(round(k))
 
 
 class _Workspace:
@@ -91,6 +114,52 @@ class _Workspace:
         self.tmp = bk.empty(spectral, complex_=True)
         self.n0 = bk.empty(spectral, complex_=True) if solver.scheme == "heun_cn" else None
         self.noise = None  # noise buffer, made on first use
+
+
+class _DeviceNoise:
+    """Noise of the torch backend: draw the mode box on the host, copy only the box.
+
+    Only the (B, 2K+1, K+1) box of the noise sampler is non-zero, a few percent of the
+    (B, n, n//2+1) spectrum at n >= 128: it is drawn into a host buffer (page-locked on CUDA,
+    so the copy is a true asynchronous DMA), copied with ``non_blocking`` into a device box and
+    scattered on the device into a zero spectrum whose other modes are never touched.
+
+    Two host buffers alternate: before one is refilled, the event recorded after its last copy
+    is awaited. That wait covers at most the work queued up to the copy two steps ago, so the
+    host draws step k+1's noise while the device still runs step k (no per-step sync).
+    """
+
+    def __init__(self, solver: Solver, batch: int):
+        import torch
+
+        bk, n, sampler = solver.backend, solver.n, solver.noise_sampler
+        K = sampler.K
+        self.sampler, self.device = sampler, bk.device
+        self.cuda = bk.device.type == "cuda"
+        box = (batch, 2 * K + 1, K + 1)
+        self.host = [torch.zeros(box, dtype=torch.complex128, pin_memory=self.cuda)
+                     for _ in range(2)]
+        self.host_np = [h.numpy() for h in self.host]  # numpy views sharing the memory
+        self.events = [None, None]
+        self.turn = 0
+        self.box = torch.zeros(box, dtype=torch.complex128, device=bk.device)
+        self.full = bk.zeros((batch, n, n // 2 + 1), complex_=True)
+
+    def fill(self, rngs):
+        import torch
+
+        i, self.turn = self.turn, 1 - self.turn
+        if self.events[i] is not None:
+            self.events[i].synchronize()  # the copy that last read host[i] is done
+        self.sampler.sample_box(rngs, out=self.host_np[i])
+        self.box.copy_(self.host[i], non_blocking=self.cuda)
+        if self.cuda:
+            ev = torch.cuda.Event()
+            ev.record(torch.cuda.current_stream(self.device))
+            self.events[i] = ev
+        # Same stream: the scatter runs after the copy, the next step's kernels after both.
+        self.sampler.scatter(self.box, self.full)
+        return self.full
 
 
 class Solver:
@@ -231,21 +300,17 @@ class Solver:
     def sample_noise(self, rngs: Sequence[np.random.Generator]):
         """rfft2(eta) for one step, one Generator per trajectory; None without noise.
 
-        The returned array is a buffer reused by the next call with the same batch size.
+        The returned array is a buffer reused by the next call with the same batch size. On
+        the torch backend only the sampler's box of modes travels to the device (see
+        :class:`_DeviceNoise`); the values are those of the numpy backends, bit for bit.
         """
         if self.noise_sampler is None:
             return None
         ws = self._workspace(len(rngs))
         if self.backend.is_torch:
             if ws.noise is None:
-                ws.noise = (np.zeros((len(rngs), self.n, self.n // 2 + 1), np.complex128),
-                            self.backend.empty((len(rngs), self.n, self.n // 2 + 1), True))
-            host, dev = ws.noise
-            self.noise_sampler.sample(rngs, out=host)
-            import torch
-
-            dev.copy_(torch.from_numpy(host))
-            return dev
+                ws.noise = _DeviceNoise(self, len(rngs))
+            return ws.noise.fill(rngs)
         if ws.noise is None:
             ws.noise = self.backend.zeros((len(rngs), self.n, self.n // 2 + 1), complex_=True)
         return self.noise_sampler.sample(rngs, out=ws.noise)
@@ -280,13 +345,24 @@ class Solver:
         t: float = 0.0,
         return_terms: bool = False,
         out=None,
+        *,
+        closure_hat=None,
+        terms: Sequence[str] | None = None,
     ):
-        """Advance by dt; returns the new state (and the terms dict when `return_terms`)."""
+        """Advance by dt; returns the new state, and a dict of terms when `return_terms` or
+        `terms` (only those names) is given."""
         bk, xp, n = self.backend, self.backend.xp, self.n
         B = state.shape[0]
         ws = self._workspace(B)
         if noise_hat is not None and self.noise is None:
             raise ValueError("noise_hat given but the solver has no noise (noise=None or sigma=0)")
+        if closure is not None and closure_hat is not None:
+            raise ValueError("give the closure as a callable or as closure_hat, not both")
+        if terms is not None:
+            unknown = [k for k in terms if k not in TERM_NAMES]
+            if unknown:
+                raise ValueError(f"terms: unknown {unknown}; choose from {TERM_NAMES}")
+            return_terms = True
         if return_terms and out is state:
             state = state.clone() if bk.is_torch else state.copy()
         dN = self._spectral(noise_hat, B, "noise_hat") if noise_hat is not None else None
@@ -296,6 +372,8 @@ class Solver:
             if tuple(C.shape) != (B, n, n):
                 raise ValueError(f"closure returned shape {tuple(C.shape)}, expected {(B, n, n)}")
             C_hat = bk.rfft2(C)
+        elif closure_hat is not None:
+            C_hat = self._spectral(closure_hat, B, "closure_hat")
 
         # Nonlinear term at the start of the step (before `out`, which may alias `state`).
         N0 = None
@@ -347,27 +425,47 @@ class Solver:
             adv_hat = -0.5 * adv_sum
         else:
             adv_hat = None
-        return out, self._terms(state, out, adv_hat, dN, C_hat)
+        return out, self._terms(state, out, adv_hat, dN, C_hat,
+                                TERM_NAMES if terms is None else tuple(terms))
 
-    def _terms(self, w0, w1, adv_hat, dN, C_hat) -> dict:
-        """Physical contributions of one step, each computed from what entered it."""
+    def _terms(self, w0, w1, adv_hat, dN, C_hat, names=TERM_NAMES) -> dict:
+        """Physical contributions of one step, each computed from what entered it.
+
+        Only the spectra that `names` need are built and transformed (in one batched inverse
+        transform); a term that did not act this step is an exact zero without a transform.
+        """
         bk, n = self.backend, self.n
-        zero = bk.zeros(tuple(w0.shape), complex_=True)
-        mid = 0.5 * (w0 + w1)
-        spectra = {
-            "advection": adv_hat if adv_hat is not None else zero,
-            "viscous": self._visc_op * mid if self.viscosity else zero,
-            "drag": -self.drag * mid,
-            "forcing": (self._f_hat + zero) if self._f_hat is not None else zero,
-            "noise": dN * (self._noise_scale / self.dt) if dN is not None else zero,
-            "closure": C_hat if C_hat is not None else zero,
-        }
-        xp = bk.xp
-        phys = bk.irfft2(xp.stack([spectra[k] for k in TERMS]), n)
-        terms = {k: phys[i] for i, k in enumerate(TERMS)}
-        terms["G"] = terms["viscous"] + terms["noise"]
-        terms["H"] = terms["advection"] + terms["noise"]
-        return terms
+        need = []
+        for k in names:
+            for part in COMPOSITE.get(k, (k,)):
+                if part not in need:
+                    need.append(part)
+        mid = 0.5 * (w0 + w1) if {"viscous", "drag"} & set(need) else None
+
+        def spectrum(k):  # None: the term is zero this step
+            if k == "advection":
+                return adv_hat
+            if k == "viscous":
+                return self._visc_op * mid if self.viscosity else None
+            if k == "drag":
+                return -self.drag * mid
+            if k == "forcing":
+                return self._f_hat if self._f_hat is None else self._f_hat + 0 * w0
+            if k == "noise":
+                return dN * (self._noise_scale / self.dt) if dN is not None else None
+            return C_hat
+
+        spectra = {k: spectrum(k) for k in need}
+        live = [k for k in need if spectra[k] is not None]
+        shape = (w0.shape[0], n, n)
+        terms = {k: bk.zeros(shape) for k in need if spectra[k] is None}
+        if live:
+            phys = bk.irfft2(bk.xp.stack([spectra[k] for k in live]), n)
+            terms.update({k: phys[i] for i, k in enumerate(live)})
+        for k, (a, b) in COMPOSITE.items():
+            if k in names:
+                terms[k] = terms[a] + terms[b]
+        return {k: terms[k] for k in names}
 
     # -- diagnostics --------------------------------------------------------------------
     def velocity(self, state):

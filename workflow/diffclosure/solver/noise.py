@@ -96,22 +96,75 @@ class NoiseSampler:
         self._rows = np.mod(k, n)
         self._cols = slice(0, K + 1)
 
+    def sample_box(self, rngs: Sequence[np.random.Generator], out: np.ndarray | None = None):
+        """The non-zero box of rfft2(eta): (B, 2K+1, K+1) complex128, rows k_y = -K..K,
+        columns k_x = 0..K (all other modes of the spectrum are zero)."""
+        K = self.K
+        shape = (len(rngs), 2 * K + 1, K + 1)
+        if out is None:
+            out = np.empty(shape, dtype=np.complex128)
+        elif out.shape != shape:
+            raise ValueError(f"noise box buffer has shape {out.shape}, expected {shape}")
+        for b, rng in enumerate(rngs):
+            g = rng.standard_normal((2, 2 * K + 1, 2 * K + 1))
+            z = self._amp * (g[0] + 1j * g[1])
+            # Re(sum z_k e_k) = sum_k e_k (z_k + conj z_{-k}) / 2; index flip maps k -> -k.
+            c = 0.5 * (z + np.conj(z[::-1, ::-1]))
+            out[b] = c[:, K:]
+        return out
+
+    def scatter(self, box, out):
+        """Write a box (B, 2K+1, K+1) into the spectrum `out` (B, n, n//2+1), numpy or torch.
+
+        Rows k_y = -K..-1 are the last K rows of the rfft layout, k_y = 0..K the first K+1:
+        two slice copies (2K+1 <= n-1, so they never overlap).
+        """
+        n, K = self.grid.n, self.K
+        out[:, n - K :, : K + 1] = box[:, :K]
+        out[:, : K + 1, : K + 1] = box[:, K:]
+        return out
+
     def sample(self, rngs: Sequence[np.random.Generator], out: np.ndarray | None = None):
         """rfft2(eta) for each generator, shape (B, n, n//2+1) complex128.
 
         `out`, if given, must be zeros or the result of an earlier call: only the mode box is
         written, the rest stays zero.
         """
-        n, K = self.grid.n, self.K
+        n = self.grid.n
         shape = (len(rngs), n, n // 2 + 1)
         if out is None:
             out = np.zeros(shape, dtype=np.complex128)
         elif out.shape != shape:
             raise ValueError(f"noise buffer has shape {out.shape}, expected {shape}")
-        for b, rng in enumerate(rngs):
-            g = rng.standard_normal((2, 2 * K + 1, 2 * K + 1))
-            z = self._amp * (g[0] + 1j * g[1])
-            # Re(sum z_k e_k) = sum_k e_k (z_k + conj z_{-k}) / 2; index flip maps k -> -k.
-            c = 0.5 * (z + np.conj(z[::-1, ::-1]))
-            out[b, self._rows, self._cols] = c[:, K:]
-        return out
+        return self.scatter(self.sample_box(rngs), out)
+
+
+def white_noise_rfft2(rng: np.random.Generator, batch: int, n: int, std: float,
+                      out: np.ndarray | None = None) -> np.ndarray:
+    """rfft2 of `batch` fields of iid N(0, std^2) points on an n x n grid, drawn directly.
+
+    The law of X = rfft2(x) for white x: E|X_k|^2 = n^2 std^2 at every mode; where k and -k
+    differ, Re and Im are independent N(0, n^2 std^2 / 2) and X_{-k} = conj(X_k); the four
+    self-conjugate modes (k_x, k_y in {0, n/2}) are real N(0, n^2 std^2). In the rfft layout
+    only the columns k_x = 0 and n/2 hold pairs (rows k_y and -k_y), filled here by symmetry.
+    Same law as ``numpy.fft.rfft2(std * rng.standard_normal((batch, n, n)))`` (other draws),
+    without the transform: what a held closure term's per-step white noise costs in spectral
+    space. `n` must be even.
+    """
+    if n % 2:
+        raise ValueError(f"white_noise_rfft2 needs an even n, got {n}")
+    m, h = n // 2 + 1, n // 2
+    shape = (batch, n, m)
+    if out is None:
+        out = np.empty(shape, dtype=np.complex128)
+    elif out.shape != shape or out.dtype != np.complex128:
+        raise ValueError(f"white-noise buffer must be complex128 {shape}, got {out.shape}")
+    g = rng.standard_normal((batch, n, m, 2))
+    out[...] = g.view(np.complex128)[..., 0]
+    out *= std * n / math.sqrt(2.0)
+    for c in (0, h):
+        col = out[:, :, c]
+        col[:, h + 1 :] = np.conj(col[:, 1:h][:, ::-1])
+        col[:, 0] = (std * n) * g[:, 0, c, 0]
+        col[:, h] = (std * n) * g[:, h, c, 0]
+    return out

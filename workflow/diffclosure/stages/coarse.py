@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
 import yaml
-from tqdm import tqdm
 
 from diffclosure import config as cfgmod
 from diffclosure.coarse.classical import estimate_of_target
 from diffclosure.coarse.closures import coarse_states_and_targets
+from diffclosure.coarse.filters import filter_width
 from diffclosure.data import h5io
 from diffclosure.data.h5io import DataFileError
+from diffclosure.progress import progress
 from diffclosure.provenance import provenance
 
 log = logging.getLogger(__name__)
@@ -39,11 +39,12 @@ def add_arguments(parser) -> None:
 def load_sections(source, sections: list[str], dns_facts: dict) -> dict:
     """config.load(source, sections), with the input's own dns facts when the source has no dns.
 
-    config.validate_sections fills in defaults for every section, dns included, so a stage that
-    receives only its own sections would have its grids checked against the *default* dns.n.
-    Giving the cross-field checks the facts of the actual input (n, length, trajectories) makes
-    them test the real data; a source that has a dns section is validated as it is.
-    (Remove once config.load fills defaults only for the sections it is given.)
+    A Snakemake rule hands a stage only its own sections, and config.load then checks only
+    those, so the cross-field rules that involve dns (every grid divides dns.n, enough
+    dns.trajectories for the val/test split) would not run at all. Adding a dns section built
+    from the actual input (n, length, trajectories) makes them run, against the real data,
+    before any work starts; tests/test_dataset_stage.py relies on it. A source that has a dns
+    section is validated as it is.
     """
     raw = None
     if isinstance(source, dict):
@@ -63,11 +64,6 @@ def load_sections(source, sections: list[str], dns_facts: dict) -> dict:
 
 def resolutions(coarse: dict) -> list[int]:
     return sorted({coarse["n"], *coarse["test_resolutions"]})
-
-
-def filter_width(coarse: dict, length: float) -> float:
-    """Delta in physical units: coarse.filter_width coarse-grid spacings of the training grid."""
-    return coarse["filter_width"] * length / coarse["n"]
 
 
 def _check_grid(coarse: dict, n: int, path) -> None:
@@ -180,8 +176,7 @@ def main(args) -> int:
                 groups[m] = {k: h5io.create_field(g, k, shape, dims) for k in names}
                 h5io.set_attrs(g, {"n": m, "dx": length / m, "method": method})
 
-            bar = tqdm(total=n_traj * len(starts), desc="coarse", unit="chunk",
-                       mininterval=0.5 if sys.stderr.isatty() else 5.0, file=sys.stderr)
+            bar = progress(total=n_traj * len(starts), desc="coarse", unit="chunk")
             stats = {m: [np.inf, -np.inf] for m in ms}
             for i in range(n_traj):
                 for t0 in starts:

@@ -23,16 +23,16 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from diffclosure import config as cfgmod
 from diffclosure.data import h5io
 from diffclosure.data import measurements as meas_mod
 from diffclosure.data.h5io import DataFileError
+from diffclosure.metrics.spectra import power_spectrum
+from diffclosure.progress import progress
 from diffclosure.provenance import provenance
 from diffclosure.stages.coarse import load_sections
 
@@ -109,18 +109,6 @@ class RunningStats:
 
     def result(self) -> dict:
         return {"mean": self.mean, "std": float(np.sqrt(self.m2 / max(self.count, 1)))}
-
-
-def radial_spectrum(f) -> tuple[np.ndarray, np.ndarray]:
-    """Shell-summed power 0.5|f_k|^2 (per unit area) against integer |k|, mean over the batch."""
-    f = np.asarray(f, dtype=float)
-    m = f.shape[-1]
-    fk = np.fft.fft2(f) / m**2
-    k = np.fft.fftfreq(m, 1.0 / m)
-    kk = np.rint(np.hypot(*np.meshgrid(k, k, indexing="ij"))).astype(int)
-    power = 0.5 * (np.abs(fk) ** 2).reshape(-1, m, m).mean(axis=0)
-    shells = np.bincount(kk.ravel(), weights=power.ravel())
-    return np.arange(1, m // 2), shells[1 : m // 2]
 
 
 # ----------------------------------------------------------------------------- shard access
@@ -295,8 +283,7 @@ def main(args) -> int:
         stage_prov = provenance({**cfg, "inputs": inputs_hash}, "dataset")
         jobs = [(s, coarse["n"], split[s]) for s in ("train", "val", "test")]
         jobs += [(f"test-{m}", m, split["test"]) for m in ms_test]
-        bar = tqdm(total=sum(len(ids) for _, _, ids in jobs), desc="dataset", unit="traj",
-                   mininterval=0.5 if sys.stderr.isatty() else 5.0, file=sys.stderr)
+        bar = progress(total=sum(len(ids) for _, _, ids in jobs), desc="dataset", unit="traj")
         for name, m, ids in jobs:
             _write_split(outdir / f"{name}.h5", shards, ids, m, tsel, cfg, channels,
                          target_std, stage_prov, bar)
@@ -353,8 +340,12 @@ def _summary_figure(path, train_path, channels, target_name) -> None:
         ax.set_yticks([])
     ax = axes[-1]
     for k in panels:
-        kk, e = radial_spectrum(batch[k])
-        ax.loglog(kk, np.maximum(e, 1e-30), label=k)
+        # Shell sums of |f_k|^2 (Parseval-normalised), averaged over the batch; shells 1..m/2-1
+        # (the mean mode has no place on a log axis, the corner shells are incomplete).
+        kk, power = power_spectrum(batch[k])
+        m = batch[k].shape[-1]
+        e = power.reshape(-1, kk.size).mean(axis=0)
+        ax.loglog(kk[1 : m // 2], np.maximum(e[1 : m // 2], 1e-30), label=k)
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("|k| (integer wavenumber)")
     ax.set_title("spectra (train)")

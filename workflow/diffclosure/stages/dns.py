@@ -18,20 +18,19 @@ attributes: the dns section flattened as dns.*, seed, shard, shards and provenan
 from __future__ import annotations
 
 import logging
-import sys
 import time
 
 import numpy as np
-from tqdm import tqdm
 
 from diffclosure import config as configmod
 from diffclosure.data import h5io
 from diffclosure.errors import UserFacingError
+from diffclosure.progress import progress as progress_bar
 from diffclosure.provenance import provenance
 from diffclosure.solver.forcing import make_forcing
 from diffclosure.solver.grid import Grid
 from diffclosure.solver.initial import gaussian_random_field, trajectory_streams
-from diffclosure.solver.navier_stokes import Solver
+from diffclosure.solver.navier_stokes import Solver, whole_steps
 from diffclosure.solver.noise import NoiseSpec
 
 log = logging.getLogger(__name__)
@@ -53,17 +52,6 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="FFT threads (default: dns.threads)"
     )
-
-
-def _steps(value: float, unit: float, field: str, unit_field: str = "dt") -> int:
-    """value/unit as an integer, or a clear error naming the field."""
-    steps = value / unit
-    if abs(steps - round(steps)) > 1e-6 * max(1.0, steps):
-        raise UserFacingError(
-            f"dns.{field}: {value} is not a multiple of dns.{unit_field}={unit};"
-            f" choose {field} = k*{unit_field}"
-        )
-    return int(round(steps))
 
 
 def shard_ids(dns: dict, shard: int) -> np.ndarray:
@@ -110,9 +98,10 @@ def run_shard(dns: dict, shard: int, output, threads: int | None = None) -> None
     """Simulate one shard and write its HDF5 file (atomically)."""
     ids = shard_ids(dns, shard)
     dt = dns["dt"]
-    spin = _steps(dns["spinup"], dt, "spinup")
-    every = _steps(dns["record_every"], dt, "record_every")
-    n_rec = _steps(dns["duration"], dns["record_every"], "duration", "record_every") + 1
+    spin = whole_steps(dns["spinup"], dt, "dns.spinup", minimum=0, error=UserFacingError)
+    every = whole_steps(dns["record_every"], dt, "dns.record_every", error=UserFacingError)
+    n_rec = 1 + whole_steps(dns["duration"], dns["record_every"], "dns.duration",
+                            "dns.record_every", error=UserFacingError)
     total = spin + (n_rec - 1) * every + 1  # the last record needs its own step for G and H
     times = dns["spinup"] + dns["record_every"] * np.arange(n_rec)
 
@@ -127,10 +116,7 @@ def run_shard(dns: dict, shard: int, output, threads: int | None = None) -> None
         "backend %s, scheme %s",
         shard, dns["shards"], _ids_str(ids), n, total, spin, n_rec, dns["backend"], dns["scheme"],
     )
-    progress = tqdm(
-        total=total * len(ids), unit="traj-step", desc=f"dns shard {shard}", file=sys.stderr,
-        mininterval=0.5 if sys.stderr.isatty() else 5.0,
-    )
+    progress = progress_bar(total=total * len(ids), desc=f"dns shard {shard}", unit="traj-step")
     dims = ("trajectory", "time", "y", "x")
     with h5io.atomic_h5(output) as fh:
         h5io.add_coordinate(fh, "trajectory", ids.astype(np.int64))

@@ -63,8 +63,8 @@ def write_result(path, result: RolloutResult, cfg: dict, prov: dict) -> None:
 def _sampler_object(cfg: dict, model_path, threads: int):
     import torch
 
+    from diffclosure.devices import resolve_device
     from diffclosure.model.checkpoint import load_model
-    from diffclosure.model.train import resolve_device
     from diffclosure.sampling.closure_sampler import ClosureSampler
 
     device = resolve_device(cfg["device"])

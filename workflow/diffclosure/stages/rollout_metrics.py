@@ -7,9 +7,9 @@ Section: rollout. Writes, atomically, in --outdir:
 - metrics.csv, long format, one row per (closure, state, member, time); member is a member
   index or "mean" (the ensemble-mean field). Columns: d_fro, mse, correlation (with the
   reference), enstrophy (0.5 <w^2>; of a member, or the members' mean for "mean"),
-  enstrophy_reference, and for the "mean" rows spread (sqrt of the members' unbiased variance,
-  times sqrt((M+1)/M), see metrics.probabilistic.spread_skill) and crps (energy form, mean over
-  the grid). Rows after a blow-up hold nan.
+  enstrophy_reference, and for the "mean" rows spread (sqrt of the members' unbiased variance
+  averaged over the grid, times sqrt((M+1)/M): metrics.probabilistic.spread) and crps (energy
+  form, mean over the grid). Rows after a blow-up hold nan.
 - summary.csv and summary.json, one entry per closure: final D_Fro (ensemble mean and member
   mean, averaged over states), time to decorrelation (first record time at which the
   ensemble-mean field's correlation with the reference drops below
@@ -37,7 +37,7 @@ from diffclosure import config as cfgmod
 from diffclosure.data import h5io
 from diffclosure.data.h5io import DataFileError
 from diffclosure.metrics.fields import correlation, d_fro, mse, pdf
-from diffclosure.metrics.probabilistic import crps
+from diffclosure.metrics.probabilistic import crps, spread
 from diffclosure.metrics.spectra import energy_spectrum, spectrum_error
 from diffclosure.provenance import provenance, write_table
 
@@ -106,11 +106,8 @@ def rollout_metrics(ro: dict) -> dict:
         "mean_enstrophy": enstrophy(v).mean(axis=1), "enstrophy_reference": enstrophy(r),
         "crps": crps(v, r, axis=1).mean(axis=(-2, -1)),
     }
-    if m >= 2:
-        var = np.var(v, axis=1, ddof=1).mean(axis=(-2, -1))
-        out["spread"] = np.sqrt(var * (m + 1) / m)
-    else:
-        out["spread"] = np.zeros(r.shape[:2])
+    # A single member has no spread: 0 rather than the nan of an undefined variance.
+    out["spread"] = spread(v, axis=1, over=(-2, -1)) if m >= 2 else np.zeros(r.shape[:2])
     return out
 
 

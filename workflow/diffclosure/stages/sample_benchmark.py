@@ -19,21 +19,21 @@ import io
 import logging
 import re
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from diffclosure import config as cfgmod
 from diffclosure.data import h5io
+from diffclosure.devices import resolve_device
 from diffclosure.errors import UserFacingError
 from diffclosure.metrics.fields import d_fro, mse
 from diffclosure.metrics.probabilistic import crps, spread_skill
 from diffclosure.metrics.spectra import power_spectrum, spectrum_error
 from diffclosure.plots.sampling import pareto_figure, samples_figure, spectra_figure
+from diffclosure.progress import progress
 from diffclosure.provenance import write_table
 from diffclosure.sampling.closure_sampler import ClosureSampler
 from diffclosure.sampling.samplers import Sampler, make_sampler
@@ -75,16 +75,6 @@ def load_model(path, device):
     from diffclosure.model.checkpoint import load_model as _load
 
     return _load(path, device)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise BenchmarkInputError(
-            f"device: '{name}' requested but CUDA is not available; use auto or cpu"
-        )
-    return torch.device(name)
 
 
 def sampler_list(entries: list[dict]) -> list[Sampler]:
@@ -238,9 +228,7 @@ def main(args) -> int:
          {c: v[:1] for c, v in data.items() if c != "index"}, 1, seed, chunk)
 
     rows, drawn = [], {}
-    tty = sys.stderr.isatty()
-    for s in tqdm(samplers, desc="samplers", unit="sampler", file=sys.stderr,
-                  mininterval=0.5 if tty else 5.0):
+    for s in progress(samplers, desc="samplers", unit="sampler"):
         times = []
         for _ in range(samp["repeats"]):
             # Repeats sharpen the timing of cheap samplers; a slow one (the 1000-step reference)
