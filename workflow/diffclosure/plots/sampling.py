@@ -26,17 +26,23 @@ def _save(fig, path: str | Path) -> None:
 def pareto_figure(rows: list[dict], path: str | Path) -> None:
     """D_Fro of the ensemble mean against NFE and against wall time per sample, per sampler."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    names = sorted({r["name"] for r in rows})
-    markers = dict(zip(names, "osD^v<>", strict=False))
-    for name in names:
-        sel = sorted((r for r in rows if r["name"] == name), key=lambda r: r["nfe"])
+    # One curve per sampler and start (a zero-mean and a measurement-centred start differ a lot).
+    def group(r):
+        start = r.get("start", "")
+        return r["name"] if start in ("", "auto") else f"{r['name']} ({start} start)"
+
+    groups = sorted({group(r) for r in rows})
+    markers = dict(zip(groups, "osD^v<>ph", strict=False))
+    for g in groups:
+        sel = sorted((r for r in rows if group(r) == g), key=lambda r: r["nfe"])
         for ax, key in zip(axes, ("nfe", "seconds_per_sample"), strict=True):
             ax.plot([r[key] for r in sel], [r["d_fro_mean"] for r in sel],
-                    marker=markers[name], label=name, linestyle="-" if len(sel) > 1 else "none")
+                    marker=markers.get(g, "o"), label=g,
+                    linestyle="-" if len(sel) > 1 else "none")
             for r in sel:
                 ax.annotate(f"{r['steps']}/{r['schedule'][0]}", (r[key], r["d_fro_mean"]),
                             textcoords="offset points", xytext=(4, 3), fontsize=7)
-    ref = min((r for r in rows if r["name"] == "em"), key=lambda r: -r["nfe"], default=None)
+    ref = max((r for r in rows if r["name"] == "em"), key=lambda r: r["nfe"], default=None)
     for ax, label in zip(axes, ("score evaluations (NFE)", "wall time per sample [s]"),
                          strict=True):
         ax.set_xscale("log")
