@@ -230,7 +230,7 @@ sde: {}
 model: {}
 train: {}
 sampling: {}
-rollout: {}
+rollout: {initial_states: 1}
 report: {}
 """
 
