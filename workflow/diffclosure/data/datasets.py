@@ -68,6 +68,21 @@ def load_stats(dataset_dir: str | Path) -> dict:
     return stats
 
 
+def check_layout(fh, path, conditions) -> tuple[int, ...]:
+    """Shape of 'target', checked to be (trajectory, time, n, n) and shared by the conditions."""
+    shape = fh["target"].shape
+    if len(shape) != 4 or shape[-1] != shape[-2]:
+        raise DataFileError(
+            f"{path}: field 'target' has shape {shape}, expected (trajectory, time, n, n)"
+        )
+    for c in conditions:
+        if fh[c].shape != shape:
+            raise DataFileError(
+                f"{path}: field '{c}' has shape {fh[c].shape}, but 'target' has {shape}"
+            )
+    return shape
+
+
 def read_conditions(fh, path: Path) -> list[str]:
     raw = fh.attrs.get("conditions")
     if raw is None:
@@ -217,16 +232,7 @@ def load_split(
                 f"{path}: attribute 'conditions' names {absent} but the file lacks those fields;"
                 " rerun the dataset stage"
             )
-        shape = fh["target"].shape
-        if len(shape) != 4 or shape[-1] != shape[-2]:
-            raise DataFileError(
-                f"{path}: field 'target' has shape {shape}, expected (trajectory, time, n, n)"
-            )
-        for c in conditions:
-            if fh[c].shape != shape:
-                raise DataFileError(
-                    f"{path}: field '{c}' has shape {fh[c].shape}, but 'target' has {shape}"
-                )
+        shape = check_layout(fh, path, conditions)
         if "conditions" in stats and list(stats["conditions"]) != conditions:
             raise DataFileError(
                 f"{path}: conditions {conditions} differ from stats.json's {stats['conditions']};"

@@ -27,6 +27,7 @@ import torch
 
 from diffclosure import config as cfgmod
 from diffclosure.data import h5io
+from diffclosure.data.datasets import check_layout
 from diffclosure.devices import resolve_device
 from diffclosure.errors import UserFacingError
 from diffclosure.metrics.fields import d_fro, mse
@@ -102,14 +103,7 @@ def read_test_set(path: Path, conditions: list[str], count: int) -> dict:
     """target and condition fields of the chosen records, float32 (k, n, n) each."""
     fh = h5io.open_input(path, required=("target", *conditions))
     try:
-        shape = fh["target"].shape
-        if len(shape) != 4 or shape[-1] != shape[-2]:
-            raise BenchmarkInputError(
-                f"{path}: target has shape {shape}; expected (trajectory, time, n, n)"
-            )
-        for c in conditions:
-            if fh[c].shape != shape:
-                raise BenchmarkInputError(f"{path}: {c} has shape {fh[c].shape}, target {shape}")
+        shape = check_layout(fh, path, conditions)
         n_time = shape[1]
         idx = pick_indices(shape[0] * n_time, count)
         out = {}
