@@ -231,3 +231,13 @@ def test_until_train_plans_nothing_past_training(workdir, tmp_path):
 def test_forcerun_sample_benchmark_reruns_it_and_its_dependants(workdir, tmp_path):
     jobs = dry_run(workdir, tmp_path, "--forcerun", "sample_benchmark")
     assert jobs == {"sample_benchmark": 1, "report": 1, "all": 1}
+
+
+def test_snakemake_report_collects_the_figures_of_every_stage(workdir, tmp_path):
+    html = tmp_path / "report.html"
+    res = snakemake(workdir, "--report", str(html))
+    assert res.returncode == 0, res.stderr[-2000:]
+    text = html.read_text(errors="replace")
+    for name in ("summary.png", "curves.png", "pareto.png", "samples.png", "error.png",
+                 "spectra.png", "snapshots.png", "summary.md"):
+        assert name in text, name
