@@ -216,6 +216,12 @@ def test_training_change_reruns_training_and_downstream_only(workdir, tmp_path):
                     "report": 1, "all": 1}
 
 
+def test_rollout_sampler_change_reruns_only_the_learned_closure(workdir, tmp_path):
+    sampler = {"name": "dpm2m", "steps": 4, "schedule": "karras", "t_max": 0.1}
+    jobs = dry_run(workdir, tmp_path, rollout={"sampler": sampler})
+    assert jobs == {"rollout": 1, "rollout_metrics": 1, "report": 1, "all": 1}
+
+
 def test_dns_seed_change_reruns_everything(workdir, tmp_path):
     jobs = dry_run(workdir, tmp_path, dns={"seed": 7})
     assert jobs == {"dns": 2, "coarse": 2, "dataset": 1, "train": 1, "sample_benchmark": 1,

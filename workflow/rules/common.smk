@@ -21,6 +21,20 @@ def sections(*names):
     return shlex.quote(json.dumps({n: config[n] for n in names}, sort_keys=True))
 
 
+# Rollout settings only the learned closure reads. The other closures' jobs do not receive them,
+# nor the list of closures, so a sampler change (or a closure added to the list) reruns only the
+# jobs it affects.
+DIFFUSION_ONLY = ("sampler", "resample_every", "hold", "hold_noise", "ensemble", "measurements",
+                  "bf16")
+
+
+def rollout_sections(closure):
+    cfg = {n: config[n] for n in ("device", "dns", "coarse", "measurements", "sde")}
+    skip = {"closures", *(DIFFUSION_ONLY if closure != "diffusion" else ())}
+    cfg["rollout"] = {k: v for k, v in config["rollout"].items() if k not in skip}
+    return shlex.quote(json.dumps(cfg, sort_keys=True))
+
+
 def dns_shards():
     return expand(f"{OUT}/dns/shard-{{shard}}.h5", shard=SHARDS)
 

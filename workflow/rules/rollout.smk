@@ -5,7 +5,7 @@ rule rollout:
     output:
         f"{OUT}/rollout/{{closure}}.h5",
     params:
-        cfg=lambda w: sections("device", "dns", "coarse", "measurements", "sde", "rollout"),
+        cfg=lambda w: rollout_sections(w.closure),
         model=lambda w, input: f"--model {input.model}" if "model" in input.keys() else "",
         data=lambda w, input: os.path.dirname(input.stats),
     wildcard_constraints:
