@@ -2,6 +2,8 @@
 #   snakemake --cores all                       whole pipeline on config.yaml
 #   snakemake --cores all --configfile workflow/presets/paper-H.yaml
 # Stages: dns -> coarse -> dataset -> train -> sample_benchmark -> rollout -> report
+import os
+
 from snakemake.utils import min_version, validate
 
 from diffclosure.config import ConfigError
@@ -10,7 +12,9 @@ from diffclosure.config import validate as validate_config
 min_version("8.0")
 
 
-configfile: "config.yaml"
+# The default config lives beside this Snakefile, so runs with --directory elsewhere still get
+# it; --configfile and --config values are merged on top.
+configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 report: "workflow/report/workflow.rst"
