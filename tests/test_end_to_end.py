@@ -217,7 +217,7 @@ def test_training_change_reruns_training_and_downstream_only(workdir, tmp_path):
 
 
 def test_rollout_sampler_change_reruns_only_the_learned_closure(workdir, tmp_path):
-    sampler = {"name": "dpm2m", "steps": 4, "schedule": "karras", "t_max": 0.1}
+    sampler = {"name": "ode_heun", "steps": 3, "schedule": "karras", "t_max": 0.1}
     jobs = dry_run(workdir, tmp_path, rollout={"sampler": sampler})
     assert jobs == {"rollout": 1, "rollout_metrics": 1, "report": 1, "all": 1}
 
