@@ -11,7 +11,6 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
 import jsonschema
 import yaml
@@ -215,16 +214,3 @@ def section_hash(cfg: dict) -> str:
     """Short stable hash of (part of) a config, stored in every output for provenance."""
     blob = json.dumps(cfg, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def dump_json(cfg: dict) -> str:
-    return json.dumps(cfg, sort_keys=True, separators=(",", ":"))
-
-
-def get(cfg: dict, dotted: str, default: Any = None) -> Any:
-    node: Any = cfg
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
