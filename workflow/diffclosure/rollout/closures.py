@@ -120,7 +120,8 @@ class OracleSgs:
     def tendency(self, w, step, t):
         j = min(step // self.stride, self.pi.shape[1] - 1)
         if j != self._record:  # one object per record: held in between (no re-transform)
-            self._record, self._term = j, np.repeat(-self.pi[:, j], self.members, axis=0)
+            term = target_sign("sgs") * self.pi[:, j]
+            self._record, self._term = j, np.repeat(term, self.members, axis=0)
         return self._term
 
 
