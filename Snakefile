@@ -6,10 +6,18 @@ import os
 
 from snakemake.utils import min_version, validate
 
-from diffclosure.config import ConfigError
+from diffclosure.config import ConfigError, read_yaml
 from diffclosure.config import validate as validate_config
 
 min_version("8.0")
+
+# Snakemake's message for a YAML syntax error names neither the file nor the line, so the
+# default config is read by the package first. (Snakemake reads a --configfile before this file
+# runs: `python -m diffclosure check-config FILE` names the line of an error there.)
+try:
+    read_yaml(os.path.join(workflow.basedir, "config.yaml"))
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
 
 
 # The default config lives beside this Snakefile, so runs with --directory elsewhere still get

@@ -118,3 +118,124 @@ def test_partial_sections_do_not_take_other_sections_defaults():
     assert set(cfg) == {"coarse"}
     with pytest.raises(C.ConfigError, match="nonsense: unknown section"):
         C.load(json.dumps({"nonsense": {}}))
+
+
+# ----------------------------------------------------------------------------- config gaps
+def _snakemake_dry_run(snakefile, workdir, *args):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "snakemake", "-n", "-p", "--snakefile", str(snakefile),
+           "--directory", str(workdir), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(("field", "value"), [("nu", float("nan")), ("dt", float("nan")),
+                                              ("length", float("inf"))])
+def test_non_finite_numbers_are_refused_naming_the_field(default_cfg, tmp_path, field, value):
+    # NaN passes every bound (each comparison with it is false) and inf passes lower ones.
+    cfg = copy.deepcopy(default_cfg)
+    cfg["dns"][field] = value
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))  # written as .nan / .inf, as a user would
+    for source in (path, json.dumps({"dns": cfg["dns"]})):
+        with pytest.raises(C.ConfigError, match=rf"dns\.{field}: must be a finite number"):
+            C.load(source)
+
+
+def test_numbers_written_like_2e_3_are_read_as_numbers(default_cfg, tmp_path):
+    # YAML 1.1 (PyYAML) reads 2e-3 and 1.0e3 as strings: they lack a dot or an exponent sign.
+    text = (tmp_path / "c.yaml")
+    cfg = copy.deepcopy(default_cfg)
+    cfg["dns"].update(dt="PLACEHOLDER_DT", duration="PLACEHOLDER_DURATION")
+    text.write_text(yaml.safe_dump(cfg).replace("PLACEHOLDER_DT", "2e-3")
+                    .replace("PLACEHOLDER_DURATION", "0.5E1"))
+    assert yaml.safe_load(text.read_text())["dns"]["dt"] == "2e-3"
+    loaded = C.load(text)
+    assert loaded["dns"]["dt"] == 0.002 and loaded["dns"]["duration"] == 5.0
+    # A string that only looks like a number elsewhere stays an error naming the field.
+    cfg["dns"].update(dt="fast", duration=5.0)
+    with pytest.raises(C.ConfigError, match=r"dns\.dt: 'fast' is not of type 'number'"):
+        C.load(cfg)
+    # An integer field written with an exponent is named with the fix.
+    cfg["dns"].update(dt=1e-3, trajectories="1e2")
+    with pytest.raises(C.ConfigError, match=r"dns\.trajectories: .* whole number"):
+        C.load(cfg)
+
+
+def test_snakefile_reads_2e_3_as_a_number(repo_root, tmp_path):
+    """Snakemake loads --configfile itself (YAML 1.1 too); the jobs get the float."""
+    text = (repo_root / "tests" / "data" / "tiny.yaml").read_text()
+    assert "dt: 2.0e-3" in text
+    path = tmp_path / "tiny.yaml"
+    path.write_text(text.replace("dt: 2.0e-3", "dt: 2e-3"))
+    res = _snakemake_dry_run(repo_root / "Snakefile", tmp_path, "--configfile", str(path))
+    assert res.returncode == 0, res.stderr
+    dns_cmd = next(line for line in res.stdout.splitlines() if "diffclosure dns" in line)
+    assert '"dt": 0.002' in dns_cmd
+
+
+BROKEN_YAML = "run: x\ndns:\n  n: 64\n  dt: [1, 2\n  nu: 1e-3\n"  # the list never closes
+
+
+def test_yaml_syntax_error_names_file_and_line_from_every_stage(tmp_path, caplog):
+    from diffclosure import cli
+
+    path = tmp_path / "broken.yaml"
+    path.write_text(BROKEN_YAML)
+    rc = cli.main(["dns", "--config", str(path), "--shard", "0", "--output",
+                   str(tmp_path / "x.h5")])
+    assert rc == 2 and not (tmp_path / "x.h5").exists()
+    # PyYAML finds the problem where the unclosed list meets the next key: line 5.
+    assert f"{path}, line 5" in caplog.text and "not valid YAML" in caplog.text
+    caplog.clear()
+    assert cli.main(["check-config", str(path)]) == 2
+    assert f"{path}, line 5" in caplog.text
+
+
+def test_yaml_syntax_error_in_the_default_config_names_file_and_line(repo_root, tmp_path):
+    import shutil
+
+    copy_root = tmp_path / "repo"
+    shutil.copytree(repo_root / "workflow", copy_root / "workflow",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copy(repo_root / "Snakefile", copy_root / "Snakefile")
+    (copy_root / "config.yaml").write_text(BROKEN_YAML)
+    res = _snakemake_dry_run(copy_root / "Snakefile", tmp_path)
+    assert res.returncode != 0
+    assert f"{copy_root / 'config.yaml'}, line 5" in res.stdout + res.stderr
+
+
+def test_speed_settings_travel_apart_and_rebuild_the_config():
+    """What a rule passes (--config without the speed-only settings, --speed with them) is
+    the config the stage would read from the file."""
+    tiny = yaml.safe_load((C.DEFAULT_CONFIG.parent / "tests" / "data" / "tiny.yaml").read_text())
+    full = C.load(copy.deepcopy(tiny))
+    science, speed = C.split_speed({n: full[n] for n in ("dns", "train")})
+    assert "batch" not in science["dns"] and "threads" not in science["train"]
+    assert speed["dns"]["batch"] == tiny["dns"]["batch"]
+    rebuilt = C.load(C.with_speed(json.dumps(science), json.dumps(speed)))
+    assert rebuilt == {n: full[n] for n in ("dns", "train")}
+    with pytest.raises(C.ConfigError, match=r"--speed: dns\.n is not a speed-only setting"):
+        C.with_speed(json.dumps(science), json.dumps({"dns": {"n": 64}}))
+
+
+@pytest.mark.parametrize("case", ["output is a folder", "parent is a file", "outdir is a file"])
+def test_output_paths_are_checked_before_any_work(tmp_path, caplog, monkeypatch, case):
+    from diffclosure import cli
+    from diffclosure.stages import dataset, dns
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the stage ran")
+
+    monkeypatch.setattr(dns, "main", must_not_run)
+    monkeypatch.setattr(dataset, "main", must_not_run)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("")
+    args = {"output is a folder": ["dns", "--shard", "0", "--output", str(tmp_path / "folder")],
+            "parent is a file": ["dns", "--shard", "0", "--output",
+                                 str(tmp_path / "file" / "sub" / "x.h5")],
+            "outdir is a file": ["dataset", "--inputs", "x.h5", "--outdir",
+                                 str(tmp_path / "file")]}[case]
+    assert cli.main(args) == 1
+    assert ("is a folder" if case == "output is a folder" else "is a file") in caplog.text

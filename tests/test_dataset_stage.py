@@ -206,3 +206,66 @@ def test_too_few_trajectories_is_named(tmp_path, shards):
     sec["dataset"]["test_trajectories"] = 6
     with pytest.raises(ConfigError, match="leaves no training trajectory after 2 validation and 6"):
         run_dataset(sec, paths, tmp_path / "ds")
+
+
+def test_stats_report_the_noise_share_and_the_window_drift(tmp_path):
+    # The target of every record is a pure noise term drawn from the noise's own law, so its
+    # noise share must come out as 1; the vorticity grows by 2% per record, so the energy and
+    # enstrophy (both quadratic) grow by (1 + 0.02 j)^2.
+    from diffclosure.solver.grid import Grid
+    from diffclosure.solver.noise import NoiseSampler, NoiseSpec
+
+    noise = {"sigma": 5e-5, "alpha": 0.005, "kappa": 10.0}
+    dt, ids, n = 1e-3, [0, 1, 2, 3, 4, 5], N
+    sampler = NoiseSampler(Grid(n), NoiseSpec(**noise))
+    rngs = [np.random.default_rng([3, i]) for i in range(len(ids) * TIMES)]
+    term = np.fft.irfft2(sampler.sample(rngs), s=(n, n)) * noise["sigma"] / np.sqrt(dt)
+    w0 = np.random.default_rng(1).standard_normal((len(ids), 1, n, n))
+    growth = (1 + 0.02 * np.arange(TIMES))[None, :, None, None]
+    path = tmp_path / "dns.h5"
+    with h5io.atomic_h5(path) as fh:
+        h5io.add_coordinate(fh, "trajectory", np.asarray(ids, dtype=np.int64))
+        h5io.add_coordinate(fh, "time", 5.0 + 0.1 * np.arange(TIMES))
+        h5io.add_coordinate(fh, "y", np.arange(n) / n)
+        h5io.add_coordinate(fh, "x", np.arange(n) / n)
+        dims = ("trajectory", "time", "y", "x")
+        h5io.add_field(fh, "vorticity", w0 * growth, dims)
+        h5io.add_field(fh, "H", term.reshape(len(ids), TIMES, n, n), dims)
+        h5io.add_field(fh, "G", term.reshape(len(ids), TIMES, n, n), dims)
+        h5io.add_field(fh, "forcing", np.zeros((n, n)), ("y", "x"))
+        h5io.set_attrs(fh, {"dns": {**DNS_ATTRS, "noise": noise, "dt": dt}})
+    assert run_coarse(coarse_cfg(), path, tmp_path / "coarse.h5") == 0
+    sections = {"coarse": coarse_cfg(), "measurements": {"lattice": 4},
+                "dataset": {"val_trajectories": 1, "test_trajectories": 1}}
+    assert run_dataset(sections, [tmp_path / "coarse.h5"], tmp_path / "ds") == 0
+    stats = json.loads((tmp_path / "ds" / "stats.json").read_text())
+    assert stats["stochastic_forcing"]["share"] == pytest.approx(1.0, abs=0.05)
+    window = stats["window"]
+    expected = ((1.1**2) - 1) / np.mean((1 + 0.02 * np.arange(TIMES)) ** 2)
+    assert window["energy_drift"] == pytest.approx(expected, rel=1e-6)
+    assert window["enstrophy_drift"] == pytest.approx(expected, rel=1e-6)
+    assert (window["start"], window["end"]) == pytest.approx((5.0, 5.5))
+
+
+def test_paper_g_split_target_is_built_from_w_and_h(tmp_path):
+    """coarse.g_split paper: the target is the research code's G from the DNS's w and H
+    (coarse/closures.paper_g, itself checked against the solver in tests/test_rollout.py);
+    a heun_cn DNS, whose H hides the noise, is refused naming the field."""
+    from diffclosure.coarse.closures import paper_g
+
+    src = tmp_path / "dns.h5"
+    write_dns(src, [0, 1], fields=("vorticity", "H"))
+    with h5py.File(src, "a") as fh:
+        h5io.set_attrs(fh, {"dns": {"scheme": "euler_cn"}})
+    cfg = coarse_cfg(target="G", g_split="paper")
+    assert run_coarse(cfg, src, tmp_path / "c.h5") == 0
+    with h5py.File(src) as fine, h5py.File(tmp_path / "c.h5") as out:
+        want = paper_g(fine["vorticity"][()].astype(float), fine["H"][()].astype(float),
+                       DNS_ATTRS["nu"])
+        got = out["n16"]["target"][()]
+        np.testing.assert_allclose(got, want[:, :, ::2, ::2], rtol=1e-6,
+                                   atol=1e-6 * np.abs(want).max())
+    with h5py.File(src, "a") as fh:
+        h5io.set_attrs(fh, {"dns": {"scheme": "heun_cn"}})
+    with pytest.raises(ConfigError, match="coarse.g_split"):
+        run_coarse(cfg, src, tmp_path / "c2.h5")

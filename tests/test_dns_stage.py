@@ -92,6 +92,25 @@ def test_same_seed_same_bits_other_seed_differs_and_sharding_invariant(tmp_path)
         assert np.array_equal(np.concatenate([p[k] for p in parts]), da[k])
 
 
+def test_speed_settings_given_apart_reach_the_stage_and_leave_the_bits_alone(tmp_path):
+    """As the pipeline passes them: --config without the speed-only settings, --speed with
+    them. They reach the stage (recorded in the file) and change no bit of the fields."""
+    _, base = _run(tmp_path, "base")
+    science = {k: v for k, v in BASE.items() if k not in configmod.SPEED_ONLY["dns"]}
+    speed = {"batch": 3, "planner": "FFTW_MEASURE", "threads": 2}
+    out = tmp_path / "speed.h5"
+    rc = cli.main(["dns", "--config", json.dumps({"dns": science, "coarse": COARSE}),
+                   "--speed", json.dumps({"dns": speed, "train": {"threads": 3}}),
+                   "--shard", "0", "--output", str(out)])
+    assert rc == 0
+    with h5py.File(out, "r") as fh:
+        recorded = {k: fh.attrs[f"dns.{k}"] for k in speed}
+    assert {k: (v.decode() if isinstance(v, bytes) else v) for k, v in recorded.items()} == speed
+    a, b = _read(base), _read(out)
+    for k in ("vorticity", "G", "H"):
+        assert np.array_equal(a[k], b[k])
+
+
 def test_blow_up_exits_nonzero_and_writes_nothing(tmp_path, caplog):
     rc, out = _run(tmp_path, "bad", dt=0.5, spinup=1.0, duration=1.0, record_every=0.5,
                    initial={"alpha": 1.0, "tau": 1.0}, check_every=1, nu=1e-5)

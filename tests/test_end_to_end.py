@@ -228,6 +228,18 @@ def test_dns_seed_change_reruns_everything(workdir, tmp_path):
                     "rollout": len(CLOSURES), "rollout_metrics": 1, "report": 1, "all": 1}
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(("section", "change"), [
+    ("dns", {"threads": 2}), ("dns", {"batch": 5}), ("dns", {"planner": "FFTW_MEASURE"}),
+    ("train", {"threads": 2}),
+])
+def test_speed_only_settings_rerun_nothing(workdir, tmp_path, section, change):
+    """Threads, batch and planner leave the bits alone (tests/test_dns_stage.py), so changing
+    one on a completed run plans no job."""
+    assert set(change) <= set(cfgmod.SPEED_ONLY[section])
+    assert dry_run(workdir, tmp_path, **{section: change}) == {}
+
+
 def test_until_train_plans_nothing_past_training(workdir, tmp_path):
     # With a new DNS seed every stage is outdated, yet --until train stops at train.
     jobs = dry_run(workdir, tmp_path, "--until", "train", dns={"seed": 7})

@@ -9,8 +9,20 @@ import pytest
 import torch
 
 from diffclosure.metrics.fields import correlation, d_fro, d_fro_mean, mse, pdf
-from diffclosure.metrics.probabilistic import crps, crps_gaussian, spread_skill
-from diffclosure.metrics.spectra import energy_spectrum, power_spectrum, spectrum_error
+from diffclosure.metrics.probabilistic import (
+    crps,
+    crps_gaussian,
+    rank_flatness,
+    rank_histogram,
+    spread_skill,
+)
+from diffclosure.metrics.spectra import (
+    _shells,
+    energy_spectrum,
+    noise_spectrum,
+    power_spectrum,
+    spectrum_error,
+)
 
 RNG = np.random.default_rng(0)
 
@@ -109,3 +121,64 @@ def test_spectrum_error():
     p = np.array([0.0, 1.0, 0.5, 0.25, 0.1, 0.05, 0.01, 0.001])
     assert spectrum_error(p, p) == 0
     assert spectrum_error(1.1 * p, p, kmax=5) == pytest.approx(math.log(1.1))
+
+
+def test_rank_histogram_of_exchangeable_ensemble_is_flat():
+    members, points = 4, 50_000
+    draws = RNG.standard_normal((members + 1, points))
+    counts = rank_histogram(draws[1:], draws[0])
+    assert counts.shape == (members + 1,) and counts.sum() == pytest.approx(points)
+    flat = rank_flatness(counts)
+    # Independent points: chi^2 with M degrees of freedom; 99.9% quantile of chi^2_4 is 18.5.
+    assert flat.chi2_dof * members < 18.5
+    assert abs(flat.outer - 1) < 5 * math.sqrt(2 / (members + 1) / points) * (members + 1) / 2
+
+
+def test_rank_histogram_of_under_dispersed_ensemble_is_u_shaped():
+    from scipy import integrate, stats
+
+    members, points, s = 4, 50_000, 0.3
+    obs = RNG.standard_normal(points)
+    ens = s * RNG.standard_normal((points, members))  # members on axis 1
+    counts = rank_histogram(ens, obs, axis=1)
+    assert counts[0] > counts[1] > counts[2] < counts[3] < counts[4]
+    # P(rank 0) = P(y below every member) = int phi(y) (1 - Phi(y/s))^M dy.
+    p0 = integrate.quad(lambda y: stats.norm.pdf(y) * stats.norm.sf(y / s) ** members,
+                        -10, 10)[0]
+    assert counts[0] / points == pytest.approx(p0, abs=5 * math.sqrt(p0 / points))
+    # By symmetry the top rank has p0 too: outer = 2 p0 / (2 / (M+1)), a U far above 1.
+    assert rank_flatness(counts).outer == pytest.approx(p0 * (members + 1), rel=0.03)
+
+
+def test_rank_histogram_ties_and_exact_ranks():
+    ens = np.array([[0.0, 0.0, 1.0], [1.0, -1.0, 3.0]])  # two members, three points
+    obs = np.array([0.5, 0.0, np.nan])  # rank 1; one member below, one tied: 1 or 2; skipped
+    np.testing.assert_allclose(rank_histogram(ens, obs), [0.0, 1.5, 0.5])
+    same = RNG.standard_normal(1000)
+    counts = rank_histogram(np.stack([same] * 3), same)  # every rank equally possible
+    np.testing.assert_allclose(counts, 250.0)
+    assert rank_flatness(counts).deviation == pytest.approx(0.0, abs=1e-12)
+
+
+def test_noise_spectrum_matches_the_solver_noise_term():
+    """The noise term a solver step reports (increment / dt) has the predicted spectrum."""
+    from diffclosure.solver.navier_stokes import Solver
+    from diffclosure.solver.noise import NoiseSpec
+
+    n, dt, batch = 32, 1e-3, 300
+    spec = NoiseSpec(5e-5, alpha=0.005, kappa=10.0)
+    solver = Solver(n, 1.0, 1e-3, dt, noise=spec, backend="numpy")
+    rngs = [np.random.default_rng([7, j]) for j in range(batch)]
+    state = solver.from_physical(np.zeros((batch, n, n)))
+    _, terms = solver.step(state, solver.sample_noise(rngs), terms=("noise",))
+    k, measured = power_spectrum(np.asarray(terms["noise"]))
+    _, expected = noise_spectrum(n, 1.0, spec.sigma, spec.alpha, spec.kappa, dt)
+    # Each shell sums counts/2 independent complex modes, |c|^2 exponential: relative std
+    # 1/sqrt(batch * counts / 2) where the modes share one q (the low shells nearly do).
+    counts = _shells(n)[2]
+    for shell in range(1, 6):
+        tol = 5 / math.sqrt(batch * counts[shell] / 2)
+        assert measured.mean(0)[shell] / expected[shell] == pytest.approx(1, abs=tol)
+    assert expected[0] == 0 and expected[n // 2 + 1 :].sum() < 1e-12 * expected.sum()
+    _, doubled = noise_spectrum(n, 1.0, spec.sigma, spec.alpha, spec.kappa, dt, scale=2.0)
+    np.testing.assert_allclose(doubled, 4 * expected)

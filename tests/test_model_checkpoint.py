@@ -111,7 +111,7 @@ def test_unloadable_file_gets_our_message_not_torchs_unsafe_advice(tmp_path, con
     with pytest.raises(CheckpointError) as info:
         load_model(path)
     msg = str(info.value)
-    assert msg.startswith(str(path)) and "rerun the training stage" in msg
+    assert msg.startswith(str(path)) and "snakemake --cores all --forcerun train" in msg
     assert "weights_only=False" not in msg and "weights_only` set to `False`" not in msg
     assert "\n" not in msg  # one line: torch's multi-paragraph text is not passed on
 

@@ -3,6 +3,7 @@ and the clean-up of temporaries left by killed jobs (issue #7)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -13,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
-from diffclosure import __version__
+from diffclosure import __version__, atomic
 from diffclosure import provenance as prov_mod
 from diffclosure.data import h5io
 from diffclosure.data.datasets import load_stats
@@ -55,15 +56,25 @@ def test_write_table_records_provenance_beside_the_table(tmp_path):
     assert prov_mod.read_sidecar(other)["config_hash"] == "abc123"
 
 
-def test_a_table_never_exists_without_its_sidecar(tmp_path, monkeypatch):
-    # The sidecar is written first: a failure while writing the table leaves no table behind.
-    def fail(path, text):
-        raise OSError("disk full")
+@pytest.mark.parametrize("failing", ["t.csv", "t.csv.provenance.json"])
+def test_a_table_and_its_sidecar_are_written_together_or_not_at_all(tmp_path, monkeypatch,
+                                                                     failing):
+    # The disk fills up while either file is written: the earlier pair stays as it was, no new
+    # sidecar describes a table that was not written, and no temporary is left.
+    table = tmp_path / "t.csv"
+    prov_mod.write_table(table, "old\n", {"a": 1}, "x")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    real_fsync = atomic._fsync
 
-    monkeypatch.setattr(prov_mod, "write_text_atomic", fail)
-    with pytest.raises(OSError):
-        prov_mod.write_table(tmp_path / "t.csv", "a\n", {}, "x")
-    assert not (tmp_path / "t.csv").exists()
+    def full_disk(path):
+        if path.name.startswith(f".{failing}.tmp-"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(path)
+
+    monkeypatch.setattr(atomic, "_fsync", full_disk)
+    with pytest.raises(atomic.DiskFullError, match=f"disk full while writing .*{failing}"):
+        prov_mod.write_table(table, "new\n", {"a": 2}, "x")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 def test_read_sidecar_without_one_is_empty(tmp_path):

@@ -171,6 +171,11 @@ def damage(path: Path, how: str) -> None:
         offset, count = 0, 64
     elif how == "metadata":  # object headers and heaps of the root group
         offset, count = 512, 1024
+    elif how == "coordinate":  # time[0] changes a little: the coordinate's checksum catches it
+        from test_damage import flip_bit
+
+        flip_bit(path, "time")
+        return
     else:  # "data": the bytes of one vorticity chunk (caught by the chunk checksums)
         with h5py.File(path, "r") as fh:
             info = fh["vorticity"].id.get_chunk_info(3)
@@ -180,7 +185,7 @@ def damage(path: Path, how: str) -> None:
         fh.write(rng.integers(0, 256, count, dtype=np.uint8).tobytes())
 
 
-@pytest.mark.parametrize("how", ["truncated", "header", "metadata", "data"])
+@pytest.mark.parametrize("how", ["truncated", "header", "metadata", "data", "coordinate"])
 def test_coarse_stage_names_a_damaged_dns_shard(out, tmp_path, how):
     shard = tmp_path / "shard-0.h5"
     shard.write_bytes((out / "dns" / "shard-0.h5").read_bytes())

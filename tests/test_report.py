@@ -5,15 +5,20 @@ from __future__ import annotations
 import csv
 import json
 
+import h5py
 import numpy as np
 import pytest
 from test_rollout_stage import make_inputs, make_model, run_stage, sections
 
 from diffclosure import cli
 from diffclosure.stages import report as report_stage
-from diffclosure.stages.rollout_metrics import rollout_metrics, time_to_decorrelation
+from diffclosure.stages.rollout_metrics import (
+    probabilistic_rows,
+    rollout_metrics,
+    time_to_decorrelation,
+)
 
-CLOSURES = ("none", "true", "diffusion")
+CLOSURES = ("none", "true", "diffusion", "measurements")
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +30,8 @@ def results(tmp_path_factory):
     for closure in CLOSURES:
         assert run_stage(root, closure, cfg, paths, data, model) == 0
     inputs = [str(root / "rollout" / f"{c}.h5") for c in CLOSURES]
-    assert cli.main(["rollout-metrics", "--config", json.dumps({"rollout": cfg["rollout"]}),
+    ro_cfg = json.dumps({"rollout": cfg["rollout"], "report": {}})
+    assert cli.main(["rollout-metrics", "--config", ro_cfg,
                      "--inputs", *inputs, "--outdir", str(root / "rollout")]) == 0
     (root / "sampling").mkdir()
     (root / "sampling" / "benchmark.csv").write_text(
@@ -46,8 +52,8 @@ def test_metrics_csv(results):
     rows = _rows(results / "rollout" / "metrics.csv")
     assert set(rows[0]) >= {"closure", "state", "member", "time", "d_fro", "mse", "correlation",
                             "spread", "crps", "enstrophy", "enstrophy_reference"}
-    # 3 closures x 2 states x 7 records x (members + the mean row)
-    assert len(rows) == 2 * 7 * ((1 + 1) + (1 + 1) + (2 + 1))
+    # 4 closures x 2 states x 7 records x (members + the mean row)
+    assert len(rows) == 2 * 7 * ((1 + 1) + (1 + 1) + (2 + 1) + (1 + 1))
     mean = {c: [r for r in rows if r["closure"] == c and r["member"] == "mean"] for c in CLOSURES}
     # the oracle stays on the reference (float32 storage), none departs and grows
     assert max(float(r["d_fro"]) for r in mean["true"]) < 1e-5
@@ -57,6 +63,15 @@ def test_metrics_csv(results):
     # a single-member closure has no spread; its CRPS is its mean absolute error (>= 0)
     assert all(float(r["spread"]) == 0 for r in mean["none"])
     assert all(float(r["crps"]) >= 0 for r in mean["none"])
+    # d_fro_paper of a member row is the paper's ||w - w_ref|| / ||w||, from the file itself
+    with h5py.File(results / "rollout" / "diffusion.h5") as fh:
+        w, ref = fh["vorticity"][1, 1, -1].astype(float), fh["reference"][1, -1].astype(float)
+    row = next(r for r in rows if r["closure"] == "diffusion" and r["state"] == "1"
+               and r["member"] == "1" and float(r["time"]) == pytest.approx(0.03))
+    assert float(row["d_fro_paper"]) == pytest.approx(
+        np.linalg.norm(w - ref) / np.linalg.norm(w), rel=1e-4)
+    assert float(row["d_fro"]) == pytest.approx(
+        np.linalg.norm(w - ref) / np.linalg.norm(ref), rel=1e-4)
 
 
 def test_summary_and_figures(results):
@@ -65,10 +80,23 @@ def test_summary_and_figures(results):
     assert set(summary) == set(CLOSURES)
     for s in summary.values():
         assert float(s["cost_s_per_time"]) > 0 and float(s["dns_cost_s_per_time"]) > 0
-    assert float(summary["true"]["final_d_fro"]) < float(summary["none"]["final_d_fro"])
+    for col in ("final_d_fro_member_median", "final_d_fro_paper", "final_d_fro_ensemble_mean"):
+        assert float(summary["true"][col]) < float(summary["none"][col])
+    # one member: its value is the median, the paper's sample and the ensemble mean alike
+    none = summary["none"]
+    assert float(none["final_d_fro_member_median"]) == float(none["final_d_fro_ensemble_mean"])
+    prob = _rows(out / "probabilistic.csv")
+    assert len(prob) == len(CLOSURES) * 4  # report.times: four fractions
+    for p in prob:
+        ensemble = p["closure"] == "diffusion"
+        assert int(p["members"]) == (2 if ensemble else 1) and float(p["crps"]) >= 0
+        assert np.isfinite(float(p["spread_skill"])) == ensemble
+        if ensemble:
+            freq = [float(f) for f in p["rank_frequencies"].split()]
+            assert len(freq) == 3 and sum(freq) == pytest.approx(1, abs=1e-3)
     doc = json.loads((out / "summary.json").read_text())
     assert doc["closures"]["true"]["decorrelated"] is False
-    for name in ("error.png", "spectra.png", "snapshots.png"):
+    for name in ("error.png", "spectra.png", "snapshots.png", "rank_histogram.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -80,6 +108,9 @@ def test_report_has_paper_numbers_and_animation(results):
     assert "em-10-karras-t0.1" in text  # the benchmark table is rendered
     for closure in CLOSURES:
         assert f"| {closure} |" in text
+    for heading in ("median [min, max] over members", "The paper's definition",
+                    "ensemble-mean field", "spread/skill", "rank_outer"):
+        assert heading in text
     anim = [p for p in (results / "report").iterdir() if p.name.startswith("animation.")]
     assert len(anim) == 1 and anim[0].stat().st_size > 1000
 
@@ -94,6 +125,29 @@ def test_report_without_diffusion_skips_animation(tmp_path, results):
     assert (tmp_path / "report" / "summary.md").exists()
     assert not any(p.name.startswith("animation") for p in (tmp_path / "report").iterdir())
     assert "not found" in (tmp_path / "report" / "summary.md").read_text()  # no benchmark
+
+
+@pytest.mark.parametrize(("name", "content", "rule"), [
+    ("rollout/metrics.csv", b"\xff\xfe\x00garbage\x9c\x80", "rollout_metrics"),
+    ("rollout/metrics.csv",
+     b"closure,state,member,time,d_fro,d_fro_paper\nnone,0,mean,zero,one,two\n",
+     "rollout_metrics"),
+    ("sampling/benchmark.csv", b"\x89PNG\r\n\x1a\n\x00\xff", "sample_benchmark"),
+])
+def test_damaged_table_is_named_with_the_command_that_remakes_it(tmp_path, caplog, name,
+                                                                  content, rule):
+    (tmp_path / "rollout").mkdir()
+    (tmp_path / "sampling").mkdir()
+    (tmp_path / "rollout" / "metrics.csv").write_text(
+        "closure,state,member,time,d_fro,d_fro_paper\n"
+        "none,0,mean,0.1,0.2,0.2\nnone,0,mean,0.2,0.3,0.3\n")
+    (tmp_path / name).write_bytes(content)
+    rep = {"run": "x", "report": {"animation": False}}
+    assert cli.main(["report", "--config", json.dumps(rep), "--results", str(tmp_path),
+                     "--outdir", str(tmp_path / "report")]) == 1
+    assert str(tmp_path / name) in caplog.text
+    assert f"snakemake --cores all --forcerun {rule}" in caplog.text
+    assert not (tmp_path / "report" / "summary.md").exists()
 
 
 def test_time_to_decorrelation():
@@ -119,6 +173,40 @@ def test_ensemble_metrics_against_exact_values():
     assert np.allclose(mt["spread"], a * np.sqrt(2) * np.sqrt(1.5))
     assert np.allclose(mt["crps"], a / 2)
     assert np.allclose(mt["mse"], a**2)
+
+
+def test_probabilistic_rows_against_exact_values():
+    """Members r +- a: the ensemble mean is exact (skill 0), every point ranks the reference in
+    the middle (a dome: outer 0), CRPS = a/2; one member has no spread and no ranks."""
+    rng = np.random.default_rng(1)
+    r = rng.standard_normal((2, 3, 8, 8))
+    a = 0.1
+    ro = {"vorticity": np.stack([r + a, r - a], axis=1), "reference": r, "closure": "x",
+          "time": np.array([0.0, 0.5, 1.0])}
+    rows, hists = probabilistic_rows(ro, rollout_metrics(ro), [0.5, 1.0])
+    assert [p["time"] for p in rows] == [0.5, 1.0]
+    for p in rows:
+        assert p["crps"] == pytest.approx(a / 2) and p["rmse_ensemble_mean"] < 1e-12
+        assert p["spread"] == pytest.approx(a * np.sqrt(2) * np.sqrt(1.5))
+        assert p["rank_outer"] == 0 and p["rank_frequencies"] == "0 1 0"
+    np.testing.assert_allclose(hists["t = 1"], [0, 1, 0])
+    one = {**ro, "vorticity": ro["vorticity"][:, :1]}
+    rows, hists = probabilistic_rows(one, rollout_metrics(one), [1.0])
+    assert hists == {} and np.isnan(rows[0]["spread_skill"])
+    assert rows[0]["crps"] == pytest.approx(a)  # one member: its mean absolute error
+
+
+def test_member_band_and_paper_definition_in_the_report_tables():
+    rows = [{"closure": "x", "member": m, "state": s, "time": "1.0", "d_fro": str(v),
+             "d_fro_paper": str(2 * v)}
+            for (s, m), v in {("0", "0"): 0.1, ("0", "1"): 0.4, ("1", "0"): 0.3,
+                              ("1", "1"): 0.2, ("0", "mean"): 0.05, ("1", "mean"): 0.15}.items()]
+    members, _ = report_stage.member_d_fro_at(rows, [1.0])
+    assert members["x"] == [(pytest.approx(0.25), 0.1, 0.4)]
+    paper, _ = report_stage.paper_d_fro_at(rows, [1.0])
+    assert paper["x"] == [pytest.approx(0.4)]  # member 0 of both states: (0.2 + 0.6) / 2
+    mean, _ = report_stage.d_fro_at(rows, [1.0])
+    assert mean["x"] == [pytest.approx(0.1)]
 
 
 def test_d_fro_at_picks_nearest_records():

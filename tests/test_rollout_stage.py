@@ -155,3 +155,66 @@ def test_bad_inputs_fail_before_work(tmp_path):
     assert run_stage(tmp_path, "none", sections(initial_states=3), paths, data) == 2
     assert run_stage(tmp_path, "none", sections(), paths[:1], data) == 1  # trajectory 2 absent
     assert not out.exists() and not (tmp_path / "rollout" / "none.h5").exists()
+
+
+def test_measurements_closure_equals_the_oracle_for_a_band_limited_term(tmp_path):
+    """Vorticity in the |k| = 1 shell, no forcing, no noise: advection vanishes, G = nu lap w
+    stays in that shell, which a 4x4 lattice samples exactly (trigonometric interpolation is
+    exact below the lattice's Nyquist). Measured every step, the term is then the reference's
+    own, and the rollout reproduces the reference as the oracle does; dropping it does not."""
+    paths, data = make_inputs(tmp_path)
+    x = np.arange(N_FINE) / N_FINE
+    y = x[:, None]
+    w = (np.cos(2 * np.pi * x) + 0.5 * np.sin(2 * np.pi * y)
+         + 0.3 * np.sin(2 * np.pi * (x + 0.1)))
+    for path in paths:
+        with h5py.File(path, "a") as fh:
+            fh["vorticity"][...] = np.broadcast_to(w, fh["vorticity"].shape)
+    cfg = sections(resample_every=1)
+    cfg["dns"].update(nu=0.01, forcing={"kind": "none"}, noise={"sigma": 0.0})
+    for closure in ("none", "measurements"):
+        assert run_stage(tmp_path, closure, cfg, paths, data) == 0
+    out = {}
+    for closure in ("none", "measurements"):
+        with h5py.File(tmp_path / "rollout" / f"{closure}.h5") as fh:
+            out[closure], ref = fh["vorticity"][:, 0].astype(float), fh["reference"][()]
+            assert fh["vorticity"].shape[1] == 1 and fh.attrs["closure"] == closure
+    scale = np.abs(ref).max()
+    assert np.abs(out["measurements"] - ref).max() <= 1e-6 * scale
+    assert np.abs(out["none"] - ref).max() > 1e-4 * scale  # the term matters here
+
+
+def test_measurements_closure_needs_measurements(tmp_path):
+    paths, data = make_inputs(tmp_path)
+    off = sections(measurements=False)
+    assert run_stage(tmp_path, "measurements", off, paths, data) == 2
+    disabled = sections()
+    disabled["measurements"] = {"lattice": 4, "enabled": False}
+    assert run_stage(tmp_path, "measurements", disabled, paths, data) == 2
+    assert not (tmp_path / "rollout" / "measurements.h5").exists()
+    # The whole config (what Snakemake loads before any job) says it too.
+    from diffclosure import config as cfgmod
+
+    whole = {"measurements": {"enabled": False}, "rollout": {"closures": ["measurements"]}}
+    with pytest.raises(cfgmod.ConfigError, match="rollout.closures"):
+        cfgmod.load(whole, sections=["measurements", "rollout"])
+    whole["measurements"]["enabled"] = True
+    assert cfgmod.load(whole, sections=["measurements", "rollout"])
+
+
+def test_rollout_starts_at_the_configured_record(tmp_path):
+    paths, data = make_inputs(tmp_path)
+    assert run_stage(tmp_path, "none", sections(start=5.01), paths, data) == 0
+    with h5py.File(tmp_path / "rollout" / "none.h5") as fh:
+        assert fh.attrs["start_time"] == pytest.approx(5.01)
+        with h5py.File(tmp_path / "dns" / "shard-1.h5") as d:
+            w1 = d["vorticity"][0, 1, ::2, ::2]  # trajectory 2, second record (t = 5.01)
+        assert np.allclose(fh["reference"][0, 0], w1, atol=1e-6)
+        assert np.allclose(fh["vorticity"][0, 0, 0], w1, atol=1e-6)
+    # a time that is no record, or outside the records, fails before any work
+    for start in (5.015, 5.5):
+        out = tmp_path / "bad" / "none.h5"
+        argv = ["rollout", "--config", json.dumps(sections(start=start)), "--closure", "none",
+                "--dns", *paths, "--data", str(data), "--output", str(out)]
+        assert cli.main(argv) == 2
+        assert not out.exists()

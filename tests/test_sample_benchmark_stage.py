@@ -110,11 +110,21 @@ def test_stage_end_to_end(dataset, tmp_path):
     # is closer to the truth than a single member is.
     assert 0.7 < float(ref["spread_skill"]) < 1.35
     assert float(ref["d_fro_mean"]) < float(ref["d_fro_member"])
+    # ... and its rank histogram is flat: 256 independent points over 5 ranks, the outer two
+    # hold 2/5 of them (binomial std 0.077 of their flat share).
+    assert abs(float(ref["rank_outer"]) - 1) < 0.3 and float(ref["rank_deviation"]) < 0.4
+    # Squeezing the samples towards their mean (a sampler with too little spread) gives a U.
+    samples = stage.draw(*_sampler_obj_and_data(dataset), ensemble=4, seed=3, chunk=4)[0]
+    truth = _sampler_obj_and_data(dataset)[2]["target"]
+    mean = samples.mean(axis=1, keepdims=True)
+    squeezed = stage.score_samples(mean + 0.3 * (samples - mean), truth)
+    assert squeezed["rank_outer"] > 1.5
+    assert baseline["rank_outer"] == "nan"  # one "member": nothing to rank among
 
     res = _rows(out / "resolution.csv")
     assert sorted({int(r["n"]) for r in res}) == [8, 16]
     assert {r["sampler"] for r in res} >= {"em-10-karras-t0.1-zero"}  # the paper's sampler
-    for name in ("pareto.png", "samples.png", "spectra.png"):
+    for name in ("pareto.png", "samples.png", "spectra.png", "rank_histogram.png"):
         assert (out / name).stat().st_size > 1000
     assert not list(out.glob(".*tmp*"))  # no temporary leftovers
 
@@ -126,6 +136,14 @@ def test_stage_end_to_end(dataset, tmp_path):
         a.pop("seconds_per_sample"), b.pop("seconds_per_sample")
         assert a == b
     assert _rows(out2 / "resolution.csv") == res
+
+
+def _sampler_obj_and_data(data):
+    from diffclosure.sampling.closure_sampler import ClosureSampler
+
+    cs = ClosureSampler(GaussianScore(), SETTINGS, "cpu")
+    sampler = stage.make_sampler(stage.REFERENCE)
+    return cs, sampler, stage.read_test_set(data / "test.h5", cs.conditions, 4)
 
 
 def test_stage_input_errors(dataset, tmp_path):
@@ -161,3 +179,21 @@ def test_closure_sampler_units_and_conditions():
         cs.sample(sampler, vort, None)
     with pytest.raises(ConditionError, match="shape"):
         cs.sample(sampler, vort, meas[:, :4])
+
+
+def test_noise_line_only_for_targets_that_hold_the_noise(dataset, tmp_path):
+    from diffclosure import config as cfgmod
+
+    dns = cfgmod.load({"dns": {}}, sections=["dns"])["dns"]
+    lines = {}
+    for target, split in (("sgs", "full"), ("H", "full"), ("G", "full"), ("G", "paper")):
+        with h5py.File(dataset / "test.h5", "a") as fh:
+            fh.attrs["target"], fh.attrs["coarse.g_split"] = target, split
+        lines[target, split] = stage.noise_line(dataset, dns, 8)
+    assert lines["sgs", "full"] is None
+    np.testing.assert_array_equal(lines["G", "full"], lines["H", "full"])
+    # The research code's G stores 2 sigma xi: four times the power.
+    np.testing.assert_allclose(lines["G", "paper"], 4 * lines["G", "full"])
+    # The stage draws it when the config has a dns section (spectra.png is written).
+    assert _run(dataset, tmp_path / "o", {**CONFIG, "dns": {}}) == 0
+    assert (tmp_path / "o" / "spectra.png").stat().st_size > 1000

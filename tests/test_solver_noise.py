@@ -77,3 +77,60 @@ def test_variance_grows_linearly_at_rate_sigma2_kappa_q(dt):
         # Per mode within 5 MC standard errors; pooled over modes within 4.
         assert np.all(np.abs(ratio - 1) < 5 / np.sqrt(B))
         assert abs(ratio.mean() - 1) < 4 / np.sqrt(B * forced.sum()) + 0.01
+
+
+def _research_increments(n, dt, sigma, alpha, kappa, draws, rng, length=1.0):
+    """The research code's per-step noise increment (generator_sns.py, random_forcing.py),
+    rebuilt from its formulas: b_k = sqrt(q_k) n^2 / (L sqrt(dt)) on the FULL n x n spectrum
+    (q_0 = 1 included), a complex normal made of kappa summed standard normals per part,
+    dW = Re ifft2(b * normal) (numpy's ifft2 carries the 1/n^2), increment = dt * sigma * dW."""
+    k = np.fft.fftfreq(n, d=1.0 / n)
+    k[n // 2] = n // 2  # their wavenumbers run 0..n/2, -n/2+1..-1
+    lam = 2 * np.pi * k / length
+    b = np.exp(-alpha * (lam[:, None] ** 2 + lam[None, :] ** 2) / 2) * n * n / (
+        length * np.sqrt(dt))
+    normal = np.zeros((draws, n, n), dtype=np.complex128)
+    for _ in range(int(kappa)):
+        normal += rng.standard_normal((draws, n, n)) + 1j * rng.standard_normal((draws, n, n))
+    return dt * sigma * np.real(np.fft.ifft2(b * normal))
+
+
+def _our_increments(n, dt, sigma, alpha, kappa, draws, seed):
+    """One step of the solver from w = 0 with only the noise acting: its increment."""
+    solver = Solver(n, 1.0, 0.0, dt, noise=NoiseSpec(sigma, alpha, kappa), advection=False,
+                    viscosity=False, backend="numpy")
+    return solver.physical(solver.step(solver.zeros(draws), solver.sample_noise(
+        _rngs(draws, seed))))
+
+
+def test_research_codes_sigma_is_ours():
+    """Their sigma_r = 5e-5 at dt = 1e-3 gives our increment at sigma = 5e-5 (not 5e-8)."""
+    n, dt, sigma_r, alpha, kappa, draws = 64, 1e-3, 5e-5, 0.005, 10, 1500
+    theirs = _research_increments(n, dt, sigma_r, alpha, kappa, draws, np.random.default_rng(3))
+    theirs -= theirs.mean(axis=(-2, -1), keepdims=True)  # their forced k = 0 mode: excluded
+    q = covariance(Grid(n), alpha)
+    forced = q > 1e-4 * q.max()
+    assert forced.sum() > 50
+
+    def compare(sigma_ours):
+        ours = _our_increments(n, dt, sigma_ours, alpha, kappa, draws, seed=4)
+        rms = [np.sqrt(np.mean(x**2)) for x in (theirs, ours)]
+        power = [np.mean(np.abs(np.fft.rfft2(x) / n**2) ** 2, axis=0)[forced]
+                 for x in (theirs, ours)]
+        return rms[1] / rms[0], power[1] / power[0]
+
+    rms_ratio, mode_ratio = compare(sigma_r)
+    # Each |c_k|^2 is exponential (relative std 1): a ratio of two means of `draws` has
+    # relative std sqrt(2 / draws) per mode; the rms pools ~100 modes and all points.
+    tol = np.sqrt(2 / draws)
+    assert np.all(np.abs(mode_ratio - 1) < 5 * tol)
+    assert abs(mode_ratio.mean() - 1) < 4 * tol / np.sqrt(forced.sum()) + 1e-3
+    assert abs(rms_ratio - 1) < 0.02
+    # Their rms per step is sigma sqrt(dt kappa sum_{k != 0} q_k) ~ 1.9e-5: independent check.
+    full = np.exp(-alpha * (2 * np.pi) ** 2 * (np.fft.fftfreq(n, 1 / n)[:, None] ** 2
+                                               + np.fft.fftfreq(n, 1 / n)[None, :] ** 2))
+    expected = sigma_r * np.sqrt(dt * kappa * (full.sum() - 1))
+    assert abs(np.sqrt(np.mean(theirs**2)) / expected - 1) < 0.02
+    # The old mapping sigma = sigma_r * dt is 1000x too weak and fails the same comparison.
+    old_rms, old_modes = compare(sigma_r * dt)
+    assert abs(old_rms - 1) > 0.9 and np.all(np.abs(old_modes - 1) > 5 * tol)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
+import re
 from pathlib import Path
 
 import jsonschema
@@ -28,17 +30,54 @@ def load_schema() -> dict:
         return yaml.safe_load(fh)
 
 
+# Settings that change how fast a stage runs, not what it computes: each trajectory gets its own
+# transforms whatever the batch; threads and FFTW planners at most let FFTW pick other algorithms
+# (round-off, as on another machine; bit-identical in tests/test_dns_stage.py); training's resume
+# identity leaves its threads out. The rules keep them out of the params Snakemake compares and
+# hand them over with --speed (workflow/rules/common.smk), so changing one reruns nothing.
+SPEED_ONLY = {"dns": ("threads", "batch", "planner"), "train": ("threads",)}
+
+# PyYAML follows YAML 1.1, where a float needs a dot and a signed exponent: `2e-3` and `1.0e3`
+# load as strings, from our loader and from Snakemake's alike. Rather than a YAML resolver, which
+# would cover only our own loading, validation turns such a string into the float it spells
+# wherever the schema wants a number. Only exponent forms: a quoted "0.1" was meant as a string.
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _wants_number(schema: dict) -> bool:
+    types = schema.get("type", ())
+    return "number" in ([types] if isinstance(types, str) else types)
+
+
+def _as_number(value, schema: dict):
+    if isinstance(value, str) and _wants_number(schema) and _EXPONENT_NUMBER.fullmatch(value):
+        return float(value)
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [_as_number(v, schema["items"]) for v in value]
+    return value
+
+
 def _with_defaults(validator_class):
     validate_properties = validator_class.VALIDATORS["properties"]
+    validate_type = validator_class.VALIDATORS["type"]
 
     def set_defaults(validator, properties, instance, schema):
         if isinstance(instance, dict):
             for name, sub in properties.items():
                 if "default" in sub and name not in instance:
                     instance[name] = copy.deepcopy(sub["default"])
+                elif name in instance:
+                    instance[name] = _as_number(instance[name], sub)
         yield from validate_properties(validator, properties, instance, schema)
 
-    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+    def finite_type(validator, types, instance, schema):
+        yield from validate_type(validator, types, instance, schema)
+        # NaN passes every minimum (comparisons with it are false) and inf passes most.
+        if isinstance(instance, float) and not math.isfinite(instance):
+            yield jsonschema.ValidationError(f"must be a finite number, got {instance}")
+
+    return jsonschema.validators.extend(
+        validator_class, {"properties": set_defaults, "type": finite_type})
 
 
 _Validator = _with_defaults(jsonschema.Draft202012Validator)
@@ -59,6 +98,9 @@ def _explain(err: jsonschema.ValidationError) -> str:
         return f"{field}: {err.message}; add the section (an empty mapping {{}} takes the defaults)"
     if err.validator == "multipleOf" and err.validator_value == 2:
         return f"{field}: must be even, got {err.instance}"
+    if err.validator == "type" and isinstance(err.instance, str) and _EXPONENT_NUMBER.fullmatch(
+            err.instance):
+        return f"{field}: {err.message}; write it as a whole number without an exponent"
     return f"{field}: {err.message}"
 
 
@@ -152,17 +194,57 @@ def check_consistency(cfg: dict) -> None:
                 f" dns.record_every={dns['record_every']} for the sgs target (its reference is"
                 " the filtered DNS at the record times)"
             )
+    if dns and ro:
+        problems += _start_problems(dns, ro)
+    if dns and ds and ds["duration"] is not None and ds["start"] + ds["duration"] > dns[
+        "duration"
+    ] * (1 + 1e-9):
+        problems.append(
+            f"dataset.duration: start {ds['start']} + duration {ds['duration']} runs past the"
+            f" {dns['duration']} time units the DNS records (dns.duration); shorten it or use"
+            " null (to the last record)"
+        )
     if ds and ro and ro["initial_states"] > ds["test_trajectories"]:
         problems.append(
             f"rollout.initial_states: {ro['initial_states']} initial states but only"
             f" {ds['test_trajectories']} test trajectories (dataset.test_trajectories);"
             " lower one or raise the other"
         )
+    baseline = meas and ro and "measurements" in ro.get("closures", ())
+    if baseline and measurements_baseline_problem(meas, ro):
+        problems.append(measurements_baseline_problem(meas, ro))
     tr = cfg.get("train")
     if tr and tr["t_min"] >= tr["t_max"]:
         problems.append(f"train.t_min: {tr['t_min']} must be below train.t_max={tr['t_max']}")
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def measurements_baseline_problem(meas: dict, ro: dict) -> str | None:
+    """Why the `measurements` rollout closure cannot run with these sections (None: it can)."""
+    if meas["enabled"] and ro["measurements"]:
+        return None
+    return ("rollout.closures: the 'measurements' baseline is the encoded sparse measurements of "
+            "the true term, but measurements.enabled or rollout.measurements is false; set both "
+            "true or drop 'measurements' from rollout.closures")
+
+
+def rollout_start(dns: dict, ro: dict) -> float:
+    """Simulation time of the rollouts' initial state: rollout.start, or the first DNS record."""
+    return float(ro["start"]) if ro.get("start") is not None else float(dns["spinup"])
+
+
+def _start_problems(dns: dict, ro: dict) -> list[str]:
+    start, first, last = rollout_start(dns, ro), dns["spinup"], dns["spinup"] + dns["duration"]
+    window = f"the DNS records [{first:g}, {last:g}] every {dns['record_every']:g}"
+    if not first - 1e-9 * max(1.0, last) <= start <= last * (1 + 1e-9):
+        return [f"rollout.start: {start:g} is outside {window}; pick a record time in it (or"
+                " lengthen dns.duration)"]
+    if start - first > 1e-9 * max(1.0, last) and not _is_multiple(start - first,
+                                                                   dns["record_every"]):
+        return [f"rollout.start: {start:g} is not a record time of {window}; use dns.spinup + k *"
+                " dns.record_every"]
+    return []
 
 
 def _is_multiple(value: float, unit: float) -> bool:
@@ -187,11 +269,7 @@ def load(source: str | Path | dict | None = None, sections: list[str] | None = N
         except json.JSONDecodeError as exc:
             raise ConfigError(f"--config: inline JSON does not parse ({exc})") from None
     else:
-        path = Path(source)
-        if not path.exists():
-            raise ConfigError(f"config file {path} does not exist")
-        with open(path) as fh:
-            cfg = yaml.safe_load(fh) or {}
+        cfg = read_yaml(source)
     if not isinstance(cfg, dict):
         raise ConfigError("the configuration must be a mapping of sections")
     schema = load_schema()
@@ -208,6 +286,69 @@ def load(source: str | Path | dict | None = None, sections: list[str] | None = N
             raise ConfigError(f"configuration lacks section(s) {', '.join(missing)}")
         cfg = {s: cfg[s] for s in sections}
     return cfg
+
+
+def read_yaml(path: str | Path):
+    """The contents of a YAML (or JSON) config file; a syntax error names the file and line."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return yaml.safe_load(fh) or {}
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError(f"{path}{_line(exc.problem_mark)}: not valid YAML: {exc.problem}"
+                          + (f" ({exc.context}{_line(exc.context_mark)})" if exc.context else "")
+                          + "; fix the syntax there (indentation, brackets, quotes)") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file; give a YAML config") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+
+
+def _line(mark) -> str:
+    return f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+
+
+def split_speed(cfg: dict) -> tuple[dict, dict]:
+    """({section: settings} without the SPEED_ONLY ones, {section: the SPEED_ONLY ones})."""
+    science, speed = {}, {}
+    for name, value in cfg.items():
+        keys = SPEED_ONLY.get(name, ())
+        if isinstance(value, dict) and keys:
+            science[name] = {k: v for k, v in value.items() if k not in keys}
+            speed[name] = {k: v for k, v in value.items() if k in keys}
+        else:
+            science[name] = value
+    return science, speed
+
+
+def with_speed(source: str, speed: str) -> str:
+    """Inline JSON config `source` with the speed-only settings of `speed` (inline JSON) merged
+    into the sections it has: what a rule's --config and --speed together stand for."""
+    try:
+        cfg, extra = json.loads(source), json.loads(speed)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--config/--speed: inline JSON does not parse ({exc}); --speed goes"
+                          " with an inline JSON --config, as the pipeline passes them") from None
+    if not isinstance(cfg, dict) or not isinstance(extra, dict):
+        raise ConfigError("--config/--speed: each must be a JSON mapping of sections")
+    for name, values in extra.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"--speed: {name} must be a mapping of settings")
+        wrong = sorted(set(values) - set(SPEED_ONLY.get(name, ())))
+        if wrong:
+            raise ConfigError(f"--speed: {name}.{wrong[0]} is not a speed-only setting (those"
+                              f" are {_speed_names()}); put it in --config")
+        if isinstance(cfg.get(name), dict):
+            cfg[name] = {**cfg[name], **values}
+    return json.dumps(cfg)
+
+
+def _speed_names() -> str:
+    return ", ".join(f"{s}.{k}" for s, keys in SPEED_ONLY.items() for k in keys)
 
 
 def section_hash(cfg: dict) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 
 class UserFacingError(RuntimeError):
@@ -24,3 +25,20 @@ class BlowUpError(UserFacingError):
             f"simulation blew up at t={time:.6g} (step {step}): {reason}{cfl_text}. "
             f"Reduce the time step (dns.dt={dt:g}; try {dt / 4:g}) or raise the viscosity."
         )
+
+
+# The Snakemake rule that makes each kind of output, by its folder under results/<run>/.
+PRODUCING_RULE = {"dns": "dns", "coarse": "coarse", "dataset": "dataset", "model": "train",
+                  "sampling": "sample_benchmark", "rollout": "rollout", "report": "report"}
+
+
+def remake_hint(path) -> str:
+    """How to remake a damaged or stale output: force its producing rule. Deleting the file and
+    rerunning Snakemake is not enough: with newer files made from it downstream, Snakemake can
+    answer "Nothing to be done" and keep results built on the old file."""
+    rule = PRODUCING_RULE.get(Path(path).parent.name)
+    if rule is None:
+        return ("Remake it by rerunning the stage that wrote it (`python -m diffclosure <stage>`,"
+                " or `snakemake --cores all --forcerun <rule>` in a pipeline run).")
+    return (f"Remake it by rerunning its stage: `snakemake --cores all --forcerun {rule}` (with "
+            "your --configfile, if any), which also redoes everything made from it.")

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import hashlib
 import json
 import subprocess
 from pathlib import Path
 
 from diffclosure import __version__
+from diffclosure.atomic import json_text, write_files_atomic
 from diffclosure.config import section_hash
-from diffclosure.data.h5io import write_json_atomic, write_text_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,6 +37,27 @@ def git_commit() -> str:
         return "unknown"
 
 
+@functools.cache
+def source_digest() -> str:
+    """Short sha256 over the package's Python sources (relative paths and bytes)."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def code_version() -> str:
+    """The version of the code that computes results, for the identity of a resumable run.
+
+    A digest of the package's sources rather than the git commit: the commit stays "<sha>-dirty"
+    through any number of uncommitted edits (a resumed run would mix two codes), and it changes
+    on commits that touch no package code (docs, tests), which would throw away hours of
+    training for nothing. It also works where there is no git checkout (an installed package).
+    """
+    return f"diffclosure {__version__}, sources {source_digest()}"
+
+
 def provenance(cfg: dict, stage: str) -> dict:
     """Attributes stored in every output. `cfg` is the config part that determined it."""
     return {
@@ -48,9 +70,9 @@ def provenance(cfg: dict, stage: str) -> dict:
 
 
 # ----------------------------------------------------------------------------- tables
-# CSV files cannot hold metadata, so each one gets a small JSON file beside it. The sidecar is
-# written first: a table never exists without its provenance (a sidecar left alone by a killed
-# job is harmless, the job reruns and rewrites both).
+# CSV files cannot hold metadata, so each one gets a small JSON file beside it, written together
+# with its table (write_table): a table never exists without its provenance, nor a new sidecar
+# beside a table it does not describe.
 SIDECAR_SUFFIX = ".provenance.json"
 
 
@@ -60,26 +82,22 @@ def sidecar_path(path: str | Path) -> Path:
     return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
-def write_sidecar(path: str | Path, cfg: dict, stage: str, *,
-                  config_hash: str | None = None) -> Path:
-    """Write the provenance of the table `path` to its sidecar, atomically; return the sidecar.
-
-    `config_hash` replaces the hash of `cfg` where a stage already stores another one for the
-    same run (e.g. training, whose hash leaves out the thread count), so one run has one hash.
-    """
+def _sidecar_text(path, cfg: dict, stage: str, config_hash: str | None) -> str:
     prov = provenance(cfg, stage)
     if config_hash is not None:
         prov["config_hash"] = config_hash
-    out = sidecar_path(path)
-    write_json_atomic(out, {"file": Path(path).name, "provenance": prov})
-    return out
+    return json_text({"file": Path(path).name, "provenance": prov})
 
 
 def write_table(path: str | Path, text: str, cfg: dict, stage: str, *,
                 config_hash: str | None = None) -> None:
-    """Write a CSV table atomically with its provenance sidecar (sidecar first)."""
-    write_sidecar(path, cfg, stage, config_hash=config_hash)
-    write_text_atomic(path, text)
+    """Write a CSV table and its provenance sidecar together, atomically: both or neither.
+
+    `config_hash` replaces the hash of `cfg` where a stage already stores another one for the
+    same run (e.g. training, whose hash leaves out the thread count), so one run has one hash.
+    """
+    write_files_atomic({path: text.encode(),
+                        sidecar_path(path): _sidecar_text(path, cfg, stage, config_hash).encode()})
 
 
 def read_sidecar(path: str | Path) -> dict:

@@ -3,6 +3,8 @@ import json
 import os
 import shlex
 
+from diffclosure.config import split_speed
+
 OUT = f"results/{config['run']}"
 SHARDS = list(range(config["dns"]["shards"]))
 CLOSURES = list(config["rollout"]["closures"])
@@ -17,8 +19,27 @@ def sections(*names):
 
     Rules pass only these sections as params, so Snakemake's params trigger reruns a stage
     exactly when its own settings change (sampler settings never rerun DNS or training).
+    Speed-only settings (config.SPEED_ONLY) are left out: they travel in params.speed.
     """
-    return shlex.quote(json.dumps({n: config[n] for n in names}, sort_keys=True))
+    science, _ = split_speed({n: config[n] for n in names})
+    return shlex.quote(json.dumps(science, sort_keys=True))
+
+
+class Untracked:
+    """A params value that reaches the shell command but that Snakemake does not compare: it
+    records and compares only params of builtin types (str, numbers, lists, dicts). The rerun
+    test in tests/test_end_to_end.py holds Snakemake to this."""
+
+    def __init__(self, text):
+        self.text = text
+
+    def __str__(self):
+        return self.text
+
+
+# Speed-only settings (threads, batch, FFTW planner) of every section, for a rule's --speed:
+# changing one reruns nothing.
+SPEED = Untracked(shlex.quote(json.dumps(split_speed(config)[1], sort_keys=True)))
 
 
 # Rollout settings only the learned closure reads. The other closures' jobs do not receive them,
@@ -26,13 +47,15 @@ def sections(*names):
 # jobs it affects.
 DIFFUSION_ONLY = ("sampler", "resample_every", "hold", "hold_noise", "ensemble", "measurements",
                   "bf16")
+# Of those, the measurements baseline reads the measurements' steps and whether they are fed.
+READS = {"diffusion": DIFFUSION_ONLY, "measurements": ("resample_every", "measurements")}
 
 
 def rollout_sections(closure):
     cfg = {n: config[n] for n in ("device", "dns", "coarse", "measurements", "sde")}
-    skip = {"closures", *(DIFFUSION_ONLY if closure != "diffusion" else ())}
+    skip = {"closures", *(k for k in DIFFUSION_ONLY if k not in READS.get(closure, ()))}
     cfg["rollout"] = {k: v for k, v in config["rollout"].items() if k not in skip}
-    return shlex.quote(json.dumps(cfg, sort_keys=True))
+    return shlex.quote(json.dumps(split_speed(cfg)[0], sort_keys=True))
 
 
 def dns_shards():

@@ -5,6 +5,7 @@ rule report:
         resolution=f"{OUT}/sampling/resolution.csv",
         metrics=f"{OUT}/rollout/metrics.csv",
         rollout_summary=f"{OUT}/rollout/summary.json",
+        probabilistic=f"{OUT}/rollout/probabilistic.csv",
         rollouts=expand(f"{OUT}/rollout/{{closure}}.h5", closure=CLOSURES),
     output:
         **report_outputs(),

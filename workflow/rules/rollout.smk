@@ -6,6 +6,7 @@ rule rollout:
         f"{OUT}/rollout/{{closure}}.h5",
     params:
         cfg=lambda w: rollout_sections(w.closure),
+        speed=SPEED,
         model=lambda w, input: f"--model {input.model}" if "model" in input.keys() else "",
         data=lambda w, input: os.path.dirname(input.stats),
     wildcard_constraints:
@@ -22,7 +23,7 @@ rule rollout:
         runtime=120,
         gpu=lambda w: 1 if w.closure == "diffusion" and config["device"] != "cpu" else 0,
     shell:
-        "python -m diffclosure rollout --config {params.cfg} --closure {wildcards.closure} --dns {input.dns} "
+        "python -m diffclosure rollout --config {params.cfg} --speed {params.speed} --closure {wildcards.closure} --dns {input.dns} "
         "--data {params.data} {params.model} --threads {threads} --output {output} > {log} 2>&1"
 
 
@@ -34,6 +35,12 @@ rule rollout_metrics:
         metrics=f"{OUT}/rollout/metrics.csv",
         summary_csv=f"{OUT}/rollout/summary.csv",
         summary_json=f"{OUT}/rollout/summary.json",
+        probabilistic=f"{OUT}/rollout/probabilistic.csv",
+        rank_histogram=report(
+            f"{OUT}/rollout/rank_histogram.png",
+            caption="../report/rank_histogram.rst",
+            category="4. Rollouts",
+        ),
         error=report(
             f"{OUT}/rollout/error.png", caption="../report/error.rst", category="4. Rollouts"
         ),
@@ -46,7 +53,7 @@ rule rollout_metrics:
             category="4. Rollouts",
         ),
     params:
-        cfg=lambda w: sections("rollout"),
+        cfg=lambda w: sections("rollout", "report"),
         outdir=lambda w, output: os.path.dirname(output.metrics),
     conda:
         GPU_ENV

@@ -16,8 +16,13 @@ rule sample_benchmark:
         spectra=report(
             f"{OUT}/sampling/spectra.png", caption="../report/samples.rst", category="3. Sampling"
         ),
+        rank_histogram=report(
+            f"{OUT}/sampling/rank_histogram.png",
+            caption="../report/rank_histogram_a_priori.rst",
+            category="3. Sampling",
+        ),
     params:
-        cfg=lambda w: sections("device", "sde", "sampling"),
+        cfg=lambda w: sections("device", "sde", "sampling", "dns"),
         outdir=lambda w, output: os.path.dirname(output.benchmark),
         data=lambda w, input: os.path.dirname(input.stats),
     conda:

@@ -12,6 +12,7 @@ rule train:
         ),
     params:
         cfg=lambda w: sections("device", "sde", "model", "train"),
+        speed=SPEED,
         outdir=lambda w, output: os.path.dirname(output.model),
         data=lambda w, input: os.path.dirname(input.stats),
         launcher=lambda w: (
@@ -31,5 +32,5 @@ rule train:
         runtime=lambda w: 30 + config["train"]["epochs"],
         gpu=config["train"]["gpus"] if config["device"] != "cpu" else 0,
     shell:
-        "{params.launcher} train --config {params.cfg} --data {params.data} --outdir {params.outdir} "
+        "{params.launcher} train --config {params.cfg} --speed {params.speed} --data {params.data} --outdir {params.outdir} "
         "--threads {threads} > {log} 2>&1"

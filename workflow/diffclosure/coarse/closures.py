@@ -25,7 +25,7 @@ import numpy as np
 
 from diffclosure.coarse.coarsen import check_divides, coarsen, truncate_hat
 from diffclosure.coarse.filters import filter_hat, transfer_function
-from diffclosure.solver.grid import Grid, advection, irfft2, rfft2
+from diffclosure.solver.grid import Grid, advection, irfft2, laplacian, rfft2
 
 TARGETS = ("G", "H", "sgs")
 
@@ -67,6 +67,17 @@ def subgrid_term(
     the filtered equation carries -Pi (see the module docstring).
     """
     return subgrid_terms(w, [m], kind, width, length)[m]
+
+
+def paper_g(w, h, nu: float, length: float = 1.0) -> np.ndarray:
+    """The research code's G = nu lap(w^n) + 2 noise from a DNS record's w and H (same grid).
+
+    Its noise term is H + dealiased u.grad(w): exact for the euler_cn DNS, whose H is
+    -u.grad(w^n) + noise (heun_cn averages two advections, so it cannot be recovered).
+    """
+    grid = Grid(np.shape(w)[-1], length)
+    noise = h + advection(grid, w, dealias=True)
+    return nu * laplacian(grid, w) + 2.0 * noise
 
 
 def coarse_states_and_targets(

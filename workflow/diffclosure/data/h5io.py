@@ -1,12 +1,13 @@
 """HDF5 conventions: atomic writes, named dimensions, parameters as attributes.
 
 Fields are float32 on disk with layout (trajectory, time, y, x). Dimension scales are
-attached so `xarray.open_dataset(path, engine="h5netcdf")` shows named dims. Field chunks carry
-Fletcher-32 checksums, so a file whose data bytes were damaged fails on read (OSError) instead
-of handing garbage values to the next stage.
+attached so `xarray.open_dataset(path, engine="h5netcdf")` shows named dims. Every dataset,
+coordinates included, carries Fletcher-32 checksums, so a file whose data bytes were damaged
+fails on read instead of handing garbage values to the next stage.
 
-Every output is written under a temporary name `.NAME.tmp-<host>-<pid>` and renamed when complete; a
-new write of NAME first deletes the temporaries that killed jobs left behind.
+Every read goes through `open_input`: any error while opening the file or reading a dataset
+becomes DataFileError naming the file, the dataset and the command that remakes it. Every output
+is written through `atomic_h5` (diffclosure.atomic: temporary name, renamed when complete).
 """
 
 from __future__ import annotations
@@ -14,17 +15,23 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
-import re
-import socket
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from diffclosure.errors import UserFacingError
+from diffclosure.atomic import (  # noqa: F401 (atomic_path and the writers: h5io's older API)
+    atomic_path,
+    check_free_space,
+    json_safe,
+    remove_stale_temporaries,
+    write_json_atomic,
+    write_text_atomic,
+)
+from diffclosure.atomic import host as _host  # noqa: F401
+from diffclosure.errors import UserFacingError, remake_hint
 
 log = logging.getLogger(__name__)
 
@@ -60,121 +67,52 @@ def set_attrs(obj: h5py.HLObject, attrs: Mapping) -> None:
         obj.attrs[k] = _attr_value(v)
 
 
-def _pid_running(pid: int) -> bool:
-    """Whether process `pid` exists on this machine (signal 0 only checks, sends nothing)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except OverflowError:  # not a pid this system could have
-        return False
-    return True
+@contextlib.contextmanager
+def atomic_h5(path: str | Path, expected_bytes: int | None = None) -> Iterator[h5py.File]:
+    """Open `path` for writing under a temporary name; rename only when the block succeeds.
 
-
-def _host() -> str:
-    """This machine's name, reduced to [A-Za-z0-9_] so temporary names parse unambiguously."""
-    return re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
-
-
-def _tmp_name(path: Path, suffix: str = "") -> Path:
-    return path.with_name(f".{path.name}.tmp-{_host()}-{os.getpid()}{suffix}")
-
-
-def remove_stale_temporaries(path: str | Path) -> list[Path]:
-    """Delete `.NAME.tmp-<host>-<pid>*` beside `path` left by writers that no longer run.
-
-    Only temporaries written on this host are considered: on a shared file system a pid says
-    nothing about a writer on another node (a SLURM retry may run there).
-
-    A job killed with SIGKILL cannot clean up its temporary file. Snakemake runs one job per
-    output, so when a new write of NAME starts, a temporary of NAME whose writer is gone can only
-    be such a leftover. Temporaries of live processes are kept (the pid check is conservative:
-    a reused pid keeps a leftover one more time, never deletes a live writer's file).
+    `expected_bytes` (the array bytes the block will write) is checked against the free disk
+    space before the block runs. A failed block (a full disk included) removes the temporary.
     """
     path = Path(path)
-    prefix = f".{path.name}.tmp-"
-    pattern = re.compile(re.escape(prefix) + r"([A-Za-z0-9_]+)-(\d+)(\..*)?")
-    host = _host()
-    removed = []
-    try:
-        entries = list(path.parent.iterdir())
-    except FileNotFoundError:
-        return removed
-    for entry in entries:
-        m = pattern.fullmatch(entry.name)
-        if not m:
-            continue
-        pid = int(m.group(2))
-        if m.group(1) != host or pid == os.getpid() or _pid_running(pid):
-            continue
-        with contextlib.suppress(FileNotFoundError):
-            entry.unlink()
-            removed.append(entry)
-            log.info("removed %s, left by a killed job (pid %d)", entry, pid)
-    return removed
-
-
-@contextlib.contextmanager
-def atomic_h5(path: str | Path) -> Iterator[h5py.File]:
-    """Open `path` for writing under a temporary name; rename only when the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
-    tmp = _tmp_name(path)
-    try:
-        with h5py.File(tmp, "w") as fh:
+    if expected_bytes is not None:
+        check_free_space(path, expected_bytes)
+    with atomic_path(path, keep_suffix=False) as tmp:
+        # No chunk cache: our writers write whole chunks, and without one a full disk fails the
+        # write that hits it, not the final close after all the compute.
+        fh = h5py.File(tmp, "w", rdcc_nbytes=0)
+        try:
             yield fh
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+            fh.flush()
+        except BaseException:
+            _abandon(fh, tmp)
+            raise
+        fh.close()
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary path beside `path`, renamed onto it when the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
-    tmp = _tmp_name(path, path.suffix)
+def _abandon(fh: h5py.File, tmp: Path) -> None:
+    """Close a file whose write failed, once. Closing flushes HDF5's metadata; when that fails too
+    (a full disk), HDF5 is left half-closed and crashes at exit (segfault). Emptying the file
+    first frees its space, so the flush of the (small) metadata succeeds."""
+    with contextlib.suppress(OSError):
+        os.truncate(tmp, 0)
     try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+        fh.close()
+    except Exception as exc:  # noqa: BLE001 (the block's own error is the one to report)
+        log.debug("closing the abandoned %s failed: %s", tmp, exc)
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
-def json_safe(value):
-    """`value` with every non-finite float (NaN, +-inf) replaced by None, numpy scalars as
-    Python numbers: NaN is not JSON, and strict readers (jq, browsers) reject it."""
-    if isinstance(value, Mapping):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def write_json_atomic(path: str | Path, doc) -> None:
-    """Write `doc` as strict JSON (non-finite numbers become null), indented, atomically."""
-    write_text_atomic(path, json.dumps(json_safe(doc), indent=2, allow_nan=False) + "\n")
+def add_array(fh: h5py.Group, name: str, values) -> h5py.Dataset:
+    """A small array (coordinates, ids) with a Fletcher-32 checksum, like the fields: a damaged
+    time or grid value fails on read instead of silently shifting results."""
+    values = np.asarray(values)
+    if values.ndim == 0 or values.size == 0:  # HDF5 cannot chunk these, so no checksum either
+        return fh.create_dataset(name, data=values)
+    return fh.create_dataset(name, data=values, chunks=values.shape, fletcher32=True)
 
 
 def add_coordinate(fh: h5py.File, name: str, values, attrs: Mapping | None = None) -> h5py.Dataset:
-    ds = fh.create_dataset(name, data=np.asarray(values))
+    ds = add_array(fh, name, values)
     ds.make_scale(name)
     if attrs:
         set_attrs(ds, attrs)
@@ -213,37 +151,122 @@ def create_field(
     return ds
 
 
-def open_input(path: str | Path, required: tuple[str, ...] = ()) -> h5py.File:
-    """Open an input HDF5 file read-only; fail clearly if it is missing, corrupt or incomplete."""
+# ----------------------------------------------------------------------------- reading
+def damaged(path, what: str, exc: BaseException) -> DataFileError:
+    """The error for a file whose bytes are damaged (checksum, truncation, broken metadata)."""
+    return DataFileError(
+        f"{path}: damaged HDF5 file, {what} cannot be read ({exc}). {remake_hint(path)}"
+    )
+
+
+class _Checked:
+    """Opening a member fails with DataFileError naming the file and the member."""
+
+    def __getitem__(self, name):
+        try:
+            obj = super().__getitem__(name)
+        except KeyError as exc:  # h5py says KeyError both for "absent" and "header unreadable"
+            if not isinstance(name, str) or not self._has_link(name):
+                raise
+            raise damaged(self.file.filename, f"'{name}' in {self.name}", exc) from None
+        except (OSError, RuntimeError) as exc:
+            raise damaged(self.file.filename, f"'{name}' in {self.name}", exc) from None
+        if isinstance(obj, h5py.Dataset):
+            return CheckedDataset(obj.id)
+        if isinstance(obj, h5py.Group):
+            return CheckedGroup(obj.id)
+        return obj
+
+    def _has_link(self, name: str) -> bool:
+        try:
+            return super().__contains__(name)
+        except (OSError, RuntimeError):
+            return True
+
+
+class CheckedGroup(_Checked, h5py.Group):
+    pass
+
+
+class CheckedDataset(h5py.Dataset):
+    """Reading fails with DataFileError naming the file and the dataset (h5py's own error, e.g.
+    "filter returned failure during read" for a checksum mismatch, names neither)."""
+
+    def _damaged(self, exc) -> DataFileError:
+        return damaged(self.file.filename, f"dataset '{self.name}'", exc)
+
+    def __getitem__(self, args, new_dtype=None):
+        try:
+            return super().__getitem__(args, new_dtype=new_dtype)
+        except (OSError, RuntimeError) as exc:
+            raise self._damaged(exc) from None
+
+    def read_direct(self, *args, **kwargs):  # np.asarray(dataset) reads through here
+        try:
+            return super().read_direct(*args, **kwargs)
+        except (OSError, RuntimeError) as exc:
+            raise self._damaged(exc) from None
+
+
+class InputFile(_Checked, h5py.File):
+    """A read-only HDF5 input whose every member and read fails naming the file (open_input)."""
+
+
+# Datasets up to this many values are read (and so checksum-verified) when a file is opened.
+SMALL_DATASET = 2**16
+
+
+def _verify_small_datasets(fh: InputFile) -> None:
+    """Read every small dataset (coordinates, ids, lattice positions: kilobytes) once, so that a
+    damaged time or grid value fails in every stage that opens the file, not only in the stages
+    that happen to read it."""
+    names = []
+    fh.visititems(lambda name, obj: names.append(name)
+                  if isinstance(obj, h5py.Dataset) and obj.size <= SMALL_DATASET else None)
+    for name in names:
+        fh[name][()]
+
+
+def open_input(path: str | Path, required: tuple[str, ...] = ()) -> InputFile:
+    """Open an input HDF5 file read-only; fail clearly if it is missing, corrupt or incomplete.
+
+    Datasets read from it raise DataFileError (file, dataset, fix) on damaged bytes.
+    """
     path = Path(path)
     if not path.exists():
         raise DataFileError(f"{path}: file not found; run the stage that makes it first")
     try:
-        fh = h5py.File(path, "r")
+        fh = InputFile(path, "r")
     except OSError as exc:
         raise DataFileError(
             f"{path}: not a readable HDF5 file (truncated or corrupted?): {exc}. "
-            "Delete it and rerun the stage that makes it."
+            f"{remake_hint(path)}"
         ) from None
     try:
         missing = [r for r in required if r not in fh]
+        _verify_small_datasets(fh)
+    except DataFileError:  # (a RuntimeError too, so caught first)
+        fh.close()
+        raise
     except (OSError, RuntimeError) as exc:  # damaged metadata (e.g. a group's symbol table)
         fh.close()
-        raise DataFileError(
-            f"{path}: corrupted HDF5 file ({exc}). Delete it and rerun the stage that makes it."
-        ) from None
+        raise damaged(path, "its list of fields", exc) from None
     if missing:
         fh.close()
         raise DataFileError(
             f"{path}: lacks field(s) {', '.join(missing)}; it was not made by this version of "
-            "the pipeline or with this target. Rerun the stage that makes it."
+            f"the pipeline or with this target. {remake_hint(path)}"
         )
     return fh
 
 
 def read_attrs(obj: h5py.HLObject) -> dict:
     out = {}
-    for k, v in obj.attrs.items():
+    try:
+        items = list(obj.attrs.items())
+    except (OSError, RuntimeError) as exc:  # damaged metadata opens fine and fails only here
+        raise damaged(obj.file.filename, f"the attributes of {obj.name}", exc) from None
+    for k, v in items:
         if isinstance(v, bytes):
             v = v.decode()
         if isinstance(v, np.generic):

@@ -1,4 +1,5 @@
-"""Scores of ensembles against an observation: CRPS, spread, spread/skill, the Gaussian CRPS.
+"""Scores of ensembles against an observation: CRPS, spread, spread/skill, the Gaussian CRPS,
+rank histograms.
 
 An ensemble array holds members along `axis`; the observation has the ensemble's shape without
 that axis. Results are pointwise (obs-shaped) unless stated; average them as needed.
@@ -82,3 +83,47 @@ def spread_skill(ensemble, obs, axis: int = 0) -> SpreadSkill:
     sp = spread(ens)
     skill = math.sqrt(float(np.mean((ens.mean(axis=0) - y) ** 2)))
     return SpreadSkill(sp, skill, sp / skill if skill > 0 else math.inf)
+
+
+def rank_histogram(ensemble, obs, axis: int = 0) -> np.ndarray:
+    """Counts (M+1,) of the observation's rank among the M members, over every point of `obs`.
+
+    The rank is the number of members below the observation (0 ... M). Exchangeable members and
+    observation make every rank equally likely (flat); too little spread puts the observation
+    outside the members too often (U shape), too much spread gives a dome. A point where the
+    observation ties with members (a deterministic or clipped field) spreads its count evenly
+    over every rank it could take, so ties neither pile up in one bin nor need a random draw.
+    Points where the observation or a member is not finite (a blow-up) are left out.
+    """
+    ens = np.moveaxis(as_numpy(ensemble).astype(np.float64), axis, 0)
+    y = as_numpy(obs).astype(np.float64)
+    m = ens.shape[0]
+    ok = np.isfinite(y) & np.isfinite(ens).all(axis=0)
+    ens, y = ens[:, ok], y[ok]
+    below = np.sum(ens < y, axis=0)
+    ties = np.sum(ens == y, axis=0)
+    share = 1.0 / (ties + 1.0)
+    return np.array([np.sum(share[(below <= r) & (r <= below + ties)]) for r in range(m + 1)])
+
+
+class RankFlatness(NamedTuple):
+    chi2_dof: float  # sum (c - e)^2 / e over the M+1 ranks, / M: ~1 for independent points
+    deviation: float  # rms over ranks of c/e - 1: 0 when flat, whatever the number of points
+    outer: float  # share of the two outer ranks over their flat share 2/(M+1): > 1 is a U
+
+
+def rank_flatness(counts) -> RankFlatness:
+    """How far a rank histogram is from flat (e = the flat count per rank).
+
+    chi2_dof follows chi^2_M / M only when the points are independent; neighbouring grid points
+    of one field are not, so for fields `deviation` (scale-free) and `outer` (the direction:
+    under- or over-dispersed) are the numbers to read.
+    """
+    c = np.asarray(counts, dtype=np.float64)
+    bins = c.size
+    if bins < 2 or not c.sum() > 0:
+        return RankFlatness(math.nan, math.nan, math.nan)
+    e = c.sum() / bins
+    return RankFlatness(float(np.sum((c - e) ** 2) / e / (bins - 1)),
+                        float(np.sqrt(np.mean((c / e - 1.0) ** 2))),
+                        float((c[0] + c[-1]) / (2.0 * e)))

@@ -14,6 +14,8 @@ import functools
 import numpy as np
 
 from diffclosure.metrics.fields import as_numpy
+from diffclosure.solver.grid import Grid
+from diffclosure.solver.noise import covariance
 
 
 @functools.lru_cache(maxsize=16)
@@ -83,3 +85,20 @@ def spectrum_error(spectrum, reference, kmin: int = 1, kmax: int | None = None) 
     if not ok.any():
         return float("nan")
     return float(np.sqrt(np.mean(np.log(a[ok] / b[ok]) ** 2)))
+
+
+def noise_spectrum(n: int, length: float, sigma: float, alpha: float, kappa: float, dt: float,
+                   scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(k, P(k)): the expected power spectrum of the noise term of G and H, as power_spectrum.
+
+    That term is the noise's increment of one step over dt: sigma sqrt(dt) eta / dt (see
+    solver/noise.py). eta's Fourier coefficient at any mode k of the full fft2 layout,
+    normalised by n^2, is (z_k + conj z_-k)/2 with E|z_k|^2 = 2 kappa q_k, so its variance is
+    kappa q_k; the term's is sigma^2 kappa q_k / dt. Shell-summed like power_spectrum, so
+    sum_k P(k) = E mean(term^2). A grid coarser than the noise's band (|k| <~ 10 at the default
+    alpha) would alias it; this line does not. `scale` multiplies the term (e.g. 2 where a
+    target holds 2 sigma xi, or 1/std for normalised units).
+    """
+    q = covariance(Grid(n, length), alpha)  # rfft layout; q depends on kx^2 only
+    full = np.concatenate([q, q[:, n // 2 - 1 : 0 : -1]], axis=1)
+    return _shell_sum(scale**2 * sigma**2 * kappa / dt * full, n, average=False)

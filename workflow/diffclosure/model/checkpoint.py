@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from diffclosure.data.h5io import atomic_path
+from diffclosure.atomic import write_bytes_atomic
 from diffclosure.errors import UserFacingError
 from diffclosure.model.score_net import ScoreNet, build_score_net
 from diffclosure.model.sde import make_sde
@@ -28,9 +28,14 @@ class CheckpointError(UserFacingError):
 
 
 def save_torch_atomic(obj, path: str | Path) -> None:
-    """torch.save to a temporary file beside `path`, renamed when complete."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """torch.save to a temporary file beside `path`, renamed when complete.
+
+    Serialised in memory first (model files are small): torch's own file writer reports a full
+    disk as an opaque "iostream error", Python's write as ENOSPC, which becomes DiskFullError.
+    """
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def save_checkpoint(
@@ -87,7 +92,8 @@ def read_torch(path: str | Path, what: str = "checkpoint") -> dict:
     except Exception as exc:  # torch raises many types for garbage (pickle, zip, runtime)
         raise CheckpointError(
             f"{path}: not a readable torch {what} (truncated, corrupted or not a diffclosure "
-            f"model file): {_load_failure(exc)}. Delete it and rerun the training stage."
+            f"model file): {_load_failure(exc)}. Remake it with `snakemake --cores all --forcerun "
+            "train` (or `python -m diffclosure train`)."
         ) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: not a diffclosure {what} (holds a {type(obj).__name__})")

@@ -6,11 +6,12 @@ last.pt after k epochs therefore continues with exactly the draws the uninterrup
 have made, and (same device, same thread count) ends with the same weights bit for bit.
 
 Resume policy: when MODEL_DIR/last.pt exists and was written by the same training identity
-(model, sde and train sections except `threads` and `epochs`, plus the dataset's stats,
-conditions and size) training continues from it and the log says so; raising train.epochs
-therefore extends a finished run. If the identity differs, or last.pt is
-unreadable, a warning is logged and training starts over (last.pt is overwritten after the first
-epoch): changing a setting is an intentional rerun, not an error.
+(model, sde and train sections except `threads` and `epochs`; the dataset's stats, conditions,
+size and content digest; the code version) training continues from it and the log says so;
+raising train.epochs therefore extends a finished run, and a resume with no epoch left is
+warned about. If the identity differs (the warning names the part), or last.pt is
+unreadable, training starts over (last.pt is overwritten after the first
+epoch): changing a setting, the data or the code is an intentional rerun, not an error.
 
 Multi-GPU: under torchrun (WORLD_SIZE > 1) the network is wrapped in DistributedDataParallel,
 each rank takes its part of every epoch's permutation (DistributedSampler) with
@@ -36,9 +37,10 @@ from torch.utils.data import DistributedSampler
 
 from diffclosure import __version__
 from diffclosure.config import ConfigError, section_hash
-from diffclosure.data.datasets import InMemorySplit, load_split, load_stats
+from diffclosure.data.datasets import InMemorySplit, content_digest, load_split, load_stats
 from diffclosure.data.h5io import atomic_path
 from diffclosure.devices import resolve_device
+from diffclosure.errors import remake_hint
 from diffclosure.model.checkpoint import (
     CheckpointError,
     read_torch,
@@ -50,7 +52,7 @@ from diffclosure.model.loss import dsm_loss, uniform_times
 from diffclosure.model.score_net import ScoreNet, build_score_net, count_parameters
 from diffclosure.model.sde import make_sde
 from diffclosure.progress import progress
-from diffclosure.provenance import provenance, write_table
+from diffclosure.provenance import code_version, provenance, write_table
 
 log = logging.getLogger(__name__)
 
@@ -165,18 +167,31 @@ def make_generator(device: torch.device, seed: int) -> torch.Generator:
 
 
 # ----------------------------------------------------------------------------- bookkeeping
-def training_identity(cfg: dict, stats: dict, conditions: list[str], n: int, n_train: int) -> str:
-    """Hash of everything that determines the weights after a given epoch.
+# The parts of a training identity, as a refused resume names them.
+IDENTITY_PARTS = {
+    "settings": "model/sde/train settings",
+    "data": "dataset (train.h5, val.h5, stats.json)",
+    "code": "code version",
+}
+
+
+def training_identity(cfg: dict, stats: dict, conditions: list[str], n: int, n_train: int,
+                      content: str) -> dict[str, str]:
+    """Everything that determines the weights after a given epoch, in IDENTITY_PARTS.
 
     `threads` is left out (a resumed job may get other cores) and so is `epochs`: the draws of an
     epoch do not depend on the total, so raising train.epochs continues a finished run exactly
-    as an uninterrupted longer run would have gone.
+    as an uninterrupted longer run would have gone. The stats alone do not identify the data:
+    measurements.lattice or .noise change the measurements but not their stats (the target's),
+    hence `content` (datasets.content_digest of train.h5 and val.h5).
     """
     train = {k: v for k, v in cfg["train"].items() if k not in ("threads", "epochs")}
-    return section_hash(
-        {"model": cfg["model"], "sde": cfg["sde"], "train": train,
-         "data": {"stats": stats, "conditions": conditions, "n": n, "samples": n_train}}
-    )
+    return {
+        "settings": section_hash({"model": cfg["model"], "sde": cfg["sde"], "train": train}),
+        "data": section_hash({"stats": stats, "conditions": conditions, "n": n,
+                              "samples": n_train, "content": content}),
+        "code": code_version(),
+    }
 
 
 def run_config_hash(cfg: dict) -> str:
@@ -221,7 +236,19 @@ def plot_curves(path: Path, history: list[dict]) -> None:
     plt.close(fig)
 
 
-def _try_resume(path: Path, identity: str, parts: dict) -> tuple[int, list[dict]]:
+def _identity_changes(old, identity: dict[str, str]) -> list[str]:
+    """What differs between the identity stored in last.pt and this run's, in words."""
+    if not isinstance(old, dict):  # a last.pt of an older version: one opaque hash
+        return ["identity format (older version)"]
+    changes = []
+    for key, what in IDENTITY_PARTS.items():
+        if old.get(key) != identity[key]:
+            detail = f" ({old.get(key)} -> {identity[key]})" if key == "code" else ""
+            changes.append(what + detail)
+    return changes
+
+
+def _try_resume(path: Path, identity: dict[str, str], parts: dict) -> tuple[int, list[dict]]:
     """Load last.pt into `parts` if it belongs to this run; return (epochs done, history)."""
     if not path.exists():
         return 0, []
@@ -236,11 +263,10 @@ def _try_resume(path: Path, identity: str, parts: dict) -> tuple[int, list[dict]
         log.warning("%s holds %d epochs, more than train.epochs=%d; starting over", path,
                     state["epoch"], parts["epochs"])
         return 0, []
-    if state.get("identity") != identity:
-        log.warning(
-            "%s was written with different settings or data (identity %s, now %s); "
-            "starting over and overwriting it", path, state.get("identity"), identity,
-        )
+    changes = _identity_changes(state.get("identity"), identity)
+    if changes:
+        log.warning("%s was written with another %s; starting over from scratch (it is "
+                    "overwritten after the first epoch)", path, ", ".join(changes))
         return 0, []
     parts["net"].load_state_dict(state["model"])
     parts["ema"].load_state_dict(state["ema"])
@@ -249,6 +275,10 @@ def _try_resume(path: Path, identity: str, parts: dict) -> tuple[int, list[dict]
     torch.set_rng_state(state["rng"]["torch"])
     log.info("resuming from %s after epoch %d of %d", path, state["epoch"],
              parts["epochs"])
+    if int(state["epoch"]) == parts["epochs"]:
+        log.warning("%s already holds all %d epochs of this run (same settings, data and code): "
+                    "no training done, score.pt is rewritten from it. To train again from "
+                    "scratch, delete %s", path, parts["epochs"], path)
     return int(state["epoch"]), list(state["history"])
 
 
@@ -291,22 +321,24 @@ def train(
     train_set = load_split(data_dir, "train", stats, in_memory)
     val_set = load_split(data_dir, "val", stats, in_memory)
     if train_set.conditions != val_set.conditions or train_set.n != val_set.n:
-        raise ConfigError(f"{data_dir}: train.h5 and val.h5 differ in conditions or grid size; "
-                          "rerun the dataset stage")
+        raise ConfigError(f"{data_dir}: train.h5 and val.h5 differ in conditions or grid size."
+                          f" {remake_hint(Path(data_dir) / 'train.h5')}")
     if len(train_set) == 0 or len(val_set) == 0:
         raise ConfigError(f"{data_dir}: the train or validation split is empty")
+    content = content_digest([Path(data_dir) / "train.h5", Path(data_dir) / "val.h5"])
 
     dctx, device = setup_distributed(cfg.get("device", "auto"))
     try:
         configure_determinism(device, threads or tr["threads"])
         train_set, val_set = place_splits(train_set, val_set, device)
-        return _train(cfg, stats, train_set, val_set, outdir, dctx, device)
+        return _train(cfg, stats, content, train_set, val_set, outdir, dctx, device)
     finally:
         if dctx.owns_group:
             dist.destroy_process_group()
 
 
-def _train(cfg, stats, train_set, val_set, outdir: Path, dctx: Dist, device) -> TrainResult:
+def _train(cfg, stats, content: str, train_set, val_set, outdir: Path, dctx: Dist,
+           device) -> TrainResult:
     tr = cfg["train"]
     conditions = list(train_set.conditions)
     sde = make_sde(cfg["sde"])
@@ -315,7 +347,7 @@ def _train(cfg, stats, train_set, val_set, outdir: Path, dctx: Dist, device) -> 
     ema = EMA(net, tr["ema"])
     optimizer = torch.optim.Adam(net.parameters(), lr=tr["lr"])
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, tr["lr_step"], tr["lr_gamma"])
-    identity = training_identity(cfg, stats, conditions, train_set.n, len(train_set))
+    identity = training_identity(cfg, stats, conditions, train_set.n, len(train_set), content)
     if dctx.main:
         outdir.mkdir(parents=True, exist_ok=True)
     dctx.barrier()
@@ -414,7 +446,8 @@ def _train(cfg, stats, train_set, val_set, outdir: Path, dctx: Dist, device) -> 
             "n": train_set.n,
             "version": __version__,
             "config_hash": run_config_hash(cfg),
-            "identity": identity,
+            "identity": section_hash(identity),
+            "code_version": identity["code"],
             "epochs": tr["epochs"],
         }
         settings["model"].setdefault("coords", False)

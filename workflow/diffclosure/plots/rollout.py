@@ -19,6 +19,7 @@ from diffclosure.provenance import png_metadata  # noqa: E402
 COLOURS = {
     "reference": "black", "true": "tab:green", "diffusion": "tab:blue", "none": "tab:red",
     "smagorinsky": "tab:orange", "leith": "tab:purple", "dynamic_smagorinsky": "tab:brown",
+    "measurements": "tab:cyan",
 }
 # A D_Fro of 0 (the oracle at t = 0) cannot sit on a log axis: clip at this floor.
 FLOOR = 1e-16
@@ -37,13 +38,17 @@ def _save(fig, path) -> None:
 def error_figure(path, curves: dict, ylabel: str = "D_Fro = ||w - w_ref|| / ||w_ref||") -> None:
     """D_Fro against time for every closure on one plot.
 
-    curves[name] = {"time": (T,), "mean": (T,), "lo": (T,), "hi": (T,), "blowup": float|None}:
-    the line is the ensemble-mean field's error, the band spans the members' errors.
+    curves[name] = {"time": (T,), "median": (T,), "lo": (T,), "hi": (T,), "blowup": float|None,
+    "ensemble_mean": (T,) or None}: the line is the members' median error (over members and
+    initial states), the band spans them, the dashed line is the ensemble-mean field's error.
     """
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for name, c in curves.items():
         t = np.asarray(c["time"])
-        ax.plot(t, np.maximum(c["mean"], FLOOR), color=colour(name), label=name)
+        ax.plot(t, np.maximum(c["median"], FLOOR), color=colour(name), label=name)
+        if c.get("ensemble_mean") is not None:
+            ax.plot(t, np.maximum(c["ensemble_mean"], FLOOR), color=colour(name), ls="--",
+                    lw=1, label=f"{name} (ensemble mean)")
         if c.get("lo") is not None and not np.allclose(c["lo"], c["hi"], equal_nan=True):
             ax.fill_between(t, np.maximum(c["lo"], FLOOR), np.maximum(c["hi"], FLOOR),
                             color=colour(name), alpha=0.2, lw=0)
@@ -52,7 +57,8 @@ def error_figure(path, curves: dict, ylabel: str = "D_Fro = ||w - w_ref|| / ||w_
     ax.set_yscale("log")
     ax.set_xlabel("time since rollout start")
     ax.set_ylabel(ylabel)
-    ax.set_title("a-posteriori error (band: ensemble members; dotted: blow-up)")
+    ax.set_title("a-posteriori error per member (band: members and states; dotted: blow-up)",
+                 fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -132,4 +138,34 @@ def snapshots_figure(path, rows: dict, times, length: float = 1.0) -> None:
     fig.colorbar(im_field, ax=axes[0, :], shrink=0.9, label="vorticity")
     if im_err is not None:
         fig.colorbar(im_err, ax=axes[1:, :], shrink=0.6, label="error")
+    _save(fig, path)
+
+
+def rank_histogram_figure(path, hists: dict, what: str = "reference") -> None:
+    """Rank of the `what` among the members, one panel per ensemble (a stochastic closure).
+
+    hists[panel] = {label (a time, a sampler): frequencies (M+1,) summing to 1}. The dotted
+    line is the flat 1/(M+1) of a calibrated ensemble; a U means too little spread, a dome too
+    much. Also used by the sampler benchmark (a priori: the true term among the samples).
+    """
+    names = list(hists) or ["no ensemble"]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        bars = hists.get(name, {})
+        if not bars:
+            ax.text(0.5, 0.5, "no ensemble of more than one member", ha="center",
+                    va="center", transform=ax.transAxes)
+            continue
+        width = 0.8 / len(bars)
+        for i, (label, freq) in enumerate(bars.items()):
+            ranks = np.arange(len(freq))
+            ax.bar(ranks + (i - (len(bars) - 1) / 2) * width, freq, width=width,
+                   label=label, color=plt.cm.viridis(i / max(len(bars) - 1, 1)))
+        ax.axhline(1.0 / len(freq), color="k", ls=":", lw=1)
+        ax.set_xticks(ranks)
+        ax.set_xlabel(f"rank of the {what} among the members")
+        ax.set_ylabel("frequency over grid points and samples")
+        ax.set_title(name)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
     _save(fig, path)

@@ -87,11 +87,20 @@ def samples_figure(vorticity, truth, samples, path: str | Path, measurements=Non
     _save(fig, path)
 
 
-def spectra_figure(k, truth_spectrum, spectra: dict, path: str | Path, n: int) -> None:
-    """Mean power spectra of the samples of each sampler against the truth's, shells 1..n/2."""
+def spectra_figure(k, truth_spectrum, spectra: dict, path: str | Path, n: int,
+                   noise=None) -> None:
+    """Mean power spectra of the samples of each sampler against the truth's, shells 1..n/2.
+
+    `noise`: the stochastic forcing's known share of the term's spectrum (metrics.spectra.
+    noise_spectrum), drawn dashed where it is above 1e-6 of the truth's largest shell.
+    """
     fig, ax = plt.subplots(figsize=(6, 4.2))
     sel = slice(1, n // 2 + 1)
     ax.loglog(k[sel], truth_spectrum[sel], color="k", lw=2, label="truth")
+    if noise is not None:
+        shown = noise[sel] > 1e-6 * np.max(truth_spectrum[sel])
+        ax.loglog(k[sel][shown], noise[sel][shown], color="k", ls="--", lw=1,
+                  label="noise term sigma^2 kappa q_k / dt (known)")
     for label, spec in spectra.items():
         ax.loglog(k[sel], spec[sel], lw=1, label=label)
     ax.set_xlabel("wavenumber k")

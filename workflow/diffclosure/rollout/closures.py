@@ -33,6 +33,9 @@ Registry (:data:`CLOSURES`):
   filtered-DNS -Pi at the nearest earlier DNS record, held in between.
 - ``diffusion``: the learned model (:class:`DiffusionClosure`), resampled every
   rollout.resample_every steps for the whole ensemble at once, held in between.
+- ``measurements`` (:class:`MeasuredClosure`): no model, the closure term is the encoded
+  sparse measurements of the reference's true term, exactly what the learned closure is
+  conditioned on (same lattice, encoder, noise and steps). What the model adds over its input.
 - ``smagorinsky``, ``leith``, ``dynamic_smagorinsky`` (:class:`ClassicalClosure`): for sgs the
   eddy-viscosity tendency -Pi_model of the coarse state. For G and H, the term is not a subgrid
   term but a whole missing physical process, so the classical closure supplies what a classical
@@ -53,11 +56,13 @@ from diffclosure.coarse.filters import filter_width
 from diffclosure.config import ConfigError
 from diffclosure.data import measurements as meas_mod
 from diffclosure.solver.grid import Grid, advection, laplacian
+from diffclosure.solver.navier_stokes import PAPER_G
 from diffclosure.solver.noise import white_noise_rfft2
 
 log = logging.getLogger(__name__)
 
-CLOSURES = ("none", "true", "diffusion", "smagorinsky", "leith", "dynamic_smagorinsky")
+CLOSURES = ("none", "true", "diffusion", "measurements", "smagorinsky", "leith",
+            "dynamic_smagorinsky")
 CLASSICAL = ("smagorinsky", "leith", "dynamic_smagorinsky")
 HOLD_RULES = ("reuse", "reuse_noise")
 
@@ -85,14 +90,16 @@ class NoClosure:
 
 
 class OracleGH:
-    """The reference's own G or H, recomputed from the current state with its noise."""
+    """The reference's own G or H, recomputed from the current state with its noise (under
+    coarse.g_split paper: 0.5 x the research code's G, see :func:`target_sign`)."""
 
     name = "true"
 
-    def __init__(self, full_solver, rngs, target: str):
+    def __init__(self, full_solver, rngs, target: str, g_split: str = "full"):
         if target not in ("G", "H"):
             raise ValueError(f"OracleGH is for the G and H targets, not {target!r}")
-        self.solver, self.rngs, self.target = full_solver, rngs, target
+        self.solver, self.rngs = full_solver, rngs
+        self.target, self.weight = term_name(target, g_split), target_sign(target, g_split)
 
     def tendency(self, w, step, t):
         s = self.solver
@@ -101,7 +108,8 @@ class OracleGH:
         eta = s.sample_noise(self.rngs)  # drawn every step, in the reference's order
         # Only the wanted term is transformed (the full dict would cost six transforms).
         _, terms = s.step(s.from_physical(w), eta, t=t, terms=(self.target,))
-        return s.backend.to_numpy(terms[self.target])
+        term = s.backend.to_numpy(terms[self.target])
+        return term if self.weight == 1.0 else self.weight * term
 
 
 class OracleSgs:
@@ -132,6 +140,7 @@ class ClassicalClosure:
         if name not in CLASSICAL:
             raise ConfigError(f"unknown classical closure {name!r}; choose one of {CLASSICAL}")
         self.name, self.target, self.nu, self.length = name, target, nu, length
+        self.g_split = coarse.get("g_split", "full")
         self.fn = classical_closure(name)
         self.constant = constant_from_config(name, coarse)
         self.delta = filter_width(coarse, length)
@@ -143,7 +152,10 @@ class ClassicalClosure:
     def tendency(self, w, step, t):
         out = -self.pi_model(w)
         if self.target == "G":
-            out += self.nu * laplacian(self.grid, w)
+            # Under the paper's split the known physics already holds the implicit half of the
+            # viscosity, and the closure's 0.5 * (nu lap w + 2 * extra) adds the explicit half.
+            half = self.g_split == "paper"
+            out += (0.5 if half else 1.0) * self.nu * laplacian(self.grid, w)
         elif self.target == "H":
             out -= advection(self.grid, w, dealias=True)
         return out
@@ -170,9 +182,42 @@ class Measurements:
         return meas_mod.encode(values, self.n, self.meas["encoder"], self.meas["conv_width"])
 
 
-def target_sign(target: str) -> float:
-    """Sign with which a target enters the coarse equation: +G, +H, but -Pi for sgs."""
-    return -1.0 if target == "sgs" else 1.0
+class MeasuredClosure:
+    """The encoded measurements as the term: drawn every `resample_every` steps, held between.
+
+    The learned closure samples at those steps, conditioned on these very measurements, so
+    the two rollouts differ only by what the model makes of them.
+    """
+
+    name = "measurements"
+
+    def __init__(self, measurements: Measurements, resample_every: int, sign: float = 1.0):
+        if resample_every < 1:
+            raise ConfigError(f"rollout.resample_every: must be >= 1, got {resample_every}")
+        self.measurements, self.every, self.sign = measurements, int(resample_every), sign
+        self._term = None
+
+    def needs_state(self, step) -> bool:
+        return False
+
+    def tendency(self, w, step, t):
+        if self._term is None or step % self.every == 0:
+            self._term = self.sign * self.measurements(step)  # a new object: re-transformed
+        return self._term
+
+
+def target_sign(target: str, g_split: str = "full") -> float:
+    """Factor with which a target enters the coarse equation: +G, +H, but -Pi for sgs, and
+    0.5 G for the research code's G (coarse.g_split paper: G = nu lap w + 2 noise, added as
+    0.5 dt G on top of the implicit half of Crank-Nicolson, as its coupled runs do)."""
+    if target == "sgs":
+        return -1.0
+    return 0.5 if (target == "G" and g_split == "paper") else 1.0
+
+
+def term_name(target: str, g_split: str = "full") -> str:
+    """The solver's term (Solver.step terms=) that is the stored target."""
+    return PAPER_G if (target == "G" and g_split == "paper") else target
 
 
 class DiffusionClosure:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diffclosure.config import ConfigError
+from diffclosure.config import ConfigError, measurements_baseline_problem, rollout_start
 from diffclosure.data.h5io import DataFileError
 from diffclosure.errors import BlowUpError
 from diffclosure.progress import progress
@@ -118,8 +118,11 @@ class ClosureSpectrum:
 
 
 def run_coupled(solver, w0, closure, steps: int, record_stride: int, members: int = 1,
-                warmup: int = 1, progress=None) -> CoupledResult:
+                warmup: int = 1, progress=None, noise=None) -> CoupledResult:
     """Advance w0 (S, n, n), each state repeated `members` times, with `closure`.
+
+    `noise(step)`, if given, is the known noise of each step as Solver.step's noise_hat (the
+    sgs target's filtered DNS noise, reference.FilteredNoise); otherwise the run has none.
 
     The closure's tendency is added explicitly (Solver.step's closure_hat, computed by
     :class:`ClosureSpectrum`); the state is stepped in place. The first `warmup` steps (plans,
@@ -141,7 +144,8 @@ def run_coupled(solver, w0, closure, steps: int, record_stride: int, members: in
             tic = time.perf_counter()
             try:
                 c_hat = term(state, k, k * dt) if term is not None else None
-                state = solver.step(state, None, t=k * dt, out=state, closure_hat=c_hat)
+                eta = noise(k) if noise is not None else None
+                state = solver.step(state, eta, t=k * dt, out=state, closure_hat=c_hat)
                 if (k + 1) % record_stride == 0:
                     solver.check(state, (k + 1) * dt)
             except BlowUpError as exc:
@@ -204,6 +208,8 @@ def plan(cfg: dict, closure: str) -> dict:
                           f"{ro['duration']}; record at least once")
     steps -= steps % stride
     out = {"steps": steps, "record_stride": stride, "dt": dt}
+    if closure == "measurements" and measurements_baseline_problem(cfg["measurements"], ro):
+        raise ConfigError(measurements_baseline_problem(cfg["measurements"], ro))
     if cfg["coarse"]["target"] == "sgs":
         spr = _stride(dns["record_every"], dt, "dns.record_every")
         if stride % spr:
@@ -219,7 +225,7 @@ def plan(cfg: dict, closure: str) -> dict:
 def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, *,
                 threads: int = 1, generator=None, show_progress: bool = True) -> RolloutResult:
     """One rollout job (module docstring). `sampler_obj` is needed for the diffusion closure."""
-    dns, coarse, ro, meas = cfg["dns"], cfg["coarse"], cfg["rollout"], cfg["measurements"]
+    dns, coarse, ro = cfg["dns"], cfg["coarse"], cfg["rollout"]
     target, n, length, dt = coarse["target"], coarse["n"], dns["length"], dns["dt"]
     p = plan(cfg, closure)
     if closure == "diffusion" and sampler_obj is None:
@@ -231,7 +237,8 @@ def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, 
     S = ro["initial_states"]
     M = cl.members_of(closure, ro["ensemble"])
     ids = ref.test_ids(stats, S, Path(data_dir) / "stats.json")
-    fine = ref.read_dns(dns_paths, ids, records=None if target == "sgs" else 1)
+    fine = ref.read_dns(dns_paths, ids, rollout_start(dns, ro),
+                        records=None if target == "sgs" else 1)
     if fine.vorticity.shape[-1] != dns["n"]:
         raise DataFileError(f"DNS shards hold {fine.vorticity.shape[-1]}^2 fields but dns.n is "
                             f"{dns['n']}; pass the shards of this configuration")
@@ -251,7 +258,7 @@ def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, 
     w0 = ref.coarse_initial(fine.vorticity[:, 0], coarse, length)
     n_rec = steps // stride + 1
     sample_steps = range(0, steps, ro["resample_every"])
-    need_terms = closure == "diffusion" and ro["measurements"]
+    need_terms = closure in ("diffusion", "measurements") and ro["measurements"]
     bar = progress_bar(steps * (1 if target == "sgs" else 2), f"rollout {closure}",
                        show_progress)
 
@@ -265,7 +272,8 @@ def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, 
     else:
         full = ref.full_solver(dns, n, threads=threads, device=device)
         r = ref.run_reference(full, w0, steps, stride, ref.noise_generators(ro["seed"], S),
-                              target, term_steps=sample_steps if need_terms else (),
+                              cl.term_name(target, coarse["g_split"]),
+                              term_steps=sample_steps if need_terms else (),
                               progress=bar)
         reference = r.records
 
@@ -278,12 +286,13 @@ def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, 
     elif closure == "true":
         clo = (cl.OracleSgs(pi, spr) if target == "sgs" else
                cl.OracleGH(ref.full_solver(dns, n, threads=threads, device=device),
-                           ref.noise_generators(ro["seed"], S), target))
+                           ref.noise_generators(ro["seed"], S), target, coarse["g_split"]))
+    elif closure == "measurements":
+        clo = cl.MeasuredClosure(_measurements(cfg, stats, true_term), ro["resample_every"],
+                                 cl.target_sign(target, coarse["g_split"]))
     elif closure == "diffusion":
         target_std = float(stats["target"]["std"])
-        mrng = np.random.default_rng(np.random.SeedSequence([ro["seed"], 0xA11, 1]))
-        measurements = (cl.Measurements(true_term, meas, n, target_std, mrng)
-                        if ro["measurements"] else None)
+        measurements = _measurements(cfg, stats, true_term) if ro["measurements"] else None
         if generator is None:
             import torch
 
@@ -293,7 +302,7 @@ def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, 
             sampler_obj, _make_sampler(ro["sampler"]), states=S, members=M,
             resample_every=ro["resample_every"], hold=ro["hold"],
             hold_std=ro["hold_noise"] * target_std, measurements=measurements,
-            sign=cl.target_sign(target),
+            sign=cl.target_sign(target, coarse["g_split"]),
             smagorinsky=cl.smagorinsky_condition(target, coarse, length), generator=generator,
             rng=np.random.default_rng(np.random.SeedSequence([ro["seed"], 0xA11, 2])),
         )
@@ -301,9 +310,12 @@ def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, 
         clo = cl.ClassicalClosure(closure, target, coarse, dns["nu"], length, n)
 
     # ---- coupled run
-    solver = ref.known_solver(dns, n, target, threads=threads, device=device)
+    solver = ref.known_solver(dns, n, target, threads=threads, device=device, coarse=coarse)
+    noise = (ref.filtered_noise(dns, coarse, ids, float(fine.times[0]), M)
+             if target == "sgs" else None)
     warm = ro["resample_every"] if closure == "diffusion" else 1
-    res = run_coupled(solver, w0, clo, steps, stride, members=M, warmup=warm, progress=bar)
+    res = run_coupled(solver, w0, clo, steps, stride, members=M, warmup=warm, progress=bar,
+                      noise=noise)
     bar.close()
     vort = res.records.reshape((S, M) + res.records.shape[1:])
     log.info("coupled run: %d/%d steps, %.4g s per simulated time unit (warm, %d steps timed)",
@@ -337,6 +349,14 @@ def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, 
     times = np.arange(n_rec) * stride * dt
     return RolloutResult(closure, target, vort, reference, times, ids, float(fine.times[0]),
                          attrs)
+
+
+def _measurements(cfg: dict, stats: dict, true_term) -> cl.Measurements:
+    """The sparse measurements of the true term that condition the learned closure; the
+    `measurements` baseline takes the very same ones (same seed: same measurement noise)."""
+    rng = np.random.default_rng(np.random.SeedSequence([cfg["rollout"]["seed"], 0xA11, 1]))
+    return cl.Measurements(true_term, cfg["measurements"], cfg["coarse"]["n"],
+                           float(stats["target"]["std"]), rng)
 
 
 def _make_sampler(cfg: dict):

@@ -1,7 +1,9 @@
 """Initial states, solvers and reference trajectories of the coupled rollouts.
 
 Initial states: the first ``rollout.initial_states`` test trajectories (ids from the dataset's
-stats.json split, in that order), their vorticity at the first DNS record, brought to the coarse
+stats.json split, in that order), their vorticity at the DNS record at ``rollout.start`` (by
+default the first record; the default config starts after its training window), brought to the
+coarse
 grid ``coarse.n`` by the configured coarse-graining: ``coarse.method`` (the paper subsamples)
 for the G and H targets, filter-then-truncate for the sgs target (as the coarse stage does, so
 a rollout starts from exactly the state the model was trained on).
@@ -19,9 +21,16 @@ References:
 Solvers: :func:`full_solver` (full physics with noise, any grid) and :func:`known_solver`, the
 coarse solver with only the physics a closure for `target` does not supply:
 
-- G (nu lap w + noise): advection on, viscosity off, no noise;
+- G (nu lap w + noise): advection on, viscosity off, no noise; under coarse.g_split paper (the
+  research code's G = nu lap w^n + 2 noise, entering as 0.5 G) the implicit half of the
+  Crank-Nicolson viscosity stays known, as in the research code's coupled runs;
 - H (-u.grad w + noise): advection off, viscosity on, no noise;
-- sgs (Pi): the full deterministic coarse physics (no noise); the closure supplies -Pi.
+- sgs (Pi): the filtered equation's known physics: the coarse advection, viscosity and drag,
+  the FILTERED forcing f_bar and the filtered DNS's own noise realisation (:class:`FilteredNoise`,
+  handed to the coupled loop step by step); the closure supplies -Pi. With -Pi of every DNS
+  step, an euler_cn coarse step is then the filtered DNS step itself (filter, truncation and the
+  diagonal Crank-Nicolson operators commute), so the oracle is exact up to how often Pi is
+  known (tests/test_rollout.py measures it).
 
 Drag and forcing are always known physics.
 """
@@ -35,15 +44,17 @@ from pathlib import Path
 import numpy as np
 
 from diffclosure.coarse.closures import filtered_state, subgrid_term
-from diffclosure.coarse.coarsen import coarsen
-from diffclosure.coarse.filters import filter_width
+from diffclosure.coarse.coarsen import coarsen, truncate_hat
+from diffclosure.coarse.filters import filter_width, transfer_function
 from diffclosure.config import ConfigError
 from diffclosure.data import h5io
 from diffclosure.data.h5io import DataFileError
+from diffclosure.errors import remake_hint
 from diffclosure.solver.forcing import make_forcing
 from diffclosure.solver.grid import Grid
-from diffclosure.solver.navier_stokes import Solver
-from diffclosure.solver.noise import NoiseSpec
+from diffclosure.solver.initial import trajectory_streams
+from diffclosure.solver.navier_stokes import Solver, whole_steps
+from diffclosure.solver.noise import NoiseSampler, NoiseSpec
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +85,14 @@ def _forcing(dns: dict, grid: Grid):
 
 
 def _solver(dns: dict, n: int, *, noise: bool, advection: bool = True, viscosity: bool = True,
-            threads: int = 1, backend: str | None = None, device=None) -> Solver:
+            threads: int = 1, backend: str | None = None, device=None,
+            forcing: np.ndarray | None = None) -> Solver:
     grid = Grid(n, dns["length"])
     nz = dns["noise"]
     spec = NoiseSpec(nz["sigma"], nz["alpha"], nz["kappa"]) if noise else None
     return Solver(
-        n, dns["length"], dns["nu"], dns["dt"], drag=dns["drag"], forcing=_forcing(dns, grid),
+        n, dns["length"], dns["nu"], dns["dt"], drag=dns["drag"],
+        forcing=_forcing(dns, grid) if forcing is None else forcing,
         noise=spec, scheme=dns["scheme"], backend=backend or dns["backend"], threads=threads,
         planner=dns.get("planner", "FFTW_MEASURE"), device=device, advection=advection,
         viscosity=viscosity, cfl_max=dns["cfl_max"], check_every=dns["check_every"],
@@ -93,12 +106,65 @@ def full_solver(dns: dict, n: int, threads: int = 1, backend: str | None = None,
 
 
 def known_solver(dns: dict, n: int, target: str, threads: int = 1, backend: str | None = None,
-                 device=None) -> Solver:
-    """The coarse solver with the known physics of `target` only (module docstring)."""
+                 device=None, coarse: dict | None = None) -> Solver:
+    """The coarse solver with the known physics of `target` only (module docstring).
+
+    sgs needs the `coarse` section (its filter makes f_bar); its noise is switched on but drawn
+    by nobody: the coupled loop passes :class:`FilteredNoise`'s spectra to each step. G reads
+    coarse.g_split from it (default full).
+    """
     if target not in TARGETS:
         raise ConfigError(f"coarse.target: unknown target {target!r}; choose one of {TARGETS}")
-    return _solver(dns, n, noise=False, advection=target != "H", viscosity=target != "G",
-                   threads=threads, backend=backend, device=device)
+    if target != "sgs":
+        paper = target == "G" and (coarse or {}).get("g_split", "full") == "paper"
+        viscosity = "implicit" if paper else target != "G"
+        return _solver(dns, n, noise=False, advection=target != "H", viscosity=viscosity,
+                       threads=threads, backend=backend, device=device)
+    if coarse is None:
+        raise ValueError("known_solver: the sgs target needs the coarse section (its filter)")
+    f = _forcing(dns, Grid(dns["n"], dns["length"]))
+    f_bar = (None if f is None else
+             filtered_state(f, n, coarse["filter"], filter_width(coarse, dns["length"]),
+                            dns["length"]))
+    return _solver(dns, n, noise=True, threads=threads, backend=backend, device=device,
+                   forcing=f_bar)
+
+
+class FilteredNoise:
+    """The filtered DNS's noise realisation on the coarse grid, one step per call.
+
+    Re-draws the DNS's own noise (trajectory_streams(dns.seed, id), one box per step from t = 0,
+    as stages/dns.py does), skips the steps before `start_time`, and returns, per call, the
+    filtered and truncated rfft2 of eta on coarse.n (in the coarse grid's unnormalised layout,
+    so the coarse solver scales it by sigma*sqrt(dt) exactly as the DNS did), each state
+    repeated `members` times. None from :func:`filtered_noise` when the DNS has no noise.
+    """
+
+    def __init__(self, dns: dict, coarse: dict, ids, start_time: float, members: int = 1):
+        fine = Grid(dns["n"], dns["length"])
+        nz = dns["noise"]
+        self.sampler = NoiseSampler(fine, NoiseSpec(nz["sigma"], nz["alpha"], nz["kappa"]))
+        self.rngs = [trajectory_streams(dns["seed"], j)[1] for j in ids]
+        self.transfer = transfer_function(coarse["filter"], filter_width(coarse, dns["length"]),
+                                          fine)
+        self.n, self.m, self.members = fine.n, coarse["n"], int(members)
+        skip = whole_steps(start_time, dns["dt"], "rollout start time", minimum=0,
+                           error=ConfigError)
+        for _ in range(skip):  # a Generator cannot jump: replay the DNS's draws
+            self.sampler.sample_box(self.rngs)
+        self._fine = None
+
+    def __call__(self, step: int) -> np.ndarray:
+        self._fine = self.sampler.sample(self.rngs, out=self._fine)
+        hat = truncate_hat(self._fine * self.transfer, self.n, self.m)
+        return np.repeat(hat, self.members, axis=0)
+
+
+def filtered_noise(dns: dict, coarse: dict, ids, start_time: float, members: int = 1):
+    """:class:`FilteredNoise` for the sgs known physics, or None without DNS noise."""
+    if not dns["noise"]["sigma"] > 0:
+        return None
+    return FilteredNoise(dns, coarse, ids, start_time, members)
 
 
 # ----------------------------------------------------------------------------- DNS input
@@ -117,7 +183,7 @@ def test_ids(stats: dict, count: int, path: str | Path = "stats.json") -> list[i
     try:
         ids = [int(i) for i in stats["split"]["test"]]
     except (KeyError, TypeError):
-        raise DataFileError(f"{path}: lacks split.test; rerun the dataset stage") from None
+        raise DataFileError(f"{path}: lacks split.test. {remake_hint(path)}") from None
     if len(ids) < count:
         raise ConfigError(
             f"rollout.initial_states: {count} requested but the dataset holds only {len(ids)} "
@@ -127,8 +193,23 @@ def test_ids(stats: dict, count: int, path: str | Path = "stats.json") -> list[i
     return ids[:count]
 
 
-def read_dns(paths, ids: list[int], records: int | None = None) -> DnsStates:
-    """Fine vorticity of trajectories `ids` from the DNS shards (first `records` records)."""
+def start_record(times, start: float, path="the DNS shards") -> int:
+    """Index of the record at time `start`, or a named error."""
+    times = np.asarray(times, dtype=float)
+    tol = 1e-6 * max(1.0, abs(float(start)))
+    hits = np.flatnonzero(np.abs(times - float(start)) <= tol)
+    if hits.size == 0:
+        raise ConfigError(
+            f"rollout.start: {start:g} is not a record time of {path} (records "
+            f"{times[0]:g}..{times[-1]:g}); pick one of them, or rerun dns with a window that "
+            "holds it"
+        )
+    return int(hits[0])
+
+
+def read_dns(paths, ids: list[int], start: float, records: int | None = None) -> DnsStates:
+    """Fine vorticity of trajectories `ids` from the DNS shards: `records` records (None: all
+    that follow) from the record at time `start`."""
     where: dict[int, tuple[Path, int]] = {}
     times, length = None, None
     for path in paths:
@@ -148,7 +229,8 @@ def read_dns(paths, ids: list[int], records: int | None = None) -> DnsStates:
             f"test trajectories {missing} are in none of the DNS shards {[str(p) for p in paths]};"
             " pass every dns/shard-*.h5 of the run (--dns)"
         )
-    sel = slice(None) if records is None else slice(0, records)
+    first = start_record(times, start, paths[0])
+    sel = slice(first, None if records is None else first + records)
     fields = []
     for tid in ids:
         path, row = where[tid]
@@ -183,6 +265,8 @@ class Reference:
 def run_reference(solver: Solver, w0: np.ndarray, steps: int, record_stride: int,
                   rngs, target: str, term_steps=(), progress=None) -> Reference:
     """Advance the full-physics coarse solver `steps` steps from w0 (S, n, n).
+
+    `target` names the solver term kept (G, H, or G_paper: closures.term_name).
 
     Records every `record_stride` steps (step 0 included). For every step in `term_steps` the
     reference's own `target` term (G or H) of the step that STARTS there is kept: it is what the

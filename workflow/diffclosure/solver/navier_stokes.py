@@ -11,7 +11,7 @@ with the nonlinear product dealiased by the 2/3 rule (its spectrum is masked to
 
 Usage::
 
-    solver = Solver(128, nu=1e-3, dt=1e-3, forcing=f, noise=NoiseSpec(5e-8, 0.005, 10.0))
+    solver = Solver(128, nu=1e-3, dt=1e-3, forcing=f, noise=NoiseSpec(5e-5, 0.005, 10.0))
     state = solver.from_physical(w0)                 # (B, n, n) -> spectral state
     for s in range(steps):
         eta = solver.sample_noise(noise_rngs)        # one numpy Generator per trajectory
@@ -40,15 +40,19 @@ Capabilities:
   holds to round-off: advection = -(dealiased u.grad w) as it entered the scheme, viscous =
   nu lap((w^n + w^{n+1})/2), drag = -mu (w^n + w^{n+1})/2, forcing = f, noise = increment/dt,
   closure = the tendency used. Also "G" = viscous + noise and "H" = advection + noise, the
-  paper's closure terms. ``terms=("G",)`` (any names of :data:`TERM_NAMES`) returns only those
-  (bit-identical to the same entries of the full dict), transforming only what they need.
+  paper's closure terms, and "G_paper" = nu lap(w^n) + 2 noise, the research code's stored G
+  (not a part of the sum above: it is meant to enter a step as 0.5 * dt * G_paper on top of the
+  implicit half of Crank-Nicolson, see coarse.g_split). ``terms=("G",)`` (any names of
+  :data:`TERM_NAMES`) returns only those (bit-identical to the same entries of the full dict),
+  transforming only what they need.
 * Schemes: "euler_cn" (the paper's: explicit Euler for advection, forcing, noise and closure,
   Crank-Nicolson for viscosity and drag; first order) and "heun_cn" (Heun predictor-corrector
   for the explicit terms, Crank-Nicolson for the linear ones; second order for smooth
   deterministic flows; the noise increment and the closure, evaluated at the start of the step,
   enter once and identically in predictor and corrector).
 * ``advection=False`` / ``viscosity=False`` switch those terms off (coarse "known physics" runs
-  getting the missing G or H from a closure).
+  getting the missing G or H from a closure); ``viscosity="implicit"`` keeps only the implicit
+  half of Crank-Nicolson, nu lap(w^{n+1})/2 (the research code's known physics for its G).
 * Blow-up guard: every ``check_every`` steps (``check`` can also be called, e.g. at records) the
   state must be finite and the CFL number max(|u|, |v|) dt/dx at most ``cfl_max``; otherwise
   :class:`diffclosure.errors.BlowUpError` names time, step and CFL and suggests a smaller dt.
@@ -80,7 +84,9 @@ SCHEMES = ("euler_cn", "heun_cn")
 TERMS = ("advection", "viscous", "drag", "forcing", "noise", "closure")
 # The paper's closure terms, as sums of the above (each a physical sum, as in the full dict).
 COMPOSITE = {"G": ("viscous", "noise"), "H": ("advection", "noise")}
-TERM_NAMES = TERMS + tuple(COMPOSITE)
+# The research code's G: the explicit viscous half counted twice with the noise (coarse.g_split).
+PAPER_G = "G_paper"
+TERM_NAMES = TERMS + tuple(COMPOSITE) + (PAPER_G,)
 
 Closure = Callable[[object, float], object]
 
@@ -200,7 +206,10 @@ class Solver:
         self.n = self.grid.n
         self.nu, self.drag, self.dt = float(nu), float(drag), float(dt)
         self.scheme = scheme
-        self.advection, self.viscosity = bool(advection), bool(viscosity)
+        if viscosity not in (True, False, "implicit"):
+            raise ValueError(f"viscosity must be True, False or 'implicit', got {viscosity!r}")
+        self.advection = bool(advection)
+        self.viscosity = viscosity if viscosity == "implicit" else bool(viscosity)
         self.cfl_max, self.check_every = float(cfl_max), int(check_every)
         self.backend = (
             backend
@@ -223,9 +232,10 @@ class Solver:
         self._m4 = bk.asarray(np.concatenate([vel, grad]) / (n * n), complex_=True)
         self._vel = bk.asarray(vel, complex_=True)
         lam = self.drag + (self.nu * g.k2 if self.viscosity else 0.0 * g.k2)
+        lam_explicit = lam if self.viscosity != "implicit" else self.drag + 0.0 * g.k2
         a_plus = 1.0 + 0.5 * dt * lam
         # Real multipliers stored as complex: complex*complex beats complex*real in numpy.
-        self._A = bk.asarray((1.0 - 0.5 * dt * lam) / a_plus, complex_=True)
+        self._A = bk.asarray((1.0 - 0.5 * dt * lam_explicit) / a_plus, complex_=True)
         self._Bc = bk.asarray(dt / a_plus, complex_=True)
         self._half_Bc = bk.asarray(0.5 * dt / a_plus, complex_=True)
         self._visc_op = bk.asarray(-self.nu * g.k2, complex_=True)
@@ -446,7 +456,12 @@ class Solver:
             if k == "advection":
                 return adv_hat
             if k == "viscous":
+                if self.viscosity == "implicit":
+                    return 0.5 * self._visc_op * w1
                 return self._visc_op * mid if self.viscosity else None
+            if k == PAPER_G:
+                g = self._visc_op * w0
+                return g if dN is None else g + dN * (2 * self._noise_scale / self.dt)
             if k == "drag":
                 return -self.drag * mid
             if k == "forcing":

@@ -22,12 +22,14 @@ on its own generator, never on the batch it is in nor on the FFT backend. N(0, k
 sqrt(kappa) times a standard normal (the research code sums kappa standard normals: same law).
 
 Mapping to the research code (X. Dong / J.-L. Wu, generator_sns.py with Lord, Powell & Shardlow
-Alg. 4.5 and 10.6): there, each step adds ``dt * sigma_r * dW`` with
-``dW = Re ifft2(b_j * (sum of kappa normals + i * sum of kappa normals))`` and
-``b_j = sqrt(q_j) * sqrt(dt) * n^2 / L``, i.e. an increment ``sigma_r * dt**1.5 / L * eta``
-in the notation above: a sqrt(dt) *and* an extra dt. Their sigma_r therefore corresponds to our
-``sigma = sigma_r * dt / L``; the paper's sigma_r = 5e-5 at dt = 1e-3 is sigma = 5e-8 here.
-(Their noise variance per unit time scales like dt^2, so it vanishes as dt -> 0; ours does not.)
+Alg. 4.5 and 10.6): there ``b_k = sqrt(q_k) * n^2 / (L * sqrt(dt))`` (the 1/sqrt(dt) makes
+``dW = Re ifft2(b_k * (sum of kappa complex normals))`` a sample of dW/dt, as its docstring
+says) and each step adds ``dt * sigma_r * rfft2(dW)`` once. The per-step increment is therefore
+``sigma_r * sqrt(dt) * eta / L`` (the real part of their non-Hermitian complex field has the
+law of eta above): our convention, so sigma = sigma_r / L, and at the paper's L = 1 their
+sigma_r = 5e-5 IS our sigma = 5e-5, at any dt. The one difference: their q_0 = 1 also forces
+the mean (k = 0) mode, which ours leaves alone. tests/test_solver_noise.py rebuilds their
+increment from these formulas and compares it with ours.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from diffclosure.solver.grid import Grid
 class NoiseSpec:
     """Amplitude sigma, smoothness alpha and complex-normal variance kappa of sigma*xi."""
 
-    sigma: float = 5e-8
+    sigma: float = 5e-5
     alpha: float = 0.005
     kappa: float = 10.0
 

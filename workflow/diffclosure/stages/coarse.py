@@ -14,14 +14,14 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from diffclosure import config as cfgmod
 from diffclosure.coarse.classical import estimate_of_target
-from diffclosure.coarse.closures import coarse_states_and_targets
+from diffclosure.coarse.closures import coarse_states_and_targets, paper_g
 from diffclosure.coarse.filters import filter_width
 from diffclosure.data import h5io
 from diffclosure.data.h5io import DataFileError
+from diffclosure.errors import remake_hint
 from diffclosure.progress import progress
 from diffclosure.provenance import provenance
 
@@ -55,8 +55,7 @@ def load_sections(source, sections: list[str], dns_facts: dict) -> dict:
         except json.JSONDecodeError as exc:
             raise cfgmod.ConfigError(f"--config: not valid JSON: {exc}") from None
     elif source is not None and Path(source).is_file():
-        with open(source) as fh:
-            raw = yaml.safe_load(fh) or {}
+        raw = cfgmod.read_yaml(source)
     if isinstance(raw, dict) and "dns" not in raw:
         return cfgmod.load({**raw, "dns": {"shards": 1, **dns_facts}}, sections=sections)
     return cfgmod.load(source, sections=sections)
@@ -83,9 +82,9 @@ def _read_dns(path):
     # The DNS stage stores its section flattened as "dns.<field>"; provenance keys stay bare.
     try:
         attrs = {k.removeprefix("dns."): v for k, v in h5io.read_attrs(fh).items()}
-    except OSError as exc:  # damaged metadata opens fine and fails only here
+    except DataFileError:
         fh.close()
-        raise _corrupted(path, exc) from None
+        raise
     shape = fh["vorticity"].shape
     problem = None
     if len(shape) != 4 or shape[-1] != shape[-2]:
@@ -96,41 +95,47 @@ def _read_dns(path):
         problem = f"attribute n={attrs['n']} but the fields are {shape[-1]}^2"
     if problem:
         fh.close()
-        raise DataFileError(f"{path}: {problem}; rerun the dns stage")
+        raise DataFileError(f"{path}: {problem}. {remake_hint(path)}")
     return fh, attrs
 
 
-def _corrupted(path, exc: OSError) -> DataFileError:
-    return DataFileError(
-        f"{path}: corrupted HDF5 file (read failed: {exc}); delete it and rerun the dns stage"
-    )
-
-
-def _read_chunk(fh, path, fields: list[str], i: int, sl: slice) -> dict:
+def _read_chunk(fh, fields: list[str], i: int, sl: slice) -> dict:
     """Fine fields of trajectory i, records sl, as float64; damaged bytes fail naming the file
-    (field chunks carry checksums, see data.h5io)."""
-    try:
-        return {k: fh[k][i, sl].astype(np.float64) for k in fields}
-    except OSError as exc:
-        raise _corrupted(path, exc) from None
+    (field chunks carry checksums, and open_input's reads name the file, see data.h5io)."""
+    return {k: fh[k][i, sl].astype(np.float64) for k in fields}
 
 
-def _check_fields(fh, path, target: str) -> list[str]:
+def _check_fields(fh, path, target: str, paper_g: bool = False) -> list[str]:
     """The fine fields the target needs, present and shaped like the vorticity."""
-    fields = ["vorticity"] + ([target] if target in ("G", "H") else [])
+    stored = "H" if paper_g else target  # the research code's G is made from w and H
+    fields = ["vorticity"] + ([stored] if target in ("G", "H") else [])
     missing = [f for f in fields if f not in fh]
     if missing:
         raise DataFileError(
             f"{path}: lacks field(s) {', '.join(missing)} needed for coarse.target={target}; "
-            "it was not made by this version of the pipeline. Rerun the dns stage."
+            f"it was not made by this version of the pipeline. {remake_hint(path)}"
         )
     for name in fields[1:]:
         if fh[name].shape != fh["vorticity"].shape:
             raise DataFileError(
                 f"{path}: field {name} has shape {fh[name].shape}, vorticity has "
-                f"{fh['vorticity'].shape}; the file is inconsistent, rerun the dns stage"
+                f"{fh['vorticity'].shape}; the file is inconsistent. {remake_hint(path)}"
             )
     return fields
+
+
+def _paper_g_split(coarse: dict, dns_attrs: dict, path) -> bool:
+    """True when the target is the research code's G (coarse.g_split paper), checked."""
+    if coarse["target"] != "G" or coarse["g_split"] != "paper":
+        return False
+    scheme = dns_attrs.get("scheme")
+    if scheme != "euler_cn":
+        raise cfgmod.ConfigError(
+            f"coarse.g_split: paper needs a dns.scheme euler_cn DNS (the research code's), but "
+            f"{path} was made with {scheme!r}; set coarse.g_split: full or rerun the DNS with "
+            "dns.scheme: euler_cn"
+        )
+    return True
 
 
 def main(args) -> int:
@@ -141,7 +146,8 @@ def main(args) -> int:
         facts = {"n": n, "length": float(dns_attrs["length"])}
         coarse = load_sections(args.config, ["coarse"], facts)["coarse"]
         target = coarse["target"]
-        fields = _check_fields(fh, args.input, target)
+        paper = _paper_g_split(coarse, dns_attrs, args.input)
+        fields = _check_fields(fh, args.input, target, paper)
         _check_grid(coarse, n, args.input)
         length = float(dns_attrs["length"])
         delta = filter_width(coarse, length)
@@ -156,7 +162,9 @@ def main(args) -> int:
         chunk = max(1, _CHUNK_POINTS // (n * n))
         starts = list(range(0, n_time, chunk))
         prov_cfg = {"coarse": coarse, "input_config_hash": dns_attrs.get("config_hash")}
-        with h5io.atomic_h5(args.output) as out:
+        per_field = sum(n_traj * n_time * m * m * 4 for m in ms)  # float32
+        n_fields = 3 if coarse["classical_estimate"] else 2
+        with h5io.atomic_h5(args.output, expected_bytes=n_fields * per_field) as out:
             h5io.set_attrs(out, {"coarse": coarse, "dns": dns_attrs})
             h5io.set_attrs(out, {"target": target, "filter_width_physical": delta})
             h5io.set_attrs(out, provenance(prov_cfg, "coarse"))
@@ -181,7 +189,10 @@ def main(args) -> int:
             for i in range(n_traj):
                 for t0 in starts:
                     sl = slice(t0, min(t0 + chunk, n_time))
-                    fine = _read_chunk(fh, args.input, fields, i, sl)
+                    fine = _read_chunk(fh, fields, i, sl)
+                    if paper:
+                        fine["G"] = paper_g(fine["vorticity"], fine.pop("H"),
+                                            float(dns_attrs["nu"]), length)
                     results = coarse_states_and_targets(
                         fine, target, ms, method, length, coarse["filter"], delta
                     )

@@ -28,9 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from diffclosure import config as cfgmod
-from diffclosure.data import h5io
+from diffclosure.atomic import check_free_space
+from diffclosure.coarse.filters import filter_width
+from diffclosure.data import flow_stats, h5io
 from diffclosure.data import measurements as meas_mod
 from diffclosure.data.h5io import DataFileError
+from diffclosure.errors import remake_hint
 from diffclosure.metrics.spectra import power_spectrum
 from diffclosure.progress import progress
 from diffclosure.provenance import provenance
@@ -46,12 +49,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--outdir", required=True, help="folder for the split files and stats")
 
 
+# Shards that repeat trajectories come from different DNS runs: both stages must be redone.
+REDO_SHARDS = "redo them with `snakemake --cores all --forcerun dns` (it also redoes coarse)"
+
+
 # ----------------------------------------------------------------------------- pure helpers
 def split_trajectories(ids, n_val: int, n_test: int, seed: int) -> dict[str, list[int]]:
     """Disjoint train/val/test trajectory ids from a seeded permutation of the sorted ids."""
     ids = sorted(int(i) for i in ids)
     if len(set(ids)) != len(ids):
-        raise DataFileError("the coarse shards repeat trajectory ids; rerun dns and coarse")
+        raise DataFileError("the coarse shards repeat trajectory ids (shards of different runs?);"
+                            f" {REDO_SHARDS}")
     if len(ids) < n_val + n_test + 1:
         raise cfgmod.ConfigError(
             f"dataset.test_trajectories={n_test} + dataset.val_trajectories={n_val} leave no "
@@ -66,11 +74,15 @@ def split_trajectories(ids, n_val: int, n_test: int, seed: int) -> dict[str, lis
     }
 
 
-def select_times(times, start: float, stride: int) -> np.ndarray:
-    """Indices of records with time >= times[0] + start, every stride-th."""
+def select_times(times, start: float, stride: int, duration: float | None = None) -> np.ndarray:
+    """Indices of records in [times[0] + start, times[0] + start + duration], every stride-th
+    (duration None: to the last record)."""
     times = np.asarray(times, dtype=float)
     tol = 1e-9 * max(1.0, float(np.abs(times).max()) if times.size else 1.0)
-    idx = np.flatnonzero(times >= times[0] + start - tol)[::stride]
+    keep = times >= times[0] + start - tol
+    if duration is not None:
+        keep &= times <= times[0] + start + duration + tol
+    idx = np.flatnonzero(keep)[::stride]
     if idx.size == 0:
         raise cfgmod.ConfigError(
             f"dataset.start: {start} is beyond the recorded window "
@@ -126,7 +138,7 @@ class Shards:
             if target != coarse["target"]:
                 raise DataFileError(
                     f"{path}: holds target {target!r} but coarse.target is "
-                    f"{coarse['target']!r}; rerun the coarse stage"
+                    f"{coarse['target']!r}. {remake_hint(path)}"
                 )
             for grp in needed:
                 fields = ["trajectory", "time", "vorticity", "target"]
@@ -135,7 +147,7 @@ class Shards:
                 missing = [f for f in fields if f not in fh[grp]]
                 if missing:
                     raise DataFileError(
-                        f"{path}: group {grp} lacks {', '.join(missing)}; rerun the coarse stage"
+                        f"{path}: group {grp} lacks {', '.join(missing)}. {remake_hint(path)}"
                         + (" (coarse.classical_estimate is on)" if "smagorinsky" in missing
                            else "")
                     )
@@ -152,10 +164,13 @@ class Shards:
                 if int(tid) in self.index:
                     raise DataFileError(
                         f"{path}: trajectory id {int(tid)} also appears in "
-                        f"{self.files[self.index[int(tid)][0]].filename}; rerun dns and coarse"
+                        f"{self.files[self.index[int(tid)][0]].filename}; {REDO_SHARDS}"
                     )
                 self.index[int(tid)] = (len(self.files) - 1, row)
-        self.length = float(h5io.read_attrs(self.files[0]).get("dns.length", 1.0))
+        self.resolutions = sorted({coarse["n"], *coarse["test_resolutions"]})
+        self.dns_attrs = {k: v for k, v in h5io.read_attrs(self.files[0]).items()
+                          if k.startswith("dns.")}
+        self.length = float(self.dns_attrs.get("dns.length", 1.0))
 
     def read(self, tid: int, m: int, name: str, tsel) -> np.ndarray:
         shard, row = self.index[tid]
@@ -232,6 +247,62 @@ def _training_stats(shards, ids, m, tsel, coarse) -> dict:
     return {k: a.result() for k, a in acc.items()}
 
 
+def _stochastic_share(shards, coarse: dict, target_std: float) -> dict:
+    """std of the noise part of the target (exact, from the noise's law) over the target's std."""
+    attrs = shards.dns_attrs
+    keys = [f"dns.noise.{k}" for k in ("sigma", "alpha", "kappa")] + ["dns.dt", "dns.n"]
+    if any(k not in attrs for k in keys):  # not written by our dns stage: say so, do not guess
+        log.warning("the coarse shards lack %s: stochastic share not computed",
+                    [k for k in keys if k not in attrs])
+        return {"noise_std": None, "target_std": target_std, "share": None,
+                "note": "the DNS attributes lack the noise settings"}
+    noise = {k: float(attrs[f"dns.noise.{k}"]) for k in ("sigma", "alpha", "kappa")}
+    once = flow_stats.noise_term_std(int(attrs["dns.n"]), shards.length, noise,
+                                     float(attrs["dns.dt"]), coarse,
+                                     filter_width(coarse, shards.length))
+    times = flow_stats.noise_multiplicity(coarse["target"], coarse.get("g_split", "full"))
+    return {
+        "noise_std": times * once, "target_std": target_std,
+        "share": times * once / target_std if target_std > 0 else float("nan"),
+        "note": "std of sigma*xi's part of the target (its known law, exact in expectation) over "
+                "the measured std of the target (training split), at coarse.n",
+    }
+
+
+def _window_steadiness(shards, ids, tsel) -> dict:
+    """Drift of the trajectory-mean energy and enstrophy across the records the datasets use,
+    on the finest grid the coarse shards hold."""
+    m = max(shards.resolutions)
+    energy = np.zeros(len(tsel))
+    enstrophy = np.zeros(len(tsel))
+    for tid in ids:
+        e, z = flow_stats.energy_enstrophy(shards.read(tid, m, "vorticity", tsel), shards.length)
+        energy += e / len(ids)
+        enstrophy += z / len(ids)
+    times = shards.times[tsel]
+    return {
+        "start": float(times[0]), "end": float(times[-1]), "grid": m,
+        "energy_drift": flow_stats.window_drift(energy),
+        "enstrophy_drift": flow_stats.window_drift(enstrophy),
+        "energy": [float(times[0]), float(energy[0]), float(times[-1]), float(energy[-1])],
+        "note": "drift = (max - min) / mean over the window of the mean over all trajectories",
+    }
+
+
+def _split_bytes(jobs, records: int, channels: list[str], meas: dict) -> int:
+    """Size of the split files' fields (target and conditions, raw lattice values), float32."""
+    lattice = meas["lattice"] ** 2 if meas["enabled"] else 0
+    return sum(4 * len(ids) * records * ((1 + len(channels)) * m * m + lattice)
+               for _, m, ids in jobs)
+
+
+def _facts_line(stochastic: dict, window: dict) -> str:
+    share = stochastic["share"]
+    noise = "" if share is None else f"noise share of the target {share:.3f} (std ratio); "
+    return (f"{noise}window {window['start']:g}-{window['end']:g}: energy drift "
+            f"{window['energy_drift']:.1%}, enstrophy drift {window['enstrophy_drift']:.1%}")
+
+
 def _dns_facts(paths) -> dict:
     """dns.n, dns.length and the trajectory count of the coarse shards (for config checks)."""
     n, length, count = None, 1.0, 0
@@ -241,8 +312,8 @@ def _dns_facts(paths) -> dict:
             groups = sorted(k for k in fh if k.startswith("n") and "trajectory" in fh[k])
             if "dns.n" not in attrs or not groups:
                 raise DataFileError(
-                    f"{path}: not a coarse shard (no dns.n attribute or no n<m> groups); "
-                    "rerun the coarse stage"
+                    f"{path}: not a coarse shard (no dns.n attribute or no n<m> groups). "
+                    f"{remake_hint(path)}"
                 )
             n, length = int(attrs["dns.n"]), float(attrs.get("dns.length", 1.0))
             count += fh[groups[0]]["trajectory"].shape[0]
@@ -267,13 +338,20 @@ def main(args) -> int:
             shards.index, dataset["val_trajectories"], dataset["test_trajectories"],
             dataset["seed"],
         )
-        tsel = select_times(shards.times, dataset["start"], dataset["stride"])
+        tsel = select_times(shards.times, dataset["start"], dataset["stride"],
+                            dataset["duration"])
         channels = channel_names(coarse, meas)
         log.info("split: train %s, val %s, test %s; %d records per trajectory",
                  split["train"], split["val"], split["test"], len(tsel))
+        jobs = [(s, coarse["n"], split[s]) for s in ("train", "val", "test")]
+        jobs += [(f"test-{m}", m, split["test"]) for m in ms_test]
+        check_free_space(outdir / "train.h5", _split_bytes(jobs, len(tsel), channels, meas))
 
         stats = _training_stats(shards, split["train"], coarse["n"], tsel, coarse)
         target_std = stats["target"]["std"]
+        stochastic = _stochastic_share(shards, coarse, target_std)
+        steadiness = _window_steadiness(shards, sorted(shards.index), tsel)
+        log.info("stochastic share of the target: %s; window: %s", stochastic, steadiness)
         if meas["enabled"]:
             stats["measurements"] = dict(stats["target"])
 
@@ -281,8 +359,6 @@ def main(args) -> int:
             str(h5io.read_attrs(fh).get("config_hash", "")) for fh in shards.files
         )
         stage_prov = provenance({**cfg, "inputs": inputs_hash}, "dataset")
-        jobs = [(s, coarse["n"], split[s]) for s in ("train", "val", "test")]
-        jobs += [(f"test-{m}", m, split["test"]) for m in ms_test]
         bar = progress(total=sum(len(ids) for _, _, ids in jobs), desc="dataset", unit="traj")
         for name, m, ids in jobs:
             _write_split(outdir / f"{name}.h5", shards, ids, m, tsel, cfg, channels,
@@ -296,20 +372,23 @@ def main(args) -> int:
                 "is normalised with the target's statistics (its entry is a copy of 'target'), "
                 "so measured and predicted values share one scale."
             ),
+            "stochastic_forcing": stochastic,
+            "window": steadiness,
             "conditions": channels,
             "split": split,
             "provenance": stage_prov,
         }
         h5io.write_json_atomic(outdir / "stats.json", doc)
         log.info("stats (train): %s", {k: v for k, v in stats.items()})
-        _summary_figure(outdir / "summary.png", outdir / "train.h5", channels, coarse["target"])
+        _summary_figure(outdir / "summary.png", outdir / "train.h5", channels, coarse["target"],
+                        _facts_line(stochastic, steadiness))
     finally:
         shards.close()
     log.info("wrote %s", outdir)
     return 0
 
 
-def _summary_figure(path, train_path, channels, target_name) -> None:
+def _summary_figure(path, train_path, channels, target_name, facts: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -350,6 +429,8 @@ def _summary_figure(path, train_path, channels, target_name) -> None:
     ax.set_xlabel("|k| (integer wavenumber)")
     ax.set_title("spectra (train)")
     ax.legend(fontsize=7)
+    if facts:
+        fig.suptitle(facts, fontsize=9)
     fig.tight_layout()
     with h5io.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100)

@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from diffclosure import config as configmod
+from diffclosure.atomic import check_free_space
 from diffclosure.data import h5io
 from diffclosure.errors import UserFacingError
 from diffclosure.progress import progress as progress_bar
@@ -104,6 +105,8 @@ def run_shard(dns: dict, shard: int, output, threads: int | None = None) -> None
                             "dns.record_every", error=UserFacingError)
     total = spin + (n_rec - 1) * every + 1  # the last record needs its own step for G and H
     times = dns["spinup"] + dns["record_every"] * np.arange(n_rec)
+    # The fields' float32 bytes must fit before the (possibly hours of) compute starts.
+    check_free_space(output, len(FIELD_DESCRIPTIONS) * len(ids) * n_rec * dns["n"] ** 2 * 4)
 
     try:  # config errors surface here, before any output
         solver = build_solver(dns, threads)

@@ -7,7 +7,10 @@ attributes), sampling/benchmark.csv and sampling/resolution.csv under --results;
 metrics.csv is optional (a missing one becomes a note in the report). Writes, atomically:
 
 - summary.md: a-posteriori D_Fro of every closure at report.times (fractions of the rollout: the
-  scaled analog of the paper's 35/40/45/50 s over its 30 -> 50 s rollout), costs and cost
+  scaled analog of the paper's 35/40/45/50 s over its 30 -> 50 s rollout): per member (median
+  and min-max over members and states, the headline), the paper's definition (member 0,
+  normalised by the generated field), the ensemble mean's, and rollout/probabilistic.csv
+  (CRPS, spread/skill, rank histograms; optional); costs and cost
   ratios, a-priori errors and resolution invariance from the sampler benchmark, each beside the
   paper's numbers (:data:`PAPER`) and the command that reproduces it; a last line
   "Provenance: ..." (version, git commit, config hash, stage, time).
@@ -30,6 +33,7 @@ from diffclosure import config as cfgmod
 from diffclosure.data import h5io
 from diffclosure.data.h5io import DataFileError
 from diffclosure.provenance import footer, provenance
+from diffclosure.stages.rollout_metrics import report_times
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +75,36 @@ def add_arguments(parser) -> None:
 
 
 # ----------------------------------------------------------------------------- reading
+# The rule that writes each input, for the command that remakes a damaged one.
+MADE_BY = {"metrics.csv": "rollout_metrics", "summary.json": "rollout_metrics",
+           "benchmark.csv": "sample_benchmark", "resolution.csv": "sample_benchmark"}
+
+
+def _damaged(path: Path, why: str) -> DataFileError:
+    rule = MADE_BY.get(path.name, "rollout_metrics")
+    return DataFileError(f"{path}: {why}. Remake it with `snakemake --cores all --forcerun "
+                         f"{rule}` (with your --configfile, if any)")
+
+
+def _read_csv(path: Path, reader) -> list:
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            return list(reader(fh))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise _damaged(path, f"not a readable CSV table ({exc})") from None
+
+
 def read_metrics(path) -> list[dict]:
     path = Path(path)
     if not path.exists():
-        raise DataFileError(f"{path}: not found; run the rollout_metrics stage first")
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    need = {"closure", "state", "member", "time", "d_fro"}
+        raise _damaged(path, "not found")
+    rows = _read_csv(path, csv.DictReader)
+    need = {"closure", "state", "member", "time", "d_fro", "d_fro_paper"}
     if not rows or not need <= set(rows[0]):
-        raise DataFileError(f"{path}: empty or lacks columns {sorted(need)}; rerun "
-                            "rollout_metrics")
+        raise _damaged(path, f"empty or lacks columns {sorted(need)}")
+    bad = next((r for r in rows if not (_is_number(r["time"]) and _is_number(r["d_fro"]))), None)
+    if bad is not None:
+        raise _damaged(path, f"a row has a non-numeric time or d_fro ({bad})")
     return rows
 
 
@@ -88,33 +112,56 @@ def read_csv_table(path) -> tuple[list[str], list[list[str]]] | None:
     path = Path(path)
     if not path.exists():
         return None
-    with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
+    rows = _read_csv(path, csv.reader)
     return (rows[0], rows[1:]) if rows else None
 
 
-def d_fro_at(rows: list[dict], fractions) -> tuple[dict, list[float]]:
-    """Ensemble-mean D_Fro (mean over states) per closure at the record nearest each fraction
-    of the rollout duration. Returns ({closure: [values]}, the times used)."""
-    curves: dict[str, dict[float, list[float]]] = {}
+def values_at(rows: list[dict], fractions, keep, column: str = "d_fro"):
+    """{closure: [the `column` values of the rows `keep` accepts, at each chosen time]}, at the
+    record nearest each fraction of the rollout (the times rollout_metrics scores), and the
+    times used."""
+    chosen = report_times([r["time"] for r in rows], fractions)
+    out: dict[str, dict[float, list[float]]] = {}
     for r in rows:
-        if r["member"] != "mean":
-            continue
-        curves.setdefault(r["closure"], {}).setdefault(float(r["time"]), []).append(
-            float(r["d_fro"]))
-    end = max(t for c in curves.values() for t in c)
-    all_times = sorted({t for c in curves.values() for t in c})
-    chosen = [min(all_times, key=lambda t, f=f: abs(t - f * end)) for f in fractions]
-    table = {name: [float(np.mean(c[t])) if t in c else float("nan") for t in chosen]
-             for name, c in curves.items()}
-    return table, chosen
+        if keep(r):
+            at = out.setdefault(r["closure"], {t: [] for t in chosen})
+            if float(r["time"]) in at:
+                at[float(r["time"])].append(float(r[column]))
+    return {name: [at[t] for t in chosen] for name, at in out.items()}, chosen
+
+
+def _mean(values) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")
+
+
+def d_fro_at(rows: list[dict], fractions) -> tuple[dict, list[float]]:
+    """Ensemble-mean field's D_Fro (mean over states) per closure at the record nearest each
+    fraction of the rollout duration. Returns ({closure: [values]}, the times used)."""
+    table, chosen = values_at(rows, fractions, lambda r: r["member"] == "mean")
+    return {name: [_mean(v) for v in vals] for name, vals in table.items()}, chosen
+
+
+def member_d_fro_at(rows: list[dict], fractions) -> tuple[dict, list[float]]:
+    """Per-member D_Fro as (median, min, max) over members and states, per closure and time."""
+    table, chosen = values_at(rows, fractions, lambda r: r["member"] != "mean")
+    return {name: [(float(np.median(v)), min(v), max(v)) if v else (float("nan"),) * 3
+                   for v in vals] for name, vals in table.items()}, chosen
+
+
+def paper_d_fro_at(rows: list[dict], fractions) -> tuple[dict, list[float]]:
+    """The paper's definition: member 0, ||w - w_ref|| / ||w||, mean over initial states."""
+    table, chosen = values_at(rows, fractions, lambda r: r["member"] == "0", "d_fro_paper")
+    return {name: [_mean(v) for v in vals] for name, vals in table.items()}, chosen
 
 
 def costs(results: Path) -> dict:
     """{closure: summary entry} from rollout/summary.json, else from the rollout files."""
     path = results / "rollout" / "summary.json"
     if path.exists():
-        closures = json.loads(path.read_text()).get("closures", {})
+        try:
+            closures = json.loads(path.read_text(encoding="utf-8")).get("closures", {})
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+            raise _damaged(path, f"not a readable JSON summary ({exc})") from None
         # null stands for a value that is not a number (strict JSON has no NaN).
         return {name: {k: float("nan") if v is None else v for k, v in entry.items()}
                 for name, entry in closures.items()}
@@ -167,7 +214,6 @@ def _is_number(s) -> bool:
 def build_summary(run: str, report_cfg: dict, results: Path) -> str:
     rows = read_metrics(results / "rollout" / "metrics.csv")
     fractions = report_cfg["times"]
-    table, chosen = d_fro_at(rows, fractions)
     summ = costs(results)
     target = next((str(s.get("target")) for s in summ.values() if s.get("target")), "?")
     out = [f"# diffclosure report: run `{run}` (target {target})", ""]
@@ -176,14 +222,8 @@ def build_summary(run: str, report_cfg: dict, results: Path) -> str:
         "Wu, J. Comput. Phys. 534 (2025) 114005, from the research code's notebook outputs) are "
         "shown beside them. Our runs are scaled down (grids, durations, training), so compare "
         "orders of magnitude and orderings, not digits.", "",
-        "## A-posteriori error D_Fro = ||w - w_ref|| / ||w_ref||", "",
-        f"Ensemble-mean field against the reference, mean over initial states, at fractions "
-        f"{', '.join(_num(f) for f in fractions)} of the rollout (the paper: 35, 40, 45, 50 s of "
-        "a 30 -> 50 s rollout, i.e. quarters).", "",
+        *a_posteriori_section(rows, fractions, results),
     ]
-    header = ["closure"] + [f"t = {_num(t)}" for t in chosen]
-    body = [[name] + [_num(v) for v in vals] for name, vals in sorted(table.items())]
-    out += [md_table(header, body), ""]
     out += ["Paper (64^2, single trajectory, D_Fro at t = 35 / 40 / 45 / 50 s):", ""]
     out += [md_table(["run"] + [f"t = {t:g} s" for t in PAPER["a_posteriori_times"]],
                      [[k] + [f"{v:.3f}" for v in vals]
@@ -214,7 +254,15 @@ def build_summary(run: str, report_cfg: dict, results: Path) -> str:
             f"{pc['with_closure_s'] / pc['without_closure_s']:.0f}x slower.", "",
             f"Reproduce: `{COMMANDS['cost']}`.", ""]
 
-    out += ["## A-priori error of the sampled closure", ""]
+    out += ["## A-priori error of the sampled closure", "",
+            "Per sampler, over sampling.ensemble samples per test condition: d_fro_mean = D_Fro "
+            "of the ensemble-mean sample (flattering, as a posteriori), d_fro_member = each "
+            "sample's own D_Fro, averaged; crps per grid point; spread_skill (1 when "
+            "calibrated); rank_deviation and rank_outer of the rank histogram of the true term "
+            "among the samples (0 and 1 when flat; rank_outer > 1: too little spread). "
+            "Figures: [rank histograms](../sampling/rank_histogram.png), "
+            "[spectra](../sampling/spectra.png) (dashed: the stochastic forcing's known "
+            "share, sigma^2 kappa q_k / dt per mode).", ""]
     bench = read_csv_table(results / "sampling" / "benchmark.csv")
     out += [_csv_md(bench) if bench else "sampling/benchmark.csv not found (run "
             "sample_benchmark).", ""]
@@ -227,6 +275,44 @@ def build_summary(run: str, report_cfg: dict, results: Path) -> str:
             "", f"Reproduce: `{COMMANDS['a_priori']}`.", ""]
     out += ["---", f"This file: `{COMMANDS['report']}`.", ""]
     return "\n".join(out)
+
+
+def a_posteriori_section(rows: list[dict], fractions, results: Path) -> list[str]:
+    """Per-member D_Fro (the headline), the paper's definition, the ensemble mean's, and the
+    probabilistic scores of rollout/probabilistic.csv, as markdown lines."""
+    members, chosen = member_d_fro_at(rows, fractions)
+    header = ["closure"] + [f"t = {_num(t)}" for t in chosen]
+    out = [
+        "## A-posteriori error D_Fro = ||w - w_ref|| / ||w_ref||", "",
+        f"At fractions {', '.join(_num(f) for f in fractions)} of the rollout (the paper: 35, "
+        "40, 45, 50 s of a 30 -> 50 s rollout, i.e. quarters). Headline: each ensemble member's "
+        "own D_Fro against the reference, **median [min, max] over members and initial "
+        "states** (a deterministic closure has one member: its value). `measurements` is the "
+        "closure taken to be the encoded sparse measurements the learned model is conditioned "
+        "on, no model: the learned closure's gain over it is what the model adds.", "",
+        md_table(header, [[name] + [f"{_num(m)} [{_num(lo)}, {_num(hi)}]" for m, lo, hi in v]
+                          for name, v in sorted(members.items())]), "",
+        "The paper's definition: one sample (member 0), normalised by the generated field, "
+        "||w - w_ref|| / ||w||; mean over initial states (the paper has one trajectory):", "",
+    ]
+    paper, _ = paper_d_fro_at(rows, fractions)
+    mean, _ = d_fro_at(rows, fractions)
+    out += [md_table(header, [[name] + [_num(x) for x in v] for name, v in sorted(paper.items())]),
+            "", "D_Fro of the ensemble-mean field (averaging members smooths the field, which "
+            "flatters it; mean over initial states):", "",
+            md_table(header, [[name] + [_num(x) for x in v] for name, v in sorted(mean.items())]),
+            ""]
+    prob = read_csv_table(results / "rollout" / "probabilistic.csv")
+    out += ["Probabilistic scores at the same times, pooled over grid points and initial states "
+            "(rollout/probabilistic.csv): crps per grid point (for one member: its mean absolute "
+            "error), spread/skill = ensemble spread over the RMSE of the ensemble mean (1 when "
+            "calibrated, below 1 too little spread), rank_deviation = rms relative deviation of "
+            "the rank histogram from flat (0 = flat), rank_outer = the outer ranks' share over "
+            "their flat share (> 1: a U, too little spread). Figure: "
+            "[rank histograms](../rollout/rank_histogram.png).", "",
+            _csv_md(prob) if prob else "rollout/probabilistic.csv not found (rerun "
+            "rollout_metrics).", ""]
+    return out
 
 
 def _animation(results: Path, outdir: Path, report_cfg: dict) -> Path | None:

@@ -16,13 +16,15 @@ cost_dns_s_per_time, cost_ratio_vs_dns), blow-up (blowup, blowup_time), the conf
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 
 from diffclosure import config as cfgmod
+from diffclosure.atomic import check_free_space
 from diffclosure.data import h5io
 from diffclosure.provenance import provenance
-from diffclosure.rollout.closures import CLOSURES
+from diffclosure.rollout.closures import CLOSURES, members_of
 from diffclosure.rollout.coupled import RolloutResult, plan, run_rollout
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,7 @@ def write_result(path, result: RolloutResult, cfg: dict, prov: dict) -> None:
         xs = np.arange(n) * length / n
         h5io.add_coordinate(fh, "y", xs)
         h5io.add_coordinate(fh, "x", xs)
-        traj = fh.create_dataset("trajectory", data=np.asarray(result.trajectories, np.int64))
+        traj = h5io.add_array(fh, "trajectory", np.asarray(result.trajectories, np.int64))
         traj.dims[0].attach_scale(fh["state"])
         h5io.add_field(fh, "vorticity", result.vorticity, ("state", "member", "time", "y", "x"))
         h5io.add_field(fh, "reference", result.reference, ("state", "time", "y", "x"))
@@ -60,7 +62,44 @@ def write_result(path, result: RolloutResult, cfg: dict, prov: dict) -> None:
         h5io.set_attrs(fh, prov)
 
 
-def _sampler_object(cfg: dict, model_path, threads: int):
+def check_stats(cs, model_path, data_dir) -> None:
+    """Fail unless DATA_DIR/stats.json holds the statistics the model normalises with.
+
+    The rollout takes the target's scale (measurement and hold noise) and the test split from
+    stats.json, the sampler normalises with the stats stored in score.pt: a model and a dataset
+    of two different runs would otherwise be mixed without a word.
+    """
+    from diffclosure.data.datasets import load_stats, stats_key
+    from diffclosure.model.checkpoint import CheckpointError
+
+    path = Path(data_dir) / "stats.json"
+    stats = load_stats(data_dir)
+    differ = []
+    for channel, (mean, std) in {"target": (cs.target_mean, cs.target_std), **cs.norms}.items():
+        entry = stats.get(stats_key(channel)) or {}
+        if (entry.get("mean"), entry.get("std")) != (mean, std):
+            differ.append(f"{channel} mean/std {entry.get('mean')}/{entry.get('std')} there, "
+                          f"{mean}/{std} in the model")
+    if "conditions" in stats and list(stats["conditions"]) != cs.conditions:
+        differ.append(f"conditions {stats['conditions']} there, {cs.conditions} in the model")
+    if differ:
+        raise CheckpointError(
+            f"{path} does not match the statistics stored in {model_path} ({'; '.join(differ)}):"
+            " the model was trained on another dataset. Retrain it on this one: snakemake "
+            f"--cores all --forcerun train (standalone: python -m diffclosure train --data "
+            f"{data_dir} --outdir {Path(model_path).parent} --config CFG), or pass --data the "
+            "dataset folder the model was trained on."
+        )
+
+
+def expected_bytes(cfg: dict, closure: str) -> int:
+    """Size of the rollout file's fields: members plus the reference, float32."""
+    p, ro, n = plan(cfg, closure), cfg["rollout"], cfg["coarse"]["n"]
+    records = p["steps"] // p["record_stride"] + 1
+    return 4 * n * n * records * ro["initial_states"] * (members_of(closure, ro["ensemble"]) + 1)
+
+
+def _sampler_object(cfg: dict, model_path, data_dir, threads: int):
     import torch
 
     from diffclosure.devices import resolve_device
@@ -71,7 +110,9 @@ def _sampler_object(cfg: dict, model_path, threads: int):
     torch.set_num_threads(threads)
     net, settings = load_model(model_path, device)
     log.info("model %s on %s: conditions %s", model_path, device, settings.get("conditions"))
-    return ClosureSampler(net, settings, device, autocast=cfg["rollout"]["bf16"])
+    cs = ClosureSampler(net, settings, device, autocast=cfg["rollout"]["bf16"])
+    check_stats(cs, model_path, data_dir)
+    return cs
 
 
 def main(args) -> int:
@@ -79,11 +120,12 @@ def main(args) -> int:
     if args.threads < 1:
         raise cfgmod.ConfigError(f"--threads: must be >= 1, got {args.threads}")
     plan(cfg, args.closure)  # every setting checked before any work
+    check_free_space(args.output, expected_bytes(cfg, args.closure))
     sampler_obj = None
     if args.closure == "diffusion":
         if not args.model:
             raise cfgmod.ConfigError("--model: the diffusion closure needs the trained score.pt")
-        sampler_obj = _sampler_object(cfg, args.model, args.threads)
+        sampler_obj = _sampler_object(cfg, args.model, args.data, args.threads)
     elif args.model:
         log.info("--model ignored for closure %s", args.closure)
     result = run_rollout(cfg, args.closure, args.dns, args.data, sampler_obj,

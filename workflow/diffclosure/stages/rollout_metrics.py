@@ -2,23 +2,36 @@
 
     python -m diffclosure rollout-metrics --config CFG --inputs rollout/*.h5 --outdir rollout/
 
-Section: rollout. Writes, atomically, in --outdir:
+Sections: rollout, report (its times pick the records of the probabilistic table and the rank
+histograms, the same ones as the report's tables). Writes, atomically, in --outdir:
 
 - metrics.csv, long format, one row per (closure, state, member, time); member is a member
-  index or "mean" (the ensemble-mean field). Columns: d_fro, mse, correlation (with the
+  index or "mean" (the ensemble-mean field). Columns: d_fro (||w - w_ref|| / ||w_ref|| of that
+  member or of the ensemble-mean field), d_fro_paper (the paper's normalisation by the
+  generated field, ||w - w_ref|| / ||w||), mse, correlation (with the
   reference), enstrophy (0.5 <w^2>; of a member, or the members' mean for "mean"),
   enstrophy_reference, and for the "mean" rows spread (sqrt of the members' unbiased variance
   averaged over the grid, times sqrt((M+1)/M): metrics.probabilistic.spread) and crps (energy
   form, mean over the grid). Rows after a blow-up hold nan.
-- summary.csv and summary.json, one entry per closure: final D_Fro (ensemble mean and member
-  mean, averaged over states), time to decorrelation (first record time at which the
+- probabilistic.csv, one row per (closure, report time), pooled over initial states and grid
+  points: members; crps (per point, mean; for one member its mean absolute error); spread
+  (metrics.probabilistic.spread, pooled) and rmse_ensemble_mean, their ratio spread_skill
+  (1 when calibrated; nan for one member); the rank histogram of the reference among the
+  members as rank_frequencies (space-separated, summing to 1), rank_deviation (rms of
+  frequency / flat - 1) and rank_outer (outer ranks over their flat share: > 1 a U, too little
+  spread; < 1 a dome). rank_histogram.png draws the histograms.
+- summary.csv and summary.json, one entry per closure, at the last record:
+  final_d_fro_member_median (over members and states), final_d_fro_paper (member 0,
+  normalised by the generated field, mean over states), final_d_fro_ensemble_mean (mean over
+  states), time to decorrelation (first record time at which the
   ensemble-mean field's correlation with the reference drops below
   rollout.correlation_threshold, averaged over states; the rollout duration when it never
   does, flagged by decorrelated=False), blow-up time, cost (wall s per simulated time unit) of
   the coupled run and of the fine DNS and their ratio, and spectrum error against the reference.
   summary.json is strict JSON: a value that is not a number (no blow-up, say) is null; it
   holds a top-level "provenance"; each CSV has a sidecar <name>.csv.provenance.json.
-- error.png (D_Fro against time, all closures, member band), spectra.png (energy spectra with a
+- error.png (per-member D_Fro against time: median line, band over members and states, the
+  ensemble mean dashed), spectra.png (energy spectra with a
   k^-3 line, vorticity PDFs, enstrophy against time), snapshots.png (reference and the first
   member of each closure at a few times, first initial state).
 """
@@ -36,17 +49,27 @@ import numpy as np
 from diffclosure import config as cfgmod
 from diffclosure.data import h5io
 from diffclosure.data.h5io import DataFileError
+from diffclosure.errors import remake_hint
 from diffclosure.metrics.fields import correlation, d_fro, mse, pdf
-from diffclosure.metrics.probabilistic import crps, spread
+from diffclosure.metrics.probabilistic import (
+    crps,
+    rank_flatness,
+    rank_histogram,
+    spread,
+    spread_skill,
+)
 from diffclosure.metrics.spectra import energy_spectrum, spectrum_error
 from diffclosure.provenance import provenance, write_table
 
 log = logging.getLogger(__name__)
 
-METRIC_COLUMNS = ["d_fro", "mse", "correlation", "enstrophy", "enstrophy_reference", "spread",
-                  "crps"]
-SUMMARY_COLUMNS = ["closure", "target", "states", "members", "final_time", "final_d_fro",
-                   "final_d_fro_members", "time_to_decorrelation", "decorrelated", "blowup",
+METRIC_COLUMNS = ["d_fro", "d_fro_paper", "mse", "correlation", "enstrophy",
+                  "enstrophy_reference", "spread", "crps"]
+PROB_COLUMNS = ["closure", "time", "members", "crps", "spread", "rmse_ensemble_mean",
+                "spread_skill", "rank_deviation", "rank_outer", "rank_frequencies"]
+SUMMARY_COLUMNS = ["closure", "target", "states", "members", "final_time",
+                   "final_d_fro_member_median", "final_d_fro_paper", "final_d_fro_ensemble_mean",
+                   "time_to_decorrelation", "decorrelated", "blowup",
                    "blowup_time", "cost_s_per_time", "dns_cost_s_per_time", "cost_ratio_vs_dns",
                    "spectrum_error"]
 
@@ -70,9 +93,10 @@ def read_rollout(path) -> dict:
     v, r = out["vorticity"], out["reference"]
     if v.ndim != 5 or r.ndim != 4 or v.shape[0] != r.shape[0] or v.shape[2:] != r.shape[1:]:
         raise DataFileError(f"{path}: vorticity {v.shape} and reference {r.shape} do not match "
-                            "(state, member, time, y, x) / (state, time, y, x); rerun rollout")
+                            "(state, member, time, y, x) / (state, time, y, x). "
+                            f"{remake_hint(path)}")
     if "closure" not in attrs:
-        raise DataFileError(f"{path}: lacks the 'closure' attribute; rerun the rollout stage")
+        raise DataFileError(f"{path}: lacks the 'closure' attribute. {remake_hint(path)}")
     out["closure"] = str(attrs["closure"])
     return out
 
@@ -99,9 +123,11 @@ def rollout_metrics(ro: dict) -> dict:
     ens_mean = v.mean(axis=1)
     m = v.shape[1]
     out = {
-        "d_fro": d_fro(v, r[:, None]), "mse": mse(v, r[:, None]),
+        "d_fro": d_fro(v, r[:, None]), "d_fro_paper": d_fro(r[:, None], v),
+        "mse": mse(v, r[:, None]),
         "correlation": correlation(v, r[:, None]), "enstrophy": enstrophy(v),
-        "mean_d_fro": d_fro(ens_mean, r), "mean_mse": mse(ens_mean, r),
+        "mean_d_fro": d_fro(ens_mean, r), "mean_d_fro_paper": d_fro(r, ens_mean),
+        "mean_mse": mse(ens_mean, r),
         "mean_correlation": correlation(ens_mean, r),
         "mean_enstrophy": enstrophy(v).mean(axis=1), "enstrophy_reference": enstrophy(r),
         "crps": crps(v, r, axis=1).mean(axis=(-2, -1)),
@@ -109,6 +135,39 @@ def rollout_metrics(ro: dict) -> dict:
     # A single member has no spread: 0 rather than the nan of an undefined variance.
     out["spread"] = spread(v, axis=1, over=(-2, -1)) if m >= 2 else np.zeros(r.shape[:2])
     return out
+
+
+def report_times(times, fractions) -> list[float]:
+    """The record times nearest each fraction of the last one (report.times): the columns of
+    the report's tables, the paper's 35/40/45/50 s of its 30 -> 50 s rollout being quarters."""
+    times = sorted({float(t) for t in times})
+    return [min(times, key=lambda t, f=f: abs(t - f * times[-1])) for f in fractions]
+
+
+def probabilistic_rows(ro: dict, mt: dict, at) -> tuple[list[dict], dict]:
+    """probabilistic.csv rows of one rollout at the record times `at` (module docstring), and
+    its rank frequencies {"t = <time>": (M+1,)}, empty for one member (nothing to rank among)."""
+    v, r, times = ro["vorticity"], ro["reference"], ro["time"]
+    m = v.shape[1]
+    rows, hists = [], {}
+    for t in at:
+        j = int(np.argmin(np.abs(times - t)))
+        row = {"closure": ro["closure"], "time": float(times[j]), "members": m,
+               "crps": float(np.mean(mt["crps"][:, j])),
+               "rmse_ensemble_mean": math.sqrt(float(np.mean(mt["mean_mse"][:, j]))),
+               "spread": math.nan, "spread_skill": math.nan, "rank_deviation": math.nan,
+               "rank_outer": math.nan, "rank_frequencies": ""}
+        if m >= 2:
+            ss = spread_skill(v[:, :, j], r[:, j], axis=1)
+            counts = rank_histogram(v[:, :, j], r[:, j], axis=1)
+            flat = rank_flatness(counts)
+            freq = counts / max(counts.sum(), 1.0)
+            hists[f"t = {row['time']:.3g}"] = freq
+            row.update(spread=ss.spread, spread_skill=ss.ratio, rank_deviation=flat.deviation,
+                       rank_outer=flat.outer,
+                       rank_frequencies=" ".join(f"{x:.4g}" for x in freq))
+        rows.append(row)
+    return rows, hists
 
 
 def _fmt(x) -> str:
@@ -131,9 +190,11 @@ def metrics_rows(ro: dict, mt: dict) -> list[list]:
         for j in range(T):
             zr = mt["enstrophy_reference"][s, j]
             for k in range(M):
-                rows.append([name, s, k, times[j], mt["d_fro"][s, k, j], mt["mse"][s, k, j],
+                rows.append([name, s, k, times[j], mt["d_fro"][s, k, j],
+                             mt["d_fro_paper"][s, k, j], mt["mse"][s, k, j],
                              mt["correlation"][s, k, j], mt["enstrophy"][s, k, j], zr, "", ""])
-            rows.append([name, s, "mean", times[j], mt["mean_d_fro"][s, j], mt["mean_mse"][s, j],
+            rows.append([name, s, "mean", times[j], mt["mean_d_fro"][s, j],
+                         mt["mean_d_fro_paper"][s, j], mt["mean_mse"][s, j],
                          mt["mean_correlation"][s, j], mt["mean_enstrophy"][s, j], zr,
                          mt["spread"][s, j], mt["crps"][s, j]])
     return rows
@@ -161,8 +222,9 @@ def summarise(ro: dict, mt: dict, threshold: float, ref_spectrum) -> dict:
     return {
         "closure": ro["closure"], "target": a.get("target", ""), "states": S, "members": M,
         "final_time": float(times[-1]),
-        "final_d_fro": float(np.mean(mt["mean_d_fro"][:, -1])),
-        "final_d_fro_members": float(np.mean(mt["d_fro"][:, :, -1])),
+        "final_d_fro_member_median": float(np.median(mt["d_fro"][:, :, -1])),
+        "final_d_fro_paper": float(np.mean(mt["d_fro_paper"][:, 0, -1])),
+        "final_d_fro_ensemble_mean": float(np.mean(mt["mean_d_fro"][:, -1])),
         "time_to_decorrelation": float(np.mean([d[0] for d in dec])),
         "decorrelated": bool(all(d[1] for d in dec)),
         "blowup": bool(a.get("blowup", False)),
@@ -184,7 +246,8 @@ def _csv(header, rows) -> str:
 
 
 def main(args) -> int:
-    ro_cfg = cfgmod.load(args.config, sections=["rollout"])["rollout"]
+    cfg = cfgmod.load(args.config, sections=["rollout", "report"])
+    ro_cfg, fractions = cfg["rollout"], cfg["report"]["times"]
     rollouts = [read_rollout(p) for p in args.inputs]
     names = [r["closure"] for r in rollouts]
     if len(set(names)) != len(names):
@@ -201,26 +264,36 @@ def main(args) -> int:
     length = float(rollouts[0]["attrs"].get("dns.length", 1.0))
     ref_spec = _time_mean_spectrum(reference, length)
 
-    rows, summary, per = [], [], {}
+    at = report_times(rollouts[0]["time"], fractions)
+    rows, summary, per, prob, hists = [], [], {}, [], {}
     for r in rollouts:
         mt = rollout_metrics(r)
         per[r["closure"]] = mt
         rows += metrics_rows(r, mt)
+        p_rows, p_hists = probabilistic_rows(r, mt, at)
+        prob += p_rows
+        if p_hists:
+            hists[r["closure"]] = p_hists
         summary.append(summarise(r, mt, ro_cfg["correlation_threshold"], ref_spec))
         s = summary[-1]
-        log.info("%s: final D_Fro %.3g (members %.3g), decorrelation at %.3g%s, cost ratio %.3g",
-                 s["closure"], s["final_d_fro"], s["final_d_fro_members"],
+        log.info("%s: final D_Fro per member (median) %.3g, paper's %.3g, ensemble mean %.3g, "
+                 "decorrelation at %.3g%s, cost ratio %.3g", s["closure"],
+                 s["final_d_fro_member_median"], s["final_d_fro_paper"],
+                 s["final_d_fro_ensemble_mean"],
                  s["time_to_decorrelation"], "" if s["decorrelated"] else " (never)",
                  s["cost_ratio_vs_dns"])
 
     # What determined these tables: the rollout section and the rollouts' own config hashes.
-    prov_cfg = {"rollout": ro_cfg,
+    prov_cfg = {"rollout": ro_cfg, "report_times": fractions,
                 "inputs": sorted(str(r["attrs"].get("config_hash", "")) for r in rollouts)}
     write_table(outdir / "metrics.csv",
                 _csv(["closure", "state", "member", "time", *METRIC_COLUMNS], rows),
                 prov_cfg, "rollout_metrics")
     write_table(outdir / "summary.csv",
                 _csv(SUMMARY_COLUMNS, [[s[c] for c in SUMMARY_COLUMNS] for s in summary]),
+                prov_cfg, "rollout_metrics")
+    write_table(outdir / "probabilistic.csv",
+                _csv(PROB_COLUMNS, [[p[c] for c in PROB_COLUMNS] for p in prob]),
                 prov_cfg, "rollout_metrics")
     # Strict JSON: a NaN (blowup_time of a run that did not blow up, a cost not measured) is
     # written as null.
@@ -229,8 +302,11 @@ def main(args) -> int:
            "provenance": provenance(prov_cfg, "rollout_metrics")}
     h5io.write_json_atomic(outdir / "summary.json", doc)
     _figures(outdir, rollouts, per, reference, ref_spec, length)
-    log.info("wrote %s/{metrics.csv, summary.csv, summary.json, error.png, spectra.png, "
-             "snapshots.png}", outdir)
+    from diffclosure.plots.rollout import rank_histogram_figure
+
+    rank_histogram_figure(outdir / "rank_histogram.png", hists)
+    log.info("wrote %s/{metrics.csv, summary.csv, summary.json, probabilistic.csv, error.png, "
+             "spectra.png, snapshots.png, rank_histogram.png}", outdir)
     return 0
 
 
@@ -241,10 +317,11 @@ def _figures(outdir, rollouts, per, reference, ref_spec, length) -> None:
     curves = {}
     for r in rollouts:
         mt = per[r["closure"]]
-        member = mt["d_fro"].mean(axis=0)  # (M, T), averaged over states
+        member = mt["d_fro"].reshape(-1, mt["d_fro"].shape[-1])  # (S*M, T)
         curves[r["closure"]] = {
-            "time": r["time"], "mean": mt["mean_d_fro"].mean(axis=0),
+            "time": r["time"], "median": np.median(member, axis=0),
             "lo": member.min(axis=0), "hi": member.max(axis=0),
+            "ensemble_mean": mt["mean_d_fro"].mean(axis=0) if mt["d_fro"].shape[1] > 1 else None,
             "blowup": r["attrs"].get("blowup_time"),
         }
     error_figure(outdir / "error.png", curves)

@@ -7,7 +7,14 @@ invariance of the paper's 10-step sampler.
 Reads DATASET_DIR/test.h5 (training grid) and DATASET_DIR/test-<m>.h5, draws
 sampling.ensemble samples for sampling.test_samples conditions spread evenly over the test set
 and writes benchmark.csv, resolution.csv (each with its provenance sidecar
-<name>.csv.provenance.json), pareto.png, samples.png and spectra.png to DIR.
+<name>.csv.provenance.json), pareto.png, samples.png, spectra.png (with the stochastic
+forcing's known spectrum for the G and H targets when the config has a dns section) and
+rank_histogram.png to DIR.
+benchmark.csv, per sampler: d_fro_mean (D_Fro of the ensemble-mean sample), d_fro_member (each
+member's D_Fro, averaged), crps (per point), spread_skill, rank_deviation and rank_outer (the
+rank histogram of the truth among the members: rms deviation from flat; outer ranks over
+their flat share, > 1 a U: too little spread), all over sampling.ensemble members per
+condition (metrics.probabilistic).
 Same config and seed, same samples (bit for bit on the CPU): every sampler starts from a
 generator seeded with sampling.seed, so all samplers also see the same starting noise.
 """
@@ -31,12 +38,15 @@ from diffclosure.data.datasets import check_layout
 from diffclosure.devices import resolve_device
 from diffclosure.errors import UserFacingError
 from diffclosure.metrics.fields import d_fro, mse
-from diffclosure.metrics.probabilistic import crps, spread_skill
-from diffclosure.metrics.spectra import power_spectrum, spectrum_error
+from diffclosure.metrics.probabilistic import crps, rank_flatness, rank_histogram, spread_skill
+from diffclosure.metrics.spectra import noise_spectrum, power_spectrum, spectrum_error
+from diffclosure.model.sde import make_sde
+from diffclosure.plots.rollout import rank_histogram_figure
 from diffclosure.plots.sampling import pareto_figure, samples_figure, spectra_figure
 from diffclosure.progress import progress
 from diffclosure.provenance import write_table
 from diffclosure.sampling.closure_sampler import ClosureSampler
+from diffclosure.sampling.paper import paper_sampler
 from diffclosure.sampling.samplers import Sampler, make_sampler
 
 log = logging.getLogger(__name__)
@@ -50,8 +60,8 @@ CHEAP_NFE = 10  # "cheap" samplers for the resolution table: at most this many s
 
 COLUMNS = [
     "name", "start", "steps", "schedule", "t_max", "t_min", "nfe", "seconds_per_sample",
-    "d_fro_mean", "d_fro_member", "mse", "crps", "spread_skill", "spectrum_error",
-    "d_fro_rel_reference",
+    "d_fro_mean", "d_fro_member", "mse", "crps", "spread_skill", "rank_deviation", "rank_outer",
+    "spectrum_error", "d_fro_rel_reference",
 ]
 RES_COLUMNS = ["sampler", "n", "nfe", "d_fro_mean", "d_fro_member", "crps"]
 
@@ -78,10 +88,19 @@ def load_model(path, device):
     return _load(path, device)
 
 
-def sampler_list(entries: list[dict]) -> list[Sampler]:
-    """The configured samplers plus the two references (if absent), without duplicates."""
+def paper_entry(data_dir, sde_cfg: dict) -> dict:
+    """The paper's sampler for the test set's target, at the paper's noise-to-data ratio
+    (sampling/paper.py); PAPER itself stays as the literal t_max = 0.1 row."""
+    test = Path(data_dir) / "test.h5"
+    with h5io.open_input(test) as fh:
+        target = h5io.read_attrs(fh).get("coarse.target")
+    return paper_sampler(make_sde(sde_cfg), str(target))
+
+
+def sampler_list(entries: list[dict], paper: dict | None = None) -> list[Sampler]:
+    """The configured samplers plus the references (if absent), without duplicates."""
     samplers = [make_sampler(e, f"sampling.samplers[{i}]") for i, e in enumerate(entries)]
-    for ref in (REFERENCE, PAPER):
+    for ref in (REFERENCE, PAPER, *([paper] if paper else [])):
         s = make_sampler(ref)
         if s not in samplers:
             samplers.append(s)
@@ -137,12 +156,17 @@ def draw(cs: ClosureSampler, sampler: Sampler, data: dict, ensemble: int, seed: 
 
 
 def score_samples(samples: np.ndarray, truth: np.ndarray) -> dict:
-    """The accuracy columns of one row (samples (k, M, n, n) against truth (k, n, n))."""
+    """The accuracy columns of one row (samples (k, M, n, n) against truth (k, n, n)), and the
+    rank frequencies of the truth among the members (None for one member)."""
     mean = samples.mean(axis=1)
     m = samples.shape[1]
     _, p_s = power_spectrum(samples)
     _, p_t = power_spectrum(truth)
+    counts = rank_histogram(samples, truth, axis=1) if m > 1 else np.zeros(1)
+    flat = rank_flatness(counts)
     return {
+        "rank_deviation": flat.deviation, "rank_outer": flat.outer,
+        "rank_frequencies": counts / counts.sum() if m > 1 else None,
         "d_fro_mean": float(d_fro(mean, truth).mean()),
         "d_fro_member": float(d_fro(samples, truth[:, None]).mean()),
         "mse": float(mse(mean, truth).mean()),
@@ -187,15 +211,19 @@ def _resolution_files(data_dir: Path) -> list[tuple[int, Path]]:
 
 
 def main(args) -> int:
-    cfg = cfgmod.load(args.config, sections=["device", "sde", "sampling"])
+    whole = cfgmod.load(args.config)
+    # dns is optional: it only adds the noise's known spectrum to spectra.png.
+    cfg = cfgmod.load(whole, sections=["device", "sde", "sampling"])
     samp = cfg["sampling"]
-    samplers = sampler_list(samp["samplers"])  # config errors before any work
+    sampler_list(samp["samplers"])  # config errors before any work
     data_dir, outdir = Path(args.data), Path(args.outdir)
     if not (data_dir / "test.h5").exists():
         raise BenchmarkInputError(
             f"{data_dir / 'test.h5'}: test set not found; pass --data the dataset folder "
             "(run the dataset stage first)"
         )
+    paper_cfg = paper_entry(data_dir, cfg["sde"])
+    samplers = sampler_list(samp["samplers"], paper_cfg)
     if args.threads < 1:
         raise BenchmarkInputError(f"--threads: need at least 1, got {args.threads}")
     torch.set_num_threads(args.threads)
@@ -210,6 +238,9 @@ def main(args) -> int:
     ensemble, seed = samp["ensemble"], samp["seed"]
     data = read_test_set(data_dir / "test.h5", conditions, samp["test_samples"])
     k, n = data["target"].shape[0], data["target"].shape[-1]
+    # Every input read before the compute: a damaged file fails now, not after the benchmark.
+    res_sets = [(m, read_test_set(path, conditions, samp["test_samples"]))
+                for m, path in _resolution_files(data_dir) or [(n, data_dir / "test.h5")]]
     if "n" in settings and int(settings["n"]) != n:
         log.warning("test.h5 is at %d^2 but the model was trained at %d^2", n, settings["n"])
     max_pixels = 2**24 if device.type == "cuda" else 2**21
@@ -258,14 +289,12 @@ def main(args) -> int:
              format_table(rows))
 
     # Resolution invariance: the paper's sampler and the best one with at most CHEAP_NFE calls.
-    paper = make_sampler(PAPER)
+    paper = make_sampler(paper_cfg)
     cheap = [(r["d_fro_mean"], i) for i, r in enumerate(rows[: len(samplers)])
              if r["nfe"] <= CHEAP_NFE and samplers[i] != paper]
     chosen = [paper] + ([samplers[min(cheap)[1]]] if cheap else [])
-    res_files = _resolution_files(data_dir) or [(n, data_dir / "test.h5")]
     res_rows = []
-    for m, path in res_files:
-        res_data = read_test_set(path, conditions, samp["test_samples"])
+    for m, res_data in res_sets:
         res_chunk = max(1, max_pixels // (ensemble * m * m))
         for s in chosen:
             samples, nfe = draw(cs, s, res_data, ensemble, seed, res_chunk)
@@ -283,6 +312,27 @@ def main(args) -> int:
     kk, p_truth = power_spectrum(data["target"])
     spectra = {s.label: power_spectrum(drawn[s])[1].reshape(-1, kk.size).mean(0)
                for s in samplers}
-    spectra_figure(kk, p_truth.mean(0), spectra, outdir / "spectra.png", n)
+    spectra_figure(kk, p_truth.mean(0), spectra, outdir / "spectra.png", n,
+                   noise=noise_line(data_dir, whole["dns"], n) if "dns" in whole else None)
+    rank_histogram_figure(outdir / "rank_histogram.png", {"truth among the samples": {
+        s.label: r["rank_frequencies"] for s, r in zip(samplers, rows, strict=False)
+        if r["rank_frequencies"] is not None}}, what="true term")
     log.info("wrote %s", outdir)
     return 0
+
+
+def noise_line(data_dir: Path, dns: dict, n: int):
+    """The known spectrum of the noise term in the test set's target, in physical units like
+    the stored target (twice the term under coarse.g_split paper), or None (sgs: no noise).
+    Unfiltered: under coarse.method filter the target's high shells lie below it."""
+    from diffclosure.data.flow_stats import noise_multiplicity
+
+    with h5io.open_input(Path(data_dir) / "test.h5") as fh:
+        attrs = h5io.read_attrs(fh)
+    target = str(attrs.get("target", attrs.get("coarse.target")))
+    times = noise_multiplicity(target, str(attrs.get("coarse.g_split", "full")))
+    if target not in ("G", "H") or times == 0:
+        return None
+    nz = dns["noise"]
+    return noise_spectrum(n, dns["length"], nz["sigma"], nz["alpha"], nz["kappa"], dns["dt"],
+                          scale=times)[1]

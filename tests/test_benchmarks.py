@@ -1,0 +1,102 @@
+"""benchmarks/breakeven.py and benchmarks/gpu_check.py: the break-even rule, the CFL-limited time
+step, flag checks, and the GPU check run on a machine without CUDA."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from diffclosure import config as C
+from diffclosure.solver.grid import Grid
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import breakeven  # noqa: E402
+
+# Seconds per simulated time unit, growing like a DNS does (hand-made, not measured).
+COSTS = {128: 1.3, 256: 8.0, 512: 70.0, 1024: 600.0}
+
+
+@pytest.mark.parametrize("coupled,expected", [
+    (0.5, 128),    # cheaper than every DNS: pays off already against 128^2
+    (1.3, 256),    # a tie is no saving: the first DNS strictly dearer
+    (20.0, 512),
+    (599.0, 1024),
+    (700.0, None),  # dearer than every DNS measured
+])
+def test_break_even_is_the_smallest_dearer_resolution(coupled, expected):
+    assert breakeven.break_even(COSTS, coupled) == expected
+    shuffled = dict(reversed(list(COSTS.items())))  # the table's order does not matter
+    assert breakeven.break_even(shuffled, coupled) == expected
+
+
+def _shear(n: int, amplitude: float) -> np.ndarray:
+    """w = A sin(2 pi x): lap psi = -w gives v = -A cos(2 pi x) / (2 pi), u = 0."""
+    x = Grid(n).x
+    return amplitude * np.sin(2 * np.pi * x)[None, None, :].repeat(n, axis=1)
+
+
+def test_cfl_number_of_a_shear_flow_is_its_closed_form():
+    dns = C.load({"dns": {}}, sections=["dns"])["dns"]
+    amplitude, n, dt = 3.0, 64, 1e-3
+    expected = amplitude / (2 * np.pi) * dt * n  # max|v| dt / dx on the unit square
+    assert breakeven.cfl_number(dns, _shear(n, amplitude), dt) == pytest.approx(expected, rel=1e-9)
+
+
+def test_time_step_is_the_papers_while_the_flow_allows_it():
+    dns = C.load({"dns": {}}, sections=["dns"])["dns"]
+    # max|v| = 1/(2 pi): CFL 0.02 at 128^2 with the paper's dt, under the limit 0.2
+    assert breakeven.time_step(dns, _shear(128, 1.0), 0.2) == 1e-3
+
+
+def test_time_step_of_a_fast_flow_is_cut_to_the_cfl_limit():
+    dns = C.load({"dns": {}}, sections=["dns"])["dns"]
+    amplitude, n, limit = 50.0, 128, 0.2  # CFL 1.02 at the paper's dt
+    dt = breakeven.time_step(dns, _shear(n, amplitude), limit)
+    assert dt == pytest.approx(limit * (1 / n) / (amplitude / (2 * np.pi)), rel=1e-9)
+
+
+def test_breakeven_cuda_without_a_device_names_the_flag(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as exc:
+        breakeven.main(["--device", "cuda"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--device cuda" in err and "--device cpu" in err
+
+
+def _rows(table: str) -> dict[str, tuple[str, str]]:
+    """{what: (result, status)} from gpu_check's table."""
+    rows = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.split(" | ")]
+        if len(cells) == 4 and cells[0] != "section":
+            rows[cells[1]] = (cells[2], cells[3])
+    return rows
+
+
+@pytest.mark.slow
+def test_gpu_check_on_a_cpu_runs_the_cpu_rows_and_names_what_it_skips():
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # a CPU machine, even on a GPU runner
+    proc = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--quick"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = _rows(proc.stdout)
+    gpu = [w for w in rows if "cuda" in w or "GPU" in w]
+    cpu = [w for w in rows if w not in gpu]
+    # every GPU-only section is listed: solver, training fp32 and bf16, sampler, break-even
+    assert len(gpu) == 5, proc.stdout
+    for what in gpu:
+        assert rows[what] == ("", "skipped (no CUDA device)"), what
+    assert any("torch on cpu" in w for w in cpu) and any("pyfftw on cpu" in w for w in cpu)
+    assert any(w.startswith("train") for w in cpu)
+    assert sum(w.startswith("sampler") for w in cpu) == 2  # batch 1 and batch 64
+    for what in cpu:
+        result, status = rows[what]
+        assert status == "ran" and result, (what, rows[what])
+    tests = rows["CUDA / device tests"][0]
+    assert " 0 failed" in tests and not tests.startswith("0 passed")
