@@ -1,7 +1,7 @@
 # diffclosure: learned stochastic closures for 2-D turbulence.
 #   snakemake --cores all                       whole pipeline on config.yaml
 #   snakemake --cores all --configfile workflow/presets/paper-H.yaml
-# Stages: dns -> coarse -> dataset -> train -> sample_benchmark -> rollout -> report
+# Stages: dns -> coarse -> dataset -> train -> distill -> sample_benchmark -> rollout -> report
 import os
 
 from snakemake.utils import min_version, validate
@@ -41,6 +41,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/dns.smk"
 include: "workflow/rules/coarse.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/distill.smk"
 include: "workflow/rules/sampling.smk"
 include: "workflow/rules/rollout.smk"
 include: "workflow/rules/report.smk"

@@ -21,8 +21,8 @@ TINY = REPO / "tests" / "data" / "tiny.yaml"
 RUN = "tiny"  # tiny.yaml's `run`: outputs land in <workdir>/results/tiny
 
 # The pipeline's rules (rule `all` included: Snakemake lists it as a job).
-RULES = ("dns", "coarse", "dataset", "train", "sample_benchmark", "rollout", "rollout_metrics",
-         "report", "all")
+RULES = ("dns", "coarse", "dataset", "train", "distill", "sample_benchmark", "rollout",
+         "rollout_metrics", "report", "all")
 
 
 def env() -> dict:

@@ -212,8 +212,8 @@ def test_sampler_change_reruns_only_the_benchmark_and_report(workdir, tmp_path):
 def test_training_change_reruns_training_and_downstream_only(workdir, tmp_path):
     jobs = dry_run(workdir, tmp_path, train={"lr": 2.0e-3})
     # Only the diffusion rollout depends on the model; the other closures are not rerun.
-    assert jobs == {"train": 1, "sample_benchmark": 1, "rollout": 1, "rollout_metrics": 1,
-                    "report": 1, "all": 1}
+    assert jobs == {"train": 1, "distill": 1, "sample_benchmark": 1, "rollout": 1,
+                    "rollout_metrics": 1, "report": 1, "all": 1}
 
 
 def test_rollout_sampler_change_reruns_only_the_learned_closure(workdir, tmp_path):
@@ -224,8 +224,9 @@ def test_rollout_sampler_change_reruns_only_the_learned_closure(workdir, tmp_pat
 
 def test_dns_seed_change_reruns_everything(workdir, tmp_path):
     jobs = dry_run(workdir, tmp_path, dns={"seed": 7})
-    assert jobs == {"dns": 2, "coarse": 2, "dataset": 1, "train": 1, "sample_benchmark": 1,
-                    "rollout": len(CLOSURES), "rollout_metrics": 1, "report": 1, "all": 1}
+    assert jobs == {"dns": 2, "coarse": 2, "dataset": 1, "train": 1, "distill": 1,
+                    "sample_benchmark": 1, "rollout": len(CLOSURES), "rollout_metrics": 1,
+                    "report": 1, "all": 1}
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ STAGES = {
     "coarse": "Coarse-grain one DNS shard and compute the closure target.",
     "dataset": "Assemble train/val/test sets (split by trajectory) and normalisation statistics.",
     "train": "Train the conditional score model.",
+    "distill": "Distil the score model into a one-step (1-NFE) conditional generator.",
     "sample-benchmark": "Benchmark samplers: accuracy against cost, resolution invariance.",
     "rollout": "Coarse simulation coupled with one closure, against a reference.",
     "rollout-metrics": "Metrics and figures of all rollouts against the reference.",

@@ -213,11 +213,24 @@ def check_consistency(cfg: dict) -> None:
     baseline = meas and ro and "measurements" in ro.get("closures", ())
     if baseline and measurements_baseline_problem(meas, ro):
         problems.append(measurements_baseline_problem(meas, ro))
+    users = onestep_users(cfg)
+    if users and cfg.get("distill") and not cfg["distill"]["enabled"]:
+        problems.append(f"{users[0]}: the onestep sampler needs model/onestep.pt, but"
+                        " distill.enabled is false; set it true or choose another sampler")
     tr = cfg.get("train")
     if tr and tr["t_min"] >= tr["t_max"]:
         problems.append(f"train.t_min: {tr['t_min']} must be below train.t_max={tr['t_max']}")
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def onestep_users(cfg: dict) -> list[str]:
+    """The config fields that choose the distilled one-step sampler (model/onestep.pt): the
+    stages behind them read that file, the others do not."""
+    entries = [(f"sampling.samplers[{i}].name", e) for i, e in
+               enumerate((cfg.get("sampling") or {}).get("samplers", []))]
+    entries.append(("rollout.sampler.name", (cfg.get("rollout") or {}).get("sampler", {})))
+    return [where for where, e in entries if isinstance(e, dict) and e.get("name") == "onestep"]
 
 
 def measurements_baseline_problem(meas: dict, ro: dict) -> str | None:

@@ -71,11 +71,15 @@ DATASET_FILES = [f"{DATASET}/{s}.h5" for s in ("train", "val", "test")] + [
     f"{DATASET}/test-{m}.h5" for m in config["coarse"]["test_resolutions"]
 ]
 MODEL = f"{OUT}/model/score.pt"
+# The distilled one-step generator: an input only of the jobs whose sampler is `onestep`.
+ONESTEP = f"{OUT}/model/onestep.pt"
 
 
 def rollout_inputs(wildcards):
     inputs = {"dns": dns_shards(), "data": f"{DATASET}/test.h5", "stats": f"{DATASET}/stats.json"}
-    if wildcards.closure == "diffusion":
+    if wildcards.closure == "diffusion" and config["rollout"]["sampler"]["name"] == "onestep":
+        inputs["onestep"] = ONESTEP
+    elif wildcards.closure == "diffusion":
         inputs["model"] = MODEL
     return inputs
 
@@ -96,4 +100,5 @@ def report_outputs(wildcards=None):
 def all_outputs():
     return [
         f"{OUT}/report/summary.md",
+        *([ONESTEP] if config["distill"]["enabled"] else []),
     ]

@@ -7,7 +7,9 @@ rule rollout:
     params:
         cfg=lambda w: rollout_sections(w.closure),
         speed=SPEED,
-        model=lambda w, input: f"--model {input.model}" if "model" in input.keys() else "",
+        model=lambda w, input: " ".join(
+            f"--{k} {getattr(input, k)}" for k in ("model", "onestep") if k in input.keys()
+        ),
         data=lambda w, input: os.path.dirname(input.stats),
     wildcard_constraints:
         closure="|".join(CLOSURES),
@@ -25,6 +27,21 @@ rule rollout:
     shell:
         "python -m diffclosure rollout --config {params.cfg} --speed {params.speed} --closure {wildcards.closure} --dns {input.dns} "
         "--data {params.data} {params.model} --threads {threads} --output {output} > {log} 2>&1"
+
+
+# An LES (target sgs) also gets its ranking table and the spectra of every closure on one plot.
+LES_OUTPUTS = (
+    {
+        "les": f"{OUT}/rollout/les.csv",
+        "les_spectra": report(
+            f"{OUT}/rollout/les_spectra.png",
+            caption="../report/les_spectra.rst",
+            category="4. Rollouts",
+        ),
+    }
+    if config["coarse"]["target"] == "sgs"
+    else {}
+)
 
 
 rule rollout_metrics:
@@ -52,6 +69,7 @@ rule rollout_metrics:
             caption="../report/snapshots.rst",
             category="4. Rollouts",
         ),
+        **LES_OUTPUTS,
     params:
         cfg=lambda w: sections("rollout", "report"),
         outdir=lambda w, output: os.path.dirname(output.metrics),

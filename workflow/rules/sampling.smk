@@ -1,9 +1,14 @@
+def sample_benchmark_inputs(wildcards):
+    inputs = {"model": MODEL, "data": DATASET_FILES, "stats": f"{DATASET}/stats.json"}
+    if any(e["name"] == "onestep" for e in config["sampling"]["samplers"]):
+        inputs["onestep"] = ONESTEP
+    return inputs
+
+
 rule sample_benchmark:
     """Samplers and step budgets: accuracy against cost, and resolution invariance."""
     input:
-        model=MODEL,
-        data=DATASET_FILES,
-        stats=f"{DATASET}/stats.json",
+        unpack(sample_benchmark_inputs),
     output:
         benchmark=f"{OUT}/sampling/benchmark.csv",
         resolution=f"{OUT}/sampling/resolution.csv",
@@ -25,6 +30,7 @@ rule sample_benchmark:
         cfg=lambda w: sections("device", "sde", "sampling", "dns"),
         outdir=lambda w, output: os.path.dirname(output.benchmark),
         data=lambda w, input: os.path.dirname(input.stats),
+        onestep=lambda w, input: f"--onestep {input.onestep}" if "onestep" in input.keys() else "",
     conda:
         GPU_ENV
     log:
@@ -37,5 +43,5 @@ rule sample_benchmark:
         runtime=60,
         gpu=1 if config["device"] != "cpu" else 0,
     shell:
-        "python -m diffclosure sample-benchmark --config {params.cfg} --data {params.data} --model {input.model} "
+        "python -m diffclosure sample-benchmark --config {params.cfg} --data {params.data} --model {input.model} {params.onestep} "
         "--outdir {params.outdir} --threads {threads} > {log} 2>&1"

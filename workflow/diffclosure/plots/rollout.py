@@ -65,6 +65,28 @@ def error_figure(path, curves: dict, ylabel: str = "D_Fro = ||w - w_ref|| / ||w_
     _save(fig, path)
 
 
+def les_spectra_figure(path, energy: dict, enstrophy: dict, cutoff: float | None = None) -> None:
+    """The standard LES figure: the time-mean energy spectra (left) and enstrophy spectra
+    (right) of every closure and of the filtered DNS ("reference", black) on one plot each;
+    `cutoff` (the coarse grid's n/2) drawn dotted. Values are {name: (k, spectrum)}."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, spectra, label in ((axes[0], energy, "E(k)"), (axes[1], enstrophy, "Z(k)")):
+        for name, (k, e) in spectra.items():
+            sel = (k >= 1) & (e > 0)
+            ax.loglog(k[sel], e[sel], color=colour(name), label=name,
+                      lw=2.2 if name == "reference" else 1.2)
+        if cutoff:
+            ax.axvline(cutoff, color="gray", ls=":", lw=1)
+        ax.set_xlabel("|k|")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_title("energy spectra (time mean; black: filtered DNS)")
+    axes[1].set_title("enstrophy spectra")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def spectra_figure(path, spectra: dict, pdfs: dict, enstrophy: dict) -> None:
     """Three panels: energy spectra with a k^-3 line, vorticity PDFs, enstrophy against time.
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import replace
 
 import torch
 
@@ -42,6 +43,24 @@ def _stat(stats: dict, name: str, key: str) -> float:
     if isinstance(value, (list, tuple)):  # per-channel stats stored as a one-element list
         value = value[0]
     return float(value)
+
+
+def bind_onestep(sampler: Sampler, settings: dict) -> Sampler:
+    """The sampler as a model of these settings runs it. The one-step generator (settings of an
+    onestep.pt) only runs the `onestep` sampler, from the start time and mean it was distilled
+    for; a score model runs every other sampler."""
+    meta = settings.get("onestep")
+    if sampler.name == "onestep" and meta is None:
+        raise ConditionError(
+            "sampler onestep: needs the distilled generator model/onestep.pt (stage distill),"
+            " not a score model; pass it with --onestep")
+    if meta is None:
+        return sampler
+    if sampler.name != "onestep":
+        raise ConditionError(
+            f"sampler {sampler.name}: the model is a one-step generator (onestep.pt), which only"
+            " runs the onestep sampler; pass the score.pt for the other samplers")
+    return replace(sampler, steps=1, t_max=float(meta["t_max"]), start=str(meta["start"]))
 
 
 class ClosureSampler:
@@ -122,6 +141,7 @@ class ClosureSampler:
         conditioned on them. With normalised targets (std 1) a start truncated at std(t_max)
         well below 1 is far from the true marginal unless it is centred on a good estimate.
         """
+        sampler = bind_onestep(sampler, self.settings)
         cond = self.normalised_conditions(vorticity, measurements, smagorinsky)
         b, _, n, _ = cond.shape
         cond = cond.repeat_interleave(ensemble, dim=0)

@@ -12,6 +12,8 @@ Every sampler has the signature
   the last step lands on sigma = 0 and is taken noise-free (Tweedie / Euler to sigma = 0).
   Starting at t_0 < 1 is the paper's truncated start: x_{t_0} ~ N(prior_mean, std(t_0)^2).
 - generator: a torch.Generator; its device is where the samples live. Same seed, same bits.
+- x_start (optional): start from this state at t_0 instead of drawing it (no noise drawn for
+  it); the distill stage takes teacher steps from states it chose.
 - nfe: the number of score_fn calls actually made (one call on the whole batch counts once).
 
 The probability-flow samplers integrate in sigma = sde.std(t) (as Karras et al.): for the VE
@@ -20,7 +22,7 @@ SDE dx/dt = -g(t)^2/2 score and d(sigma^2)/dt = g(t)^2, so dx/dsigma = -sigma * 
 
 NFE per sampler with N steps: em N; pc 2N; ode_euler N; ode_heun 2N, or 2N - 1 when the last
 step goes to sigma = 0 (taken as an Euler step, as Karras et al. do, since the Heun corrector
-would need the score at sigma = 0); dpm2m N.
+would need the score at sigma = 0); dpm2m N; onestep 1 (the distilled generator, whatever N).
 """
 
 from __future__ import annotations
@@ -60,13 +62,16 @@ class CountingScore:
         return self.score_fn(x, t, condition)
 
 
-def _setup(score_fn, shape, schedule, generator, sde, prior_mean, dtype):
-    """Counter, the float times and stds of the grid, and the initial state x_{t_0}."""
+def _setup(score_fn, shape, schedule, generator, sde, prior_mean, dtype, x_start=None):
+    """Counter, the float times and stds of the grid, and the initial state x_{t_0} (x_start
+    when given: the distill stage runs teacher steps from states it chose)."""
     device = generator.device
     times = [float(t) for t in schedule]
     if len(times) < 2 or any(b >= a for a, b in zip(times, times[1:], strict=False)):
         raise ValueError("schedule must hold at least two strictly decreasing times")
     sigmas = [sde.std(t) for t in times]
+    if x_start is not None:
+        return CountingScore(score_fn), times, sigmas, x_start.to(dtype)
     noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
     x = noise * sigmas[0] + torch.as_tensor(prior_mean, device=device, dtype=dtype)
     return CountingScore(score_fn), times, sigmas, x
@@ -82,12 +87,13 @@ def _randn(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 @torch.inference_mode()
 def em(score_fn, condition, shape, schedule, generator, sde, *, prior_mean=0.0,
-       dtype=torch.float32, **_) -> SampleResult:
+       dtype=torch.float32, x_start=None, **_) -> SampleResult:
     """Euler-Maruyama on the reverse SDE dx = -g^2 score dt + g dW-bar (time running down).
 
     The last step returns its noise-free mean (as the paper and Song et al. do).
     """
-    score, times, _, x = _setup(score_fn, shape, schedule, generator, sde, prior_mean, dtype)
+    score, times, _, x = _setup(score_fn, shape, schedule, generator, sde, prior_mean, dtype,
+                                x_start)
     n = len(times) - 1
     for i in range(n):
         t, dt = times[i], times[i] - times[i + 1]
@@ -100,14 +106,15 @@ def em(score_fn, condition, shape, schedule, generator, sde, *, prior_mean=0.0,
 
 @torch.inference_mode()
 def pc(score_fn, condition, shape, schedule, generator, sde, *, prior_mean=0.0,
-       dtype=torch.float32, snr=DEFAULT_SNR, **_) -> SampleResult:
+       dtype=torch.float32, snr=DEFAULT_SNR, x_start=None, **_) -> SampleResult:
     """Predictor-corrector (Song et al. 2021): one Langevin corrector step, then an EM step.
 
     Corrector step size eps = 2 (snr ||z|| / ||score||)^2 per sample (Song et al.'s rule,
     alpha = 1 for the VE SDE): x <- x + eps score + sqrt(2 eps) z. The last predictor step
     returns its noise-free mean.
     """
-    score, times, _, x = _setup(score_fn, shape, schedule, generator, sde, prior_mean, dtype)
+    score, times, _, x = _setup(score_fn, shape, schedule, generator, sde, prior_mean, dtype,
+                                x_start)
     n = len(times) - 1
     dims = tuple(range(1, x.ndim))
     for i in range(n):
@@ -133,9 +140,10 @@ def _x0(score, x, t, sigma, condition):
 
 @torch.inference_mode()
 def ode_euler(score_fn, condition, shape, schedule, generator, sde, *, prior_mean=0.0,
-              dtype=torch.float32, **_) -> SampleResult:
+              dtype=torch.float32, x_start=None, **_) -> SampleResult:
     """Probability-flow ODE, explicit Euler in sigma: x <- x + (s' - s)(x - x0)/s."""
-    score, times, sig, x = _setup(score_fn, shape, schedule, generator, sde, prior_mean, dtype)
+    score, times, sig, x = _setup(score_fn, shape, schedule, generator, sde, prior_mean, dtype,
+                                  x_start)
     for i in range(len(times) - 1):
         d = (x - _x0(score, x, times[i], sig[i], condition)) / sig[i]
         x = x + (sig[i + 1] - sig[i]) * d
@@ -144,13 +152,14 @@ def ode_euler(score_fn, condition, shape, schedule, generator, sde, *, prior_mea
 
 @torch.inference_mode()
 def ode_heun(score_fn, condition, shape, schedule, generator, sde, *, prior_mean=0.0,
-             dtype=torch.float32, **_) -> SampleResult:
+             dtype=torch.float32, x_start=None, **_) -> SampleResult:
     """Probability-flow ODE, Heun (trapezoidal predictor-corrector) in sigma; second order.
 
     A step to sigma = 0 is taken as an Euler step (Karras et al.): it lands exactly on the
     data prediction x0, and the corrector would need the score at sigma = 0.
     """
-    score, times, sig, x = _setup(score_fn, shape, schedule, generator, sde, prior_mean, dtype)
+    score, times, sig, x = _setup(score_fn, shape, schedule, generator, sde, prior_mean, dtype,
+                                  x_start)
     for i in range(len(times) - 1):
         h = sig[i + 1] - sig[i]
         d = (x - _x0(score, x, times[i], sig[i], condition)) / sig[i]
@@ -165,7 +174,7 @@ def ode_heun(score_fn, condition, shape, schedule, generator, sde, *, prior_mean
 
 @torch.inference_mode()
 def dpm2m(score_fn, condition, shape, schedule, generator, sde, *, prior_mean=0.0,
-          dtype=torch.float32, **_) -> SampleResult:
+          dtype=torch.float32, x_start=None, **_) -> SampleResult:
     """DPM-Solver++(2M) for the VE probability-flow ODE, multistep in lambda = -log(sigma).
 
     With lambda, d(x/sigma)/dlambda = x0 * exp(lambda) exactly, so over a step of size
@@ -177,7 +186,8 @@ def dpm2m(score_fn, condition, shape, schedule, generator, sde, *, prior_mean=0.
     step (no history) and a step to sigma = 0 are first order; the latter returns x0 itself,
     the denoised data prediction.
     """
-    score, times, sig, x = _setup(score_fn, shape, schedule, generator, sde, prior_mean, dtype)
+    score, times, sig, x = _setup(score_fn, shape, schedule, generator, sde, prior_mean, dtype,
+                                  x_start)
     x0_prev, h_prev = None, None
     for i in range(len(times) - 1):
         x0 = _x0(score, x, times[i], sig[i], condition)
@@ -196,7 +206,22 @@ def dpm2m(score_fn, condition, shape, schedule, generator, sde, *, prior_mean=0.
     return SampleResult(x, score.calls)
 
 
+@torch.inference_mode()
+def onestep(score_fn, condition, shape, schedule, generator, sde, *, prior_mean=0.0,
+            dtype=torch.float32, x_start=None, **_) -> SampleResult:
+    """One jump from t_0 to sigma = 0: x0 = x + sigma_0^2 score(x, t_0), a single score call.
+
+    With a score model this is Tweedie's posterior mean (the first step of every ODE sampler);
+    with the student of the distill stage (model/distill.py) it is the one-step generator
+    G(z, condition) that reproduces its teacher's many-step samples. Only t_0 is used.
+    """
+    score, times, sig, x = _setup(score_fn, shape, schedule, generator, sde, prior_mean, dtype,
+                                  x_start)
+    return SampleResult(_x0(score, x, times[0], sig[0], condition), score.calls)
+
+
 SAMPLERS: dict[str, Callable[..., SampleResult]] = {
+    "onestep": onestep,
     "em": em,
     "pc": pc,
     "ode_euler": ode_euler,
@@ -207,6 +232,8 @@ SAMPLERS: dict[str, Callable[..., SampleResult]] = {
 
 def expected_nfe(name: str, steps: int, denoise: bool = True) -> int:
     """Score evaluations a sampler makes for `steps` steps (what it reports as nfe)."""
+    if name == "onestep":
+        return 1
     if name in ("em", "ode_euler", "dpm2m"):
         return steps
     if name == "pc":
@@ -237,6 +264,8 @@ class Sampler:
 
     @property
     def label(self) -> str:
+        if self.name == "onestep":  # start time and mean are the distilled generator's
+            return "onestep"
         base = f"{self.name}-{self.steps}-{self.schedule}-t{self.t_max:g}"
         return base if self.start == "auto" else f"{base}-{self.start}"
 
@@ -245,6 +274,8 @@ class Sampler:
         return expected_nfe(self.name, self.steps, self.denoise)
 
     def times(self, sde) -> torch.Tensor:
+        if self.name == "onestep":
+            return torch.tensor([self.t_max, 0.0], dtype=torch.float64)
         return make_schedule(
             self.schedule, sde, self.steps, self.t_max, self.t_min, self.rho, self.denoise
         )
@@ -277,7 +308,9 @@ def make_sampler(cfg: dict, where: str = "sampling.samplers") -> Sampler:
         raise ConfigError(
             f"{where}.name: unknown sampler '{name}'; choose one of {sorted(SAMPLERS)}"
         )
-    steps = cfg.get("steps")
+    # The one-step generator takes one step whatever `steps` says (rollout.sampler's schema
+    # default fills in 10); its start time and mean come from onestep.pt (bind_onestep).
+    steps = 1 if name == "onestep" else cfg.get("steps")
     if not isinstance(steps, int) or steps < 1:
         raise ConfigError(f"{where}.steps: need a positive integer, got {steps!r}")
     sampler = Sampler(

@@ -37,6 +37,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dns", nargs="+", required=True, help="DNS shards (HDF5)")
     parser.add_argument("--data", required=True, help="dataset folder (stats.json: split, stats)")
     parser.add_argument("--model", default=None, help="score.pt (needed for --closure diffusion)")
+    parser.add_argument("--onestep", default=None,
+                        help="onestep.pt of the distill stage (instead of --model when"
+                             " rollout.sampler.name is onestep)")
     parser.add_argument("--output", required=True, help="rollout file to write (HDF5)")
     parser.add_argument("--threads", type=int, default=1, help="FFT / torch CPU threads")
 
@@ -99,16 +102,17 @@ def expected_bytes(cfg: dict, closure: str) -> int:
     return 4 * n * n * records * ro["initial_states"] * (members_of(closure, ro["ensemble"]) + 1)
 
 
-def _sampler_object(cfg: dict, model_path, data_dir, threads: int):
+def _sampler_object(cfg: dict, model_path, data_dir, threads: int, onestep: bool = False):
     import torch
 
     from diffclosure.devices import resolve_device
     from diffclosure.model.checkpoint import load_model
+    from diffclosure.model.distill import load_onestep
     from diffclosure.sampling.closure_sampler import ClosureSampler
 
     device = resolve_device(cfg["device"])
     torch.set_num_threads(threads)
-    net, settings = load_model(model_path, device)
+    net, settings = (load_onestep if onestep else load_model)(model_path, device)
     log.info("model %s on %s: conditions %s", model_path, device, settings.get("conditions"))
     cs = ClosureSampler(net, settings, device, autocast=cfg["rollout"]["bf16"])
     check_stats(cs, model_path, data_dir)
@@ -123,9 +127,13 @@ def main(args) -> int:
     check_free_space(args.output, expected_bytes(cfg, args.closure))
     sampler_obj = None
     if args.closure == "diffusion":
-        if not args.model:
-            raise cfgmod.ConfigError("--model: the diffusion closure needs the trained score.pt")
-        sampler_obj = _sampler_object(cfg, args.model, args.data, args.threads)
+        onestep = cfg["rollout"]["sampler"]["name"] == "onestep"
+        path = args.onestep if onestep else args.model
+        if not path:
+            raise cfgmod.ConfigError(
+                "--onestep: rollout.sampler onestep needs the distilled onestep.pt" if onestep
+                else "--model: the diffusion closure needs the trained score.pt")
+        sampler_obj = _sampler_object(cfg, path, args.data, args.threads, onestep)
     elif args.model:
         log.info("--model ignored for closure %s", args.closure)
     result = run_rollout(cfg, args.closure, args.dns, args.data, sampler_obj,

@@ -30,6 +30,13 @@ histograms, the same ones as the report's tables). Writes, atomically, in --outd
   the coupled run and of the fine DNS and their ratio, and spectrum error against the reference.
   summary.json is strict JSON: a value that is not a number (no blow-up, say) is null; it
   holds a top-level "provenance"; each CSV has a sidecar <name>.csv.provenance.json.
+- target sgs only (an LES): les.csv, one row per closure: LES_COLUMNS, i.e. the log-spectrum
+  errors of the time-mean energy and enstrophy spectra against the filtered DNS's
+  (metrics.spectra.spectrum_error), the relative errors of the members' mean energy and
+  enstrophy against time (mean over records), the distances of the vorticity PDF to the
+  filtered DNS's (Hellinger, Wasserstein-1: metrics.les), the median per-member D_Fro at the
+  first report time (short-time skill), blow-up, the time it stayed finite, and the cost; and
+  les_spectra.png, the energy and enstrophy spectra of every closure and the filtered DNS.
 - error.png (per-member D_Fro against time: median line, band over members and states, the
   ensemble mean dashed), spectra.png (energy spectra with a
   k^-3 line, vorticity PDFs, enstrophy against time), snapshots.png (reference and the first
@@ -48,9 +55,11 @@ import numpy as np
 
 from diffclosure import config as cfgmod
 from diffclosure.data import h5io
+from diffclosure.data.flow_stats import energy_enstrophy
 from diffclosure.data.h5io import DataFileError
 from diffclosure.errors import remake_hint
 from diffclosure.metrics.fields import correlation, d_fro, mse, pdf
+from diffclosure.metrics.les import enstrophy_spectrum, pdf_distances
 from diffclosure.metrics.probabilistic import (
     crps,
     rank_flatness,
@@ -72,6 +81,10 @@ SUMMARY_COLUMNS = ["closure", "target", "states", "members", "final_time",
                    "time_to_decorrelation", "decorrelated", "blowup",
                    "blowup_time", "cost_s_per_time", "dns_cost_s_per_time", "cost_ratio_vs_dns",
                    "spectrum_error"]
+
+LES_COLUMNS = ["closure", "energy_spectrum_error", "enstrophy_spectrum_error", "energy_error",
+               "enstrophy_error", "pdf_hellinger", "pdf_wasserstein1", "short_time",
+               "short_d_fro_member_median", "blowup", "stable_time", "cost_s_per_time"]
 
 
 def add_arguments(parser) -> None:
@@ -210,6 +223,72 @@ def _time_mean_spectrum(fields, length):
     return k, e.mean(axis=0)
 
 
+def _les_spectra(fields, length):
+    """Time-mean (k, E) and (k, Z) over every finite field, or (None, None)."""
+    energy = _time_mean_spectrum(fields, length)
+    f = fields.reshape((-1,) + fields.shape[-2:])
+    f = f[np.isfinite(f).all(axis=(-2, -1))]
+    if energy is None:
+        return None, None
+    k, z = enstrophy_spectrum(f)
+    return energy, (k, z.mean(axis=0))
+
+
+def _relative_error(series, reference) -> float:
+    """Mean over records of |a - b| / b of two time series (records after a blow-up skipped)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = np.abs(series - reference) / np.abs(reference)
+    rel = rel[np.isfinite(rel)]
+    return float(rel.mean()) if rel.size else float("nan")
+
+
+def les_row(ro: dict, mt: dict, reference, ref_spectra, length: float, short_time: float,
+            summary: dict) -> tuple[dict, tuple]:
+    """One les.csv row (module docstring) and the closure's (energy, enstrophy) spectra."""
+    v, times = ro["vorticity"], ro["time"]
+    spectra = _les_spectra(v, length)
+    err = {}
+    for i, name in enumerate(("energy", "enstrophy")):
+        err[f"{name}_spectrum_error"] = (
+            spectrum_error(spectra[i][1], ref_spectra[i][1])
+            if spectra[i] is not None and ref_spectra[i] is not None else float("nan"))
+    with np.errstate(invalid="ignore", over="ignore"):
+        e, z = energy_enstrophy(v, length)  # (S, M, T)
+    e_ref, z_ref = energy_enstrophy(reference, length)
+    j = int(np.argmin(np.abs(times - short_time)))
+    dist = pdf_distances(v, reference)
+    blow = summary["blowup_time"]
+    row = {"closure": ro["closure"], **err,
+           "energy_error": _relative_error(e.mean(axis=(0, 1)), e_ref.mean(axis=0)),
+           "enstrophy_error": _relative_error(z.mean(axis=(0, 1)), z_ref.mean(axis=0)),
+           "pdf_hellinger": dist["hellinger"], "pdf_wasserstein1": dist["wasserstein1"],
+           "short_time": float(times[j]),
+           "short_d_fro_member_median": float(np.median(mt["d_fro"][:, :, j])),
+           "blowup": summary["blowup"],
+           "stable_time": blow if summary["blowup"] and math.isfinite(blow)
+           else float(times[-1]),
+           "cost_s_per_time": summary["cost_s_per_time"]}
+    return row, spectra
+
+
+def write_les(outdir: Path, rollouts, per, summary, reference, length, short_time,
+              prov_cfg, cutoff) -> None:
+    """les.csv and les_spectra.png of an sgs run (module docstring)."""
+    from diffclosure.plots.rollout import les_spectra_figure
+
+    ref_spectra = _les_spectra(reference, length)
+    rows, energy, enstrophy_ = [], {"reference": ref_spectra[0]}, {"reference": ref_spectra[1]}
+    for r, s in zip(rollouts, summary, strict=True):
+        row, spectra = les_row(r, per[r["closure"]], reference, ref_spectra, length,
+                               short_time, s)
+        rows.append(row)
+        if spectra[0] is not None:
+            energy[r["closure"]], enstrophy_[r["closure"]] = spectra
+    write_table(outdir / "les.csv", _csv(LES_COLUMNS, [[x[c] for c in LES_COLUMNS] for x in rows]),
+                prov_cfg, "rollout_metrics")
+    les_spectra_figure(outdir / "les_spectra.png", energy, enstrophy_, cutoff)
+
+
 def summarise(ro: dict, mt: dict, threshold: float, ref_spectrum) -> dict:
     a, times = ro["attrs"], ro["time"]
     S, M, T = mt["d_fro"].shape
@@ -301,6 +380,9 @@ def main(args) -> int:
            "closures": {s["closure"]: s for s in summary},
            "provenance": provenance(prov_cfg, "rollout_metrics")}
     h5io.write_json_atomic(outdir / "summary.json", doc)
+    if rollouts[0]["attrs"].get("target") == "sgs":
+        write_les(outdir, rollouts, per, summary, reference, length, at[0], prov_cfg,
+                  reference.shape[-1] / 2)
     _figures(outdir, rollouts, per, reference, ref_spec, length)
     from diffclosure.plots.rollout import rank_histogram_figure
 

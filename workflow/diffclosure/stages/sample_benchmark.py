@@ -45,7 +45,7 @@ from diffclosure.plots.rollout import rank_histogram_figure
 from diffclosure.plots.sampling import pareto_figure, samples_figure, spectra_figure
 from diffclosure.progress import progress
 from diffclosure.provenance import write_table
-from diffclosure.sampling.closure_sampler import ClosureSampler
+from diffclosure.sampling.closure_sampler import ClosureSampler, bind_onestep
 from diffclosure.sampling.paper import paper_sampler
 from diffclosure.sampling.samplers import Sampler, make_sampler
 
@@ -77,6 +77,9 @@ TIMING_BUDGET_S = 10.0
 def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="dataset folder with test.h5 and test-<m>.h5")
     parser.add_argument("--model", required=True, help="score model file (score.pt)")
+    parser.add_argument("--onestep", default=None,
+                        help="one-step generator (onestep.pt of the distill stage); needed when"
+                             " sampling.samplers names the onestep sampler")
     parser.add_argument("--outdir", required=True, help="output folder")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
 
@@ -86,6 +89,20 @@ def load_model(path, device):
     from diffclosure.model.checkpoint import load_model as _load
 
     return _load(path, device)
+
+
+def onestep_sampler(path, model_path, settings: dict, device, samp: dict) -> ClosureSampler:
+    """The one-step generator behind a ClosureSampler, checked against the score model."""
+    from diffclosure.model.distill import load_onestep
+
+    net, one = load_onestep(path, device)
+    if one["stats"] != settings["stats"] or list(one["conditions"]) != list(
+            settings["conditions"]):
+        raise BenchmarkInputError(
+            f"{path}: distilled from a model of other data than {model_path} (its stats or"
+            " conditions differ); rerun the distill stage (snakemake --cores all --forcerun"
+            " distill)")
+    return ClosureSampler(net, one, device, autocast=samp["bf16"])
 
 
 def paper_entry(data_dir, sde_cfg: dict) -> dict:
@@ -224,6 +241,10 @@ def main(args) -> int:
         )
     paper_cfg = paper_entry(data_dir, cfg["sde"])
     samplers = sampler_list(samp["samplers"], paper_cfg)
+    if any(s.name == "onestep" for s in samplers) and not args.onestep:
+        raise BenchmarkInputError(
+            "sampling.samplers names the onestep sampler: pass --onestep with the onestep.pt of"
+            " the distill stage (or drop the entry)")
     if args.threads < 1:
         raise BenchmarkInputError(f"--threads: need at least 1, got {args.threads}")
     torch.set_num_threads(args.threads)
@@ -234,6 +255,12 @@ def main(args) -> int:
         log.warning("sde: the model was trained with %s, the config says %s; using the model's",
                     settings["sde"], cfg["sde"])
     cs = ClosureSampler(net, settings, device, autocast=samp["bf16"])
+    models = {"score": cs}
+    if args.onestep:
+        models["onestep"] = onestep_sampler(args.onestep, args.model, settings, device, samp)
+
+    def cs_for(s: Sampler) -> ClosureSampler:
+        return models["onestep"] if s.name == "onestep" else cs
     conditions = cs.conditions
     ensemble, seed = samp["ensemble"], samp["seed"]
     data = read_test_set(data_dir / "test.h5", conditions, samp["test_samples"])
@@ -262,13 +289,14 @@ def main(args) -> int:
                 break
             _sync(device)
             t0 = time.perf_counter()
-            samples, nfe = draw(cs, s, data, ensemble, seed, chunk)
+            samples, nfe = draw(cs_for(s), s, data, ensemble, seed, chunk)
             _sync(device)
             times.append(time.perf_counter() - t0)
         drawn[s] = samples
+        run = bind_onestep(s, cs_for(s).settings)  # onestep: the distilled start time and mean
         rows.append({
-            "name": s.name, "start": s.start, "steps": s.steps, "schedule": s.schedule,
-            "t_max": s.t_max, "t_min": s.t_min, "nfe": nfe,
+            "name": s.name, "start": run.start, "steps": run.steps, "schedule": s.schedule,
+            "t_max": run.t_max, "t_min": s.t_min, "nfe": nfe,
             "seconds_per_sample": statistics.median(times) / (k * ensemble),
             **score_samples(samples, data["target"]),
         })
@@ -297,7 +325,7 @@ def main(args) -> int:
     for m, res_data in res_sets:
         res_chunk = max(1, max_pixels // (ensemble * m * m))
         for s in chosen:
-            samples, nfe = draw(cs, s, res_data, ensemble, seed, res_chunk)
+            samples, nfe = draw(cs_for(s), s, res_data, ensemble, seed, res_chunk)
             sc = score_samples(samples, res_data["target"])
             res_rows.append({"sampler": s.label, "n": m, "nfe": nfe, **sc})
             log.info("resolution %d^2, %s: D_Fro %.4f (members %.4f)", m, s.label,
