@@ -263,7 +263,7 @@ def test_every_hdf5_and_checkpoint_output_records_provenance(out):
 PROVENANCE = ("diffclosure_version", "git_commit", "config_hash")
 TABLES = ("dataset/stats.json", "rollout/summary.json", "model/history.csv",
           "sampling/benchmark.csv", "sampling/resolution.csv", "rollout/metrics.csv",
-          "rollout/summary.csv")
+          "rollout/summary.csv", "rollout/probabilistic.csv")
 
 
 def info_provenance(stdout: str) -> dict[str, dict[str, str]]:

@@ -11,6 +11,7 @@ import pytest
 from test_rollout_stage import make_inputs, make_model, run_stage, sections
 
 from diffclosure import cli
+from diffclosure.data.h5io import DataFileError
 from diffclosure.stages import report as report_stage
 from diffclosure.stages.rollout_metrics import (
     probabilistic_rows,
@@ -215,3 +216,17 @@ def test_d_fro_at_picks_nearest_records():
     table, times = report_stage.d_fro_at(rows, [0.25, 0.5, 1.0])
     assert np.allclose(times, [0.2, 0.5, 1.0]) or np.allclose(times, [0.3, 0.5, 1.0])
     assert np.allclose(table["none"], times)
+
+
+def test_data_section_states_the_noise_share_and_the_window_drift(tmp_path):
+    (tmp_path / "dataset").mkdir()
+    stats = {"stochastic_forcing": {"noise_std": 0.0193, "target_std": 0.2, "share": 0.0965},
+             "window": {"start": 40.0, "end": 44.0, "grid": 128, "energy_drift": 0.0113,
+                        "enstrophy_drift": 0.0283}}
+    (tmp_path / "dataset" / "stats.json").write_text(json.dumps(stats))
+    text = "\n".join(report_stage.data_section(tmp_path))
+    assert "share of **0.097**" in text
+    assert "t = 40 to 44" in text and "**1.1%**" in text and "**2.8%**" in text
+    (tmp_path / "dataset" / "stats.json").write_bytes(b"\xff\xfe")
+    with pytest.raises(DataFileError, match="stats.json"):
+        report_stage.data_section(tmp_path)

@@ -75,6 +75,13 @@ MODEL = f"{OUT}/model/score.pt"
 ONESTEP = f"{OUT}/model/onestep.pt"
 
 
+def sample_benchmark_inputs(wildcards):
+    inputs = {"model": MODEL, "data": DATASET_FILES, "stats": f"{DATASET}/stats.json"}
+    if any(e["name"] == "onestep" for e in config["sampling"]["samplers"]):
+        inputs["onestep"] = ONESTEP
+    return inputs
+
+
 def rollout_inputs(wildcards):
     inputs = {"dns": dns_shards(), "data": f"{DATASET}/test.h5", "stats": f"{DATASET}/stats.json"}
     if wildcards.closure == "diffusion" and config["rollout"]["sampler"]["name"] == "onestep":

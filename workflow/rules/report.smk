@@ -6,6 +6,7 @@ rule report:
         metrics=f"{OUT}/rollout/metrics.csv",
         rollout_summary=f"{OUT}/rollout/summary.json",
         probabilistic=f"{OUT}/rollout/probabilistic.csv",
+        stats=f"{DATASET}/stats.json",
         rollouts=expand(f"{OUT}/rollout/{{closure}}.h5", closure=CLOSURES),
     output:
         **report_outputs(),

@@ -1,10 +1,3 @@
-def sample_benchmark_inputs(wildcards):
-    inputs = {"model": MODEL, "data": DATASET_FILES, "stats": f"{DATASET}/stats.json"}
-    if any(e["name"] == "onestep" for e in config["sampling"]["samplers"]):
-        inputs["onestep"] = ONESTEP
-    return inputs
-
-
 rule sample_benchmark:
     """Samplers and step budgets: accuracy against cost, and resolution invariance."""
     input:

@@ -222,6 +222,7 @@ def build_summary(run: str, report_cfg: dict, results: Path) -> str:
         "Wu, J. Comput. Phys. 534 (2025) 114005, from the research code's notebook outputs) are "
         "shown beside them. Our runs are scaled down (grids, durations, training), so compare "
         "orders of magnitude and orderings, not digits.", "",
+        *data_section(results),
         *a_posteriori_section(rows, fractions, results),
     ]
     out += ["Paper (64^2, single trajectory, D_Fro at t = 35 / 40 / 45 / 50 s):", ""]
@@ -276,6 +277,30 @@ def build_summary(run: str, report_cfg: dict, results: Path) -> str:
             "", f"Reproduce: `{COMMANDS['a_priori']}`.", ""]
     out += ["---", f"This file: `{COMMANDS['report']}`.", ""]
     return "\n".join(out)
+
+
+def data_section(results: Path) -> list[str]:
+    """How stochastic the target is and how steady the recorded window (dataset/stats.json)."""
+    path = results / "dataset" / "stats.json"
+    try:
+        stats = json.loads(path.read_text())
+    except FileNotFoundError:
+        return ["## The data", "", "dataset/stats.json not found (run the dataset stage).", ""]
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _damaged(path, f"not valid JSON ({exc})") from None
+    out = ["## The data", ""]
+    noise = stats.get("stochastic_forcing") or {}
+    if noise.get("share") is not None:
+        out += [f"Stochastic share of the target: the stochastic forcing's part has std "
+                f"{noise['noise_std']:.3g} against the target's {noise['target_std']:.3g}, a "
+                f"share of **{noise['share']:.3f}** (std ratio; from the noise's known law)."]
+    win = stats.get("window") or {}
+    if win:
+        out += [f"Training window t = {win['start']:g} to {win['end']:g}: the trajectory-mean "
+                f"energy drifts by **{win['energy_drift']:.1%}** and the enstrophy by "
+                f"**{win['enstrophy_drift']:.1%}** across it ((max - min) / mean, at "
+                f"{win['grid']}^2)."]
+    return out + [""]
 
 
 def a_posteriori_section(rows: list[dict], fractions, results: Path) -> list[str]:
