@@ -72,7 +72,8 @@ def les_spectra_figure(path, energy: dict, enstrophy: dict, cutoff: float | None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, spectra, label in ((axes[0], energy, "E(k)"), (axes[1], enstrophy, "Z(k)")):
         for name, (k, e) in spectra.items():
-            sel = (k >= 1) & (e > 0)
+            # The corner shells past the cutoff are incomplete: their tiny sums only mislead.
+            sel = (k >= 1) & (e > 0) & (k <= (cutoff or np.inf))
             ax.loglog(k[sel], e[sel], color=colour(name), label=name,
                       lw=2.2 if name == "reference" else 1.2)
         if cutoff:
