@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from diffclosure import config as C
+from diffclosure.stages.check_config import merge
 
 
 @pytest.fixture()
@@ -94,20 +95,10 @@ def test_conda_envs_parse_and_list_the_package(repo_root):
         assert "-e .." in pip
 
 
-def _merge(base, override):
-    """Snakemake's merge of --configfile over the Snakefile's configfile: nested, lists replaced."""
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value
-    return base
-
-
 @pytest.mark.parametrize("preset", ["paper-G", "paper-H", "les-sgs"])
 def test_presets_validate_on_top_of_the_default(default_cfg, repo_root, preset):
     override = yaml.safe_load((repo_root / "workflow" / "presets" / f"{preset}.yaml").read_text())
-    cfg = C.load(_merge(copy.deepcopy(default_cfg), override))
+    cfg = C.load(merge(copy.deepcopy(default_cfg), override))
     assert cfg["run"] == preset
     assert cfg["dns"]["n"] == 256 and cfg["dns"]["trajectories"] == 100
 

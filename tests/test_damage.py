@@ -263,3 +263,12 @@ def test_a_real_full_disk_during_dns_is_a_message_not_a_crash(small_disk):
     assert list(output.parent.iterdir()) == []
     res = run_cli(*args)  # with the pre-check: refused before the simulation
     assert_clear_failure(res, f"not enough disk space for {output}")
+
+
+def test_remake_advice_names_the_rule_that_writes_the_file():
+    from diffclosure.errors import remake_hint
+
+    assert "--forcerun rollout_metrics" in remake_hint("results/x/rollout/metrics.csv")
+    assert "--forcerun rollout`" in remake_hint("results/x/rollout/diffusion.h5")
+    assert "--forcerun distill" in remake_hint("results/x/model/onestep.pt")
+    assert "--forcerun train" in remake_hint("results/x/model/score.pt")

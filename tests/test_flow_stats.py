@@ -42,13 +42,6 @@ def test_noise_term_std_scales_as_sigma_over_sqrt_dt():
     assert base == pytest.approx(approx, rel=0.01)
 
 
-def test_noise_multiplicity():
-    assert flow_stats.noise_multiplicity("H") == 1.0
-    assert flow_stats.noise_multiplicity("G") == 1.0
-    assert flow_stats.noise_multiplicity("G", "paper") == 2.0
-    assert flow_stats.noise_multiplicity("sgs") == 0.0
-
-
 def test_energy_enstrophy_of_a_single_mode():
     # w = a cos(2 pi k x / L): enstrophy a^2/4, velocity amplitude a L/(2 pi k), energy a^2 L^2 /
     # (16 pi^2 k^2).

@@ -4,17 +4,17 @@ import copy
 
 import pytest
 import yaml
-from test_config import _merge
 
 from diffclosure import config as C
 from diffclosure.model.sde import VESDE
 from diffclosure.sampling.paper import PAPER_TARGET_RMS, paper_sampler, paper_times
+from diffclosure.stages.check_config import merge
 
 
 def _preset(repo_root, name):
     base = yaml.safe_load((repo_root / "config.yaml").read_text())
     override = yaml.safe_load((repo_root / "workflow" / "presets" / f"{name}.yaml").read_text())
-    return C.load(_merge(copy.deepcopy(base), override))
+    return C.load(merge(copy.deepcopy(base), override))
 
 
 @pytest.mark.parametrize("target", ["H", "G"])
@@ -40,11 +40,13 @@ def test_paper_presets_are_the_papers_experiment(repo_root, name, target):
     assert cfg["rollout"]["duration"] == 20.0
     assert cfg["train"]["bf16"] is False
     sampler = cfg["rollout"]["sampler"]
-    expected = paper_sampler(VESDE(cfg["sde"]["s"]), target)
     assert sampler["start"] == "zero" and sampler["name"] == "em"
     assert sampler["steps"] == 10 and sampler["schedule"] == "karras"
-    assert sampler["t_max"] == pytest.approx(expected["t_max"], abs=2e-4)
-    assert sampler["t_min"] == pytest.approx(expected["t_min"], abs=2e-4)
+    # the preset's times give normalised data the paper's std(t)/std(raw data) at both ends
+    sde, rms = VESDE(cfg["sde"]["s"]), PAPER_TARGET_RMS[target]
+    assert sde.std(sampler["t_max"]) == pytest.approx(sde.std(0.1) / rms, rel=1e-3)
+    assert sde.std(sampler["t_min"]) == pytest.approx(sde.std(1e-3) / rms, rel=2e-3)
+    assert paper_sampler(sde, target)["t_max"] == pytest.approx(sampler["t_max"], abs=1e-4)
 
 
 def test_default_rollouts_start_after_the_training_window(repo_root):

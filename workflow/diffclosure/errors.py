@@ -30,13 +30,21 @@ class BlowUpError(UserFacingError):
 # The Snakemake rule that makes each kind of output, by its folder under results/<run>/.
 PRODUCING_RULE = {"dns": "dns", "coarse": "coarse", "dataset": "dataset", "model": "train",
                   "sampling": "sample_benchmark", "rollout": "rollout", "report": "report"}
+# Files whose rule is not their folder's: the rollout folder's tables and figures come from
+# rollout_metrics (forcing `rollout` would redo every coupled run), onestep.pt from distill.
+PRODUCING_RULE_BY_NAME = {
+    "onestep.pt": "distill", "metrics.csv": "rollout_metrics",
+    "probabilistic.csv": "rollout_metrics", "les.csv": "rollout_metrics",
+    "summary.csv": "rollout_metrics", "summary.json": "rollout_metrics",
+}
 
 
 def remake_hint(path) -> str:
     """How to remake a damaged or stale output: force its producing rule. Deleting the file and
     rerunning Snakemake is not enough: with newer files made from it downstream, Snakemake can
     answer "Nothing to be done" and keep results built on the old file."""
-    rule = PRODUCING_RULE.get(Path(path).parent.name)
+    path = Path(path)
+    rule = PRODUCING_RULE_BY_NAME.get(path.name) or PRODUCING_RULE.get(path.parent.name)
     if rule is None:
         return ("Remake it by rerunning the stage that wrote it (`python -m diffclosure <stage>`,"
                 " or `snakemake --cores all --forcerun <rule>` in a pipeline run).")

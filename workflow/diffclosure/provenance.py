@@ -37,12 +37,20 @@ def git_commit() -> str:
         return "unknown"
 
 
+# The parts of the package that a trained model depends on: the network, loss, SDE and training
+# loop (model/), how datasets are read and normalised (data/), and the device policy. Editing
+# plots, reports, rollouts or samplers leaves training's result unchanged and must not restart it.
+TRAINING_SOURCES = ("model", "data", "devices.py", "config.py")
+
+
 @functools.cache
 def source_digest() -> str:
-    """Short sha256 over the package's Python sources (relative paths and bytes)."""
+    """Short sha256 over the training code's Python sources (relative paths and bytes)."""
     root = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
+    files = [p for name in TRAINING_SOURCES
+             for p in ([root / name] if name.endswith(".py") else (root / name).rglob("*.py"))]
+    for path in sorted(files):
         h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]
 
@@ -55,7 +63,7 @@ def code_version() -> str:
     on commits that touch no package code (docs, tests), which would throw away hours of
     training for nothing. It also works where there is no git checkout (an installed package).
     """
-    return f"diffclosure {__version__}, sources {source_digest()}"
+    return f"diffclosure {__version__}, training sources {source_digest()}"
 
 
 def provenance(cfg: dict, stage: str) -> dict:

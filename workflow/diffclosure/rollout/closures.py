@@ -153,7 +153,7 @@ class ClassicalClosure:
         out = -self.pi_model(w)
         if self.target == "G":
             # Under the paper's split the known physics already holds the implicit half of the
-            # viscosity, and the closure's 0.5 * (nu lap w + 2 * extra) adds the explicit half.
+            # viscosity: the closure adds the explicit half, plus the full eddy-viscosity term.
             half = self.g_split == "paper"
             out += (0.5 if half else 1.0) * self.nu * laplacian(self.grid, w)
         elif self.target == "H":

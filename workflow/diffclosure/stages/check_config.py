@@ -19,10 +19,11 @@ def add_arguments(parser) -> None:
                         " Snakemake's --configfile")
 
 
-def _merge(base: dict, extra: dict) -> dict:
+def merge(base: dict, extra: dict) -> dict:
+    """Snakemake's merge of a --configfile over the configfile: nested, lists replaced."""
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
+            merge(base[key], value)
         else:
             base[key] = value
     return base
@@ -34,7 +35,7 @@ def main(args) -> int:
         extra = configmod.read_yaml(path)
         if not isinstance(extra, dict):
             raise configmod.ConfigError(f"{path}: must be a mapping of sections")
-        _merge(cfg, extra)
+        merge(cfg, extra)
     configmod.validate(cfg)
     print(f"valid: {', '.join(map(str, args.files)) or configmod.DEFAULT_CONFIG}"
           f" (outputs under results/{cfg['run']}/)")
