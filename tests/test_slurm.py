@@ -225,12 +225,12 @@ dns: {n: 16, spinup: 0.01, duration: 0.01, record_every: 0.005, dt: 0.001,
       trajectories: 4, shards: 2, planner: FFTW_ESTIMATE}
 coarse: {n: 16, test_resolutions: [16]}
 measurements: {lattice: 4}
-dataset: {val_trajectories: 1, test_trajectories: 1}
+dataset: {val_trajectories: 1, test_trajectories: 1, duration: null}
 sde: {}
 model: {}
 train: {}
 sampling: {}
-rollout: {initial_states: 1}
+rollout: {initial_states: 1, start: null}
 report: {}
 """
 
