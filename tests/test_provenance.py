@@ -97,7 +97,7 @@ def test_info_prints_a_tables_provenance(tmp_path, capsys):
     prov_mod.write_table(table, "name,nfe\nem,10\nheun,20\n", {"sampling": {}},
                          "sample_benchmark")
     doc = tmp_path / "summary.json"
-    h5io.write_json_atomic(doc, {"closures": {}, "provenance": prov_mod.provenance({}, "r")})
+    atomic.write_json_atomic(doc, {"closures": {}, "provenance": prov_mod.provenance({}, "r")})
     bare = tmp_path / "bare.csv"
     bare.write_text("x\n1\n")
     info.describe(table)
@@ -118,7 +118,7 @@ def test_json_outputs_write_null_for_non_finite_numbers(tmp_path):
            "c": {"d": np.float32("nan")}, "e": np.float64(0.1), "f": np.int64(3), "g": True,
            "h": None, "i": "nan"}
     path = tmp_path / "doc.json"
-    h5io.write_json_atomic(path, doc)
+    atomic.write_json_atomic(path, doc)
     back = strict_loads(path.read_text())
     assert back == {"a": None, "b": [1.5, None, None], "c": {"d": None}, "e": 0.1, "f": 3,
                     "g": True, "h": None, "i": "nan"}
@@ -129,13 +129,13 @@ def test_load_stats_ignores_provenance_and_rejects_null_statistics(tmp_path):
     stats = {"target": {"mean": 0.5, "std": 2.0}, "vorticity": {"mean": 0.0, "std": 1.0},
              "note": "n", "conditions": ["vorticity"], "split": {"train": [0]},
              "provenance": prov_mod.provenance({}, "dataset")}
-    h5io.write_json_atomic(tmp_path / "stats.json", stats)
+    atomic.write_json_atomic(tmp_path / "stats.json", stats)
     loaded = load_stats(tmp_path)
     assert "provenance" not in loaded  # describes the file, not the statistics
     assert loaded["target"] == {"mean": 0.5, "std": 2.0}
 
     stats["vorticity"]["std"] = float("nan")  # written as null
-    h5io.write_json_atomic(tmp_path / "stats.json", stats)
+    atomic.write_json_atomic(tmp_path / "stats.json", stats)
     with pytest.raises(DataFileError, match=r"stats\.json.*'vorticity'"):
         load_stats(tmp_path)
 
@@ -144,7 +144,7 @@ def test_report_reads_null_as_not_a_number(tmp_path):
     summary = {"threshold": 0.5, "provenance": prov_mod.provenance({}, "rollout_metrics"),
                "closures": {"none": {"blowup": False, "blowup_time": float("nan"),
                                      "cost_s_per_time": 2.0, "target": "H"}}}
-    h5io.write_json_atomic(tmp_path / "rollout" / "summary.json", summary)
+    atomic.write_json_atomic(tmp_path / "rollout" / "summary.json", summary)
     costs = report.costs(tmp_path)
     assert set(costs) == {"none"}
     assert math.isnan(costs["none"]["blowup_time"]) and costs["none"]["cost_s_per_time"] == 2.0
@@ -166,7 +166,7 @@ def pids():
 
 def test_a_new_atomic_write_removes_temporaries_of_dead_writers(tmp_path, pids):
     dead, live = pids
-    host = h5io._host()
+    host = atomic.host()
     names = {
         f".shard-0.h5.tmp-{host}-{dead}": False,  # a killed writer's leftover: removed
         f".shard-0.h5.tmp-{host}-{live}": True,   # a running writer's file: kept
@@ -189,12 +189,12 @@ def test_a_new_atomic_write_removes_temporaries_of_dead_writers(tmp_path, pids):
 
 def test_atomic_path_removes_temporaries_with_a_suffix(tmp_path, pids):
     dead, live = pids
-    host = h5io._host()
+    host = atomic.host()
     stale = tmp_path / f".m.csv.tmp-{host}-{dead}.csv"
     running = tmp_path / f".m.csv.tmp-{host}-{live}.csv"
     stale.write_text("partial")
     running.write_text("partial")
-    h5io.write_text_atomic(tmp_path / "m.csv", "a\n")
+    atomic.write_text_atomic(tmp_path / "m.csv", "a\n")
     assert not stale.exists() and running.exists()
     assert (tmp_path / "m.csv").read_text() == "a\n"
-    assert h5io.remove_stale_temporaries(tmp_path / "m.csv") == []  # nothing left to remove
+    assert atomic.remove_stale_temporaries(tmp_path / "m.csv") == []  # nothing left to remove

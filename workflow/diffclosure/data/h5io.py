@@ -22,15 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from diffclosure.atomic import (  # noqa: F401 (atomic_path and the writers: h5io's older API)
-    atomic_path,
-    check_free_space,
-    json_safe,
-    remove_stale_temporaries,
-    write_json_atomic,
-    write_text_atomic,
-)
-from diffclosure.atomic import host as _host  # noqa: F401
+from diffclosure.atomic import atomic_path, check_free_space
 from diffclosure.errors import UserFacingError, remake_hint
 
 log = logging.getLogger(__name__)

@@ -36,9 +36,9 @@ import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
 from diffclosure import __version__
+from diffclosure.atomic import atomic_path
 from diffclosure.config import ConfigError, section_hash
 from diffclosure.data.datasets import InMemorySplit, content_digest, load_split, load_stats
-from diffclosure.data.h5io import atomic_path
 from diffclosure.devices import resolve_device
 from diffclosure.errors import remake_hint
 from diffclosure.model.checkpoint import (

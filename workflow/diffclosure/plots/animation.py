@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from diffclosure.data.h5io import atomic_path  # noqa: E402
+from diffclosure.atomic import atomic_path  # noqa: E402
 
 log = logging.getLogger(__name__)
 

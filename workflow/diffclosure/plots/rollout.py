@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from diffclosure.data.h5io import atomic_path  # noqa: E402
+from diffclosure.atomic import atomic_path  # noqa: E402
 from diffclosure.provenance import png_metadata  # noqa: E402
 
 COLOURS = {

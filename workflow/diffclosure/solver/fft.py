@@ -210,7 +210,7 @@ class PyFFTWBackend(NumpyBackend):
         """Write the wisdom file if planning learnt something new (atomic rename)."""
         import pyfftw
 
-        from diffclosure.data.h5io import atomic_path
+        from diffclosure.atomic import atomic_path
 
         with cls._wisdom_lock:
             wisdom = tuple(pyfftw.export_wisdom())

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diffclosure import atomic
 from diffclosure import config as cfgmod
 from diffclosure.atomic import check_free_space
 from diffclosure.coarse.filters import filter_width
@@ -378,7 +379,7 @@ def main(args) -> int:
             "split": split,
             "provenance": stage_prov,
         }
-        h5io.write_json_atomic(outdir / "stats.json", doc)
+        atomic.write_json_atomic(outdir / "stats.json", doc)
         log.info("stats (train): %s", {k: v for k, v in stats.items()})
         _summary_figure(outdir / "summary.png", outdir / "train.h5", channels, coarse["target"],
                         _facts_line(stochastic, steadiness))
@@ -432,6 +433,6 @@ def _summary_figure(path, train_path, channels, target_name, facts: str = "") ->
     if facts:
         fig.suptitle(facts, fontsize=9)
     fig.tight_layout()
-    with h5io.atomic_path(path) as tmp:
+    with atomic.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100)
     plt.close(fig)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diffclosure import atomic
 from diffclosure import config as cfgmod
 from diffclosure.data import h5io
 from diffclosure.data.h5io import DataFileError
@@ -413,7 +414,7 @@ def main(args) -> int:
     results, outdir = Path(args.results), Path(args.outdir)
     text = build_summary(cfg["run"], cfg["report"], results)
     text += footer(provenance(cfg, "report")) + "\n"
-    h5io.write_text_atomic(outdir / "summary.md", text)
+    atomic.write_text_atomic(outdir / "summary.md", text)
     log.info("wrote %s", outdir / "summary.md")
     if cfg["report"]["animation"]:
         path = _animation(results, outdir, cfg["report"])

@@ -53,6 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diffclosure import atomic
 from diffclosure import config as cfgmod
 from diffclosure.data import h5io
 from diffclosure.data.flow_stats import energy_enstrophy
@@ -379,7 +380,7 @@ def main(args) -> int:
     doc = {"threshold": ro_cfg["correlation_threshold"],
            "closures": {s["closure"]: s for s in summary},
            "provenance": provenance(prov_cfg, "rollout_metrics")}
-    h5io.write_json_atomic(outdir / "summary.json", doc)
+    atomic.write_json_atomic(outdir / "summary.json", doc)
     if rollouts[0]["attrs"].get("target") == "sgs":
         write_les(outdir, rollouts, per, summary, reference, length, at[0], prov_cfg,
                   reference.shape[-1] / 2)
