@@ -53,14 +53,20 @@ def noise_term_std(n: int, length: float, noise: dict, dt: float, coarse: dict,
     return float(np.sqrt(spec.sigma**2 * spec.kappa * total / dt))
 
 
-def energy_enstrophy(w, length: float) -> tuple[np.ndarray, np.ndarray]:
-    """Energy mean(|u|^2)/2 and enstrophy mean(w^2)/2 of vorticity fields (..., n, n)."""
+def _spectral(w, length: float):
+    """(normalised fft2 of w, |K|^2, 1/|K|^2 with 0 at K = 0) of fields (..., n, n)."""
     w = np.asarray(w, dtype=np.float64)
     n = w.shape[-1]
     k = np.fft.fftfreq(n, 1.0 / n)
     k2 = (2 * np.pi / length) ** 2 * (k[:, None] ** 2 + k[None, :] ** 2)
     inv = np.divide(1.0, k2, out=np.zeros_like(k2), where=k2 > 0)
-    power = np.abs(np.fft.fft2(w)) ** 2 / float(n) ** 4
+    return np.fft.fft2(w) / float(n) ** 2, k2, inv
+
+
+def energy_enstrophy(w, length: float) -> tuple[np.ndarray, np.ndarray]:
+    """Energy mean(|u|^2)/2 and enstrophy mean(w^2)/2 of vorticity fields (..., n, n)."""
+    w_hat, _, inv = _spectral(w, length)
+    power = np.abs(w_hat) ** 2
     return 0.5 * (power * inv).sum(axis=(-2, -1)), 0.5 * power.sum(axis=(-2, -1))
 
 
@@ -76,16 +82,11 @@ def budget_rates(w, forcing, nu: float, drag: float, length: float) -> dict[str,
     creates neither), so dE/dt = energy_injection - energy_dissipation - energy_drag, and the
     same for enstrophy. Injection <psi f>, <w f>; dissipation nu <w^2>, nu <|grad w|^2>;
     drag 2 mu E, 2 mu Z. `forcing` None means unforced."""
-    w = np.asarray(w, dtype=np.float64)
-    n = w.shape[-1]
-    k = np.fft.fftfreq(n, 1.0 / n)
-    k2 = (2 * np.pi / length) ** 2 * (k[:, None] ** 2 + k[None, :] ** 2)
-    inv = np.divide(1.0, k2, out=np.zeros_like(k2), where=k2 > 0)
-    w_hat = np.fft.fft2(w) / float(n) ** 2
+    w_hat, k2, inv = _spectral(w, length)
     power = np.abs(w_hat) ** 2
-    f_hat = np.fft.fft2(np.zeros((n, n)) if forcing is None else forcing) / float(n) ** 2
+    f_hat = 0.0 if forcing is None else _spectral(forcing, length)[0]
     cross = np.real(np.conj(w_hat) * f_hat)
-    energy, enstrophy = 0.5 * (power * inv).sum(axis=(-2, -1)), 0.5 * power.sum(axis=(-2, -1))
+    energy, enstrophy = energy_enstrophy(w, length)
     return {
         "energy_injection": (cross * inv).sum(axis=(-2, -1)),
         "energy_dissipation": 2.0 * nu * enstrophy,
