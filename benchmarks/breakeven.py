@@ -17,17 +17,19 @@ through rollout.coupled.run_coupled (the rollout stage's loop) with each closure
 - ``none`` and ``smagorinsky`` (deterministic: one member);
 - ``held``: a learned term drawn once and held with fresh hold noise (the learned closure's
   floor: everything but the sampling);
-- ``em10`` / ``dpm4``: the learned closure (rollout.closures.DiffusionClosure) with an untrained
-  score network of the paper's size (model.checkpoint.build_from_settings: cost, not accuracy),
-  conditioned on the vorticity and encoded sparse measurements, sampled every 5 steps with the
-  paper's 10-step Euler-Maruyama or 4-step DPM-Solver++(2M), held with noise in between.
+- ``em10`` / ``dpm4`` / ``onestep``: the learned closure (rollout.closures.DiffusionClosure)
+  with an untrained network of the paper's size (model.checkpoint.build_from_settings: cost, not
+  accuracy), conditioned on the vorticity and encoded sparse measurements, sampled every R steps
+  (R in ``--resample``, default 5 and 20) with the paper's 10-step Euler-Maruyama, the 4-step
+  DPM-Solver++(2M) or the distill stage's one-step generator (1 network call), held with noise
+  in between.
 
 Stochastic closures run with 1 and ``--members`` members; as in the rollout stage, the coupled
 run advances all members of one state, the DNS that one state. Break-even: the smallest DNS
 resolution whose cost per time unit exceeds the coupled run's.
 
     python benchmarks/breakeven.py [--device cpu|cuda] [--threads 1] [--quick]
-                                   [--figure breakeven.png]
+                                   [--resample 5 20] [--figure breakeven.png]
 """
 
 from __future__ import annotations
@@ -63,10 +65,11 @@ from diffclosure.solver.grid import Grid, irfft2, rfft2, velocity  # noqa: E402
 from diffclosure.solver.initial import gaussian_random_field  # noqa: E402
 
 PAPER_DT, PAPER_N = 1e-3, 256
-RESAMPLE_EVERY = 5
+RESAMPLE_EVERY = 5  # the warm-up of every coupled timing: one sampling interval of the default
 TINY_MODEL = {"width": 4, "modes": 3, "layers": 1, "embedding_features": 8,
               "embedding_scale": 4.0, "head": [8], "coords": False}
-LEARNED = {"em10": "learned, EM 10 NFE / 5 steps", "dpm4": "learned, DPM++ 4 NFE / 5 steps"}
+LEARNED = {"em10": "learned, EM 10 NFE", "dpm4": "learned, DPM++ 4 NFE",
+           "onestep": "learned, one-step 1 NFE"}
 LABELS = {"none": "no closure", "smagorinsky": "smagorinsky",
           "held": "held learned term (no sampling)", **LEARNED}
 STOCHASTIC = ("held", *LEARNED)
@@ -78,7 +81,8 @@ class Settings:
     coarse: int = 64
     target: str = "H"
     members: int = 4
-    closures: tuple = ("none", "smagorinsky", "held", "em10", "dpm4")
+    closures: tuple = ("none", "smagorinsky", "held", "em10", "dpm4", "onestep")
+    resample: tuple = (5, 20)  # steps between samplings of the learned closures
     dns_steps: int = 5  # timed steps; quadrupled until a timing spans min_wall_s
     coupled_steps: int = 20  # likewise, after one sampling interval of warm-up
     min_wall_s: float = 0.3  # shorter timings are dominated by jitter
@@ -171,19 +175,23 @@ def dns_rows(s: Settings) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- coupled
-def learned_sampler(s: Settings, sde: dict) -> ClosureSampler:
-    """An untrained score network of the paper's size (or s.model) behind the rollout's sampler."""
+def learned_sampler(s: Settings, sde: dict, onestep: bool = False) -> ClosureSampler:
+    """An untrained network of the paper's size (or s.model) behind the rollout's sampler; as
+    the one-step generator of the distill stage (same network, settings["onestep"]) if asked."""
     rms = PAPER_TARGET_RMS.get(s.target, 1.0)
     settings = {"model": s.model or PAPER, "sde": sde,
                 "conditions": ["vorticity", "measurements"],
                 "stats": {"target": {"mean": 0.0, "std": rms},
                           "vorticity": {"mean": 0.0, "std": 1.0}}}
+    if onestep:
+        settings["onestep"] = {"t_max": 0.1, "start": "measurements"}
     torch.manual_seed(0)
     net = build_from_settings(settings).to(s.device).eval()
     return ClosureSampler(net, settings, s.device)
 
 
-def make_closure(name: str, s: Settings, cfg: dict, w0: np.ndarray, members: int, obj):
+def make_closure(name: str, s: Settings, cfg: dict, w0: np.ndarray, members: int, obj,
+                 resample: int = RESAMPLE_EVERY):
     dns, coarse = cfg["dns"], cfg["coarse"]
     if name == "none":
         return cl.NoClosure()
@@ -192,29 +200,32 @@ def make_closure(name: str, s: Settings, cfg: dict, w0: np.ndarray, members: int
     if name == "held":
         return simple_closure("held+noise", dns, coarse, s.coarse, members)
     rms = PAPER_TARGET_RMS.get(s.target, 1.0)
-    spec = (paper_sampler(VESDE(cfg["sde"]["s"]), s.target) if name == "em10" else
-            {"name": "dpm2m", "steps": 4, "schedule": "karras", "t_max": 0.1})
+    spec = {"em10": paper_sampler(VESDE(cfg["sde"]["s"]), s.target),
+            "dpm4": {"name": "dpm2m", "steps": 4, "schedule": "karras", "t_max": 0.1},
+            "onestep": {"name": "onestep"}}[name]
     # The measured term stands in for the reference's: its encoding is paid, its source is not
     # (the rollout stage excludes the reference run from the coupled cost too).
     term = rms * w0 / w0.std()
     rng = np.random.default_rng(0)
     meas = cl.Measurements(lambda step: term, cfg["measurements"], s.coarse, rms, rng)
     return cl.DiffusionClosure(
-        obj, make_sampler(spec, where=name), states=1, members=members,
-        resample_every=RESAMPLE_EVERY, hold="reuse_noise",
+        obj[name], make_sampler(spec, where=name), states=1, members=members,
+        resample_every=resample, hold="reuse_noise",
         hold_std=cfg["rollout"]["hold_noise"] * rms, measurements=meas,
         generator=torch.Generator(device=s.device).manual_seed(0), rng=rng)
 
 
-def coupled_cost(name: str, s: Settings, cfg: dict, w0: np.ndarray, members: int, obj) -> float:
+def coupled_cost(name: str, s: Settings, cfg: dict, w0: np.ndarray, members: int, obj,
+                 resample: int = RESAMPLE_EVERY) -> float:
     """Warm seconds per simulated time unit of the coupled run (median_cost; one run for the
     learned closure: its timed samplings dominate, and each run costs seconds)."""
 
     def measure(timed: int) -> float:
         solver = ref.known_solver(cfg["dns"], s.coarse, s.target, threads=s.threads,
                                   device=solver_device(s))
-        clo = make_closure(name, s, cfg, w0, members, obj)
-        steps = RESAMPLE_EVERY + timed
+        clo = make_closure(name, s, cfg, w0, members, obj, resample)
+        # At least two samplings are timed, whatever the interval.
+        steps = RESAMPLE_EVERY + max(timed, 2 * resample)
         res = run_coupled(solver, w0, clo, steps, steps, members=members,
                           warmup=RESAMPLE_EVERY)
         if res.blowup_time is not None:
@@ -228,15 +239,19 @@ def coupled_cost(name: str, s: Settings, cfg: dict, w0: np.ndarray, members: int
 def closure_rows(s: Settings, dns: list[dict]) -> list[dict]:
     cfg = coupled_sections(s)
     w0 = realistic_state(cfg["dns"], s.coarse)
-    obj = learned_sampler(s, cfg["sde"]) if set(LEARNED) & set(s.closures) else None
+    obj = {}
+    if set(LEARNED) & set(s.closures):
+        score = learned_sampler(s, cfg["sde"])
+        obj = {"em10": score, "dpm4": score, "onestep": learned_sampler(s, cfg["sde"], True)}
     costs = {r["n"]: r["s_per_time"] for r in dns}
     rows = []
     for name in s.closures:
-        for m in (1, s.members) if name in STOCHASTIC else (1,):
-            cost = coupled_cost(name, s, cfg, w0, m, obj)
-            rows.append({"closure": name, "members": m, "s_per_time": cost,
-                         "ms_per_step": 1e3 * cost * cfg["dns"]["dt"],
-                         "break_even": break_even(costs, cost)})
+        for every in s.resample if name in LEARNED else (None,):
+            for m in (1, s.members) if name in STOCHASTIC else (1,):
+                cost = coupled_cost(name, s, cfg, w0, m, obj, every or RESAMPLE_EVERY)
+                rows.append({"closure": name, "members": m, "resample": every,
+                             "s_per_time": cost, "ms_per_step": 1e3 * cost * cfg["dns"]["dt"],
+                             "break_even": break_even(costs, cost)})
     return rows
 
 
@@ -256,13 +271,18 @@ def format_table(s: Settings, dns: list[dict], rows: list[dict]) -> str:
     largest = max(r["n"] for r in dns)
     lines += ["", f"coupled {s.coarse}^2, target {s.target}, dt {PAPER_DT:g}, "
               f">= {s.coupled_steps} steps timed; break-even = smallest DNS n costing more",
-              f"{'closure':<33} {'members':>7} {'ms/step':>9} {'s/time unit':>12} "
+              f"{'closure':<36} {'members':>7} {'ms/step':>9} {'s/time unit':>12} "
               f"{'break-even':>11}"]
     for r in rows:
         be = f"{r['break_even']}^2" if r["break_even"] else f"> {largest}^2"
-        lines.append(f"{LABELS[r['closure']]:<33} {r['members']:>7} {r['ms_per_step']:>9.3f} "
+        lines.append(f"{_label(r):<36} {r['members']:>7} {r['ms_per_step']:>9.3f} "
                      f"{r['s_per_time']:>12.4g} {be:>11}")
     return "\n".join(lines)
+
+
+def _label(row: dict) -> str:
+    every = row.get("resample")
+    return LABELS[row["closure"]] + (f" / {every} steps" if every else "")
 
 
 def plot(s: Settings, dns: list[dict], rows: list[dict], path: str) -> None:
@@ -275,11 +295,11 @@ def plot(s: Settings, dns: list[dict], rows: list[dict], path: str) -> None:
     ns = [r["n"] for r in dns]
     ax.loglog(ns, [r["s_per_time"] for r in dns], "ko-", lw=2, label="DNS")
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, name in enumerate(dict.fromkeys(r["closure"] for r in rows)):
-        for r in (r for r in rows if r["closure"] == name):
+    for i, name in enumerate(dict.fromkeys(_label(r) for r in rows)):
+        for r in (r for r in rows if _label(r) == name):
             ax.axhline(r["s_per_time"], color=colours[i % len(colours)],
                        ls="-" if r["members"] == 1 else "--",
-                       label=f"{LABELS[name]}, {r['members']} member(s)")
+                       label=f"{name}, {r['members']} member(s)")
     ax.set_xscale("log", base=2)
     ax.set_xticks(ns, [f"{n}$^2$" for n in ns])
     ax.set_xlabel("DNS resolution")
@@ -302,6 +322,7 @@ def settings_from(args) -> Settings:
     s.device, s.threads, s.cfl, s.target = args.device, args.threads, args.cfl, args.target
     s.members = args.members or s.members
     s.coarse = args.coarse or s.coarse
+    s.resample = tuple(args.resample) if args.resample else s.resample
     return s
 
 
@@ -316,6 +337,8 @@ def check(args, parser) -> None:
         parser.error(f"--coarse: an even grid size >= 8, got {args.coarse}")
     if args.members is not None and args.members < 1:
         parser.error(f"--members: must be >= 1, got {args.members}")
+    if args.resample and min(args.resample) < 1:
+        parser.error(f"--resample: steps between samplings must be >= 1, got {args.resample}")
     if args.cfl is not None and not args.cfl > 0:
         parser.error(f"--cfl: must be > 0, got {args.cfl}")
     if args.figure and not Path(args.figure).resolve().parent.is_dir():
@@ -332,6 +355,8 @@ def main(argv=None) -> int:
     p.add_argument("--members", type=int, default=None, help="ensemble size M (default 4)")
     p.add_argument("--cfl", type=float, default=None,
                    help="CFL limit of the DNS time step (default: the paper's at 256^2)")
+    p.add_argument("--resample", type=int, nargs="+", default=None,
+                   help="steps between samplings of the learned closures (default 5 20)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     p.add_argument("--figure", default=None, help="write the figure to this PNG")
     args = p.parse_args(argv)

@@ -39,9 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 import training  # noqa: E402
 from breakeven import (  # noqa: E402
-    LABELS,
     TINY_MODEL,
     Settings,
+    _label,
     learned_sampler,
     realistic_state,
     run,
@@ -192,7 +192,7 @@ def breakeven_rows(quick: bool):
     largest = max(r["n"] for r in dns)
     for r in rows:
         be = f"{r['break_even']}^2" if r["break_even"] else f"> {largest}^2"
-        out.append((f"coupled {s.coarse}^2 {LABELS[r['closure']]}, M={r['members']}",
+        out.append((f"coupled {s.coarse}^2 {_label(r)}, M={r['members']}",
                     f"{r['s_per_time']:.4g} s/time unit, breaks even with DNS {be}"))
     return out
 

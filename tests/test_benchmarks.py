@@ -1,5 +1,5 @@
-"""benchmarks/breakeven.py and benchmarks/gpu_check.py: the break-even rule, the CFL-limited time
-step, flag checks, and the GPU check run on a machine without CUDA."""
+"""benchmarks/breakeven.py, cost_accuracy.py and gpu_check.py: the break-even rule, the CFL-limited
+time step, flag checks, a lever curve on a finished run, and the GPU check without CUDA."""
 
 import os
 import subprocess
@@ -16,6 +16,8 @@ from diffclosure.solver.grid import Grid
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import breakeven  # noqa: E402
+import cost_accuracy  # noqa: E402
+from helpers_pipeline import TINY, completed_tiny_run, results  # noqa: E402
 
 # Seconds per simulated time unit, growing like a DNS does (hand-made, not measured).
 COSTS = {128: 1.3, 256: 8.0, 512: 70.0, 1024: 600.0}
@@ -100,3 +102,24 @@ def test_gpu_check_on_a_cpu_runs_the_cpu_rows_and_names_what_it_skips():
         assert status == "ran" and result, (what, rows[what])
     tests = rows["CUDA / device tests"][0]
     assert " 0 failed" in tests and not tests.startswith("0 passed")
+
+
+def test_cost_accuracy_lever_drives_the_rollout_stage(tmp_path_factory):
+    """The resampling curve on the tiny run's model: each point is a real rollout, so the
+    learned closure samples ceil(steps / R) times; bf16 is named as skipped on a CPU."""
+    run = cost_accuracy.run_files(results(completed_tiny_run(tmp_path_factory)))
+    base = C.read_yaml(C.DEFAULT_CONFIG)
+    cfg = C.load(cost_accuracy.merge(base, C.read_yaml(TINY)), sections=cost_accuracy.SECTIONS)
+    cfg["rollout"]["duration"] = 0.1  # 100 steps: enough to tell the intervals apart
+    steps = round(cfg["rollout"]["duration"] / cfg["dns"]["dt"])
+    rows = cost_accuracy.run_lever("resample", cfg, run)
+    by = {r["setting"]: r for r in rows}
+    for every in (1, 5, 10, 20):
+        row = by[f"every {every}"]
+        assert row["resample"] == every
+        assert row["sample_calls"] == -(-steps // every)
+        assert row["members"] == cfg["rollout"]["ensemble"]
+        assert np.isfinite(row["d_fro_median"]) and row["d_fro_min"] <= row["d_fro_max"]
+    if not torch.cuda.is_available():
+        (skip,) = cost_accuracy.run_lever("precision", cfg, run)[1:]
+        assert skip["skipped"] == "CUDA only"

@@ -1,3 +1,18 @@
+# An LES (target sgs) also gets the a-priori LES scores of every closure on the test states.
+LES_A_PRIORI_OUTPUTS = (
+    {
+        "les_a_priori": f"{OUT}/sampling/les_a_priori.csv",
+        "les_pi_spectra": report(
+            f"{OUT}/sampling/les_pi_spectra.png",
+            caption="../report/les_pi_spectra.rst",
+            category="3. Sampling",
+        ),
+    }
+    if config["coarse"]["target"] == "sgs"
+    else {}
+)
+
+
 rule sample_benchmark:
     """Samplers and step budgets: accuracy against cost, and resolution invariance."""
     input:
@@ -19,8 +34,9 @@ rule sample_benchmark:
             caption="../report/rank_histogram_a_priori.rst",
             category="3. Sampling",
         ),
+        **LES_A_PRIORI_OUTPUTS,
     params:
-        cfg=lambda w: sections("device", "sde", "sampling", "dns"),
+        cfg=lambda w: sections("device", "sde", "sampling", "dns", "coarse"),
         outdir=lambda w, output: os.path.dirname(output.benchmark),
         data=lambda w, input: os.path.dirname(input.stats),
         onestep=lambda w, input: f"--onestep {input.onestep}" if "onestep" in input.keys() else "",

@@ -70,7 +70,12 @@ def a_priori_scores(pi_model, pi_true, w_bar, length: float = 1.0) -> dict[str, 
     """A modelled Pi against the true one on the same filtered states (..., n, n), pooled:
     correlation (mean over samples), transfer ratios model / true of energy and enstrophy
     (1 = the right amount), and the backscatter fraction of each."""
-    out = {"correlation": float(np.mean(correlation(pi_model, pi_true)))}
+    # A model Pi that is zero on a state (a clipped dynamic coefficient) has no correlation
+    # there; the mean is over the states where it is defined.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = np.ravel(correlation(pi_model, pi_true))
+    corr = corr[np.isfinite(corr)]
+    out = {"correlation": float(corr.mean()) if corr.size else float("nan")}
     for q in QUANTITIES:
         true = float(np.mean(subgrid_transfer(w_bar, pi_true, length, q)))
         model = float(np.mean(subgrid_transfer(w_bar, pi_model, length, q)))

@@ -108,3 +108,28 @@ def spectra_figure(k, truth_spectrum, spectra: dict, path: str | Path, n: int,
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     _save(fig, path)
+
+
+def les_pi_spectra_figure(path: str | Path, spectra: dict, cutoff: int) -> None:
+    """A priori LES: the power spectrum of Pi (left) and the subgrid enstrophy transfer
+    spectrum T_Z(k) (right, symlog: backscatter shells are negative) of every closure, shells
+    1..cutoff. spectra[name] = (k, P(k), T(k)); "true" is drawn in black."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, (k, p, t) in spectra.items():
+        sel = (k >= 1) & (k <= cutoff)
+        style = {"color": "k", "lw": 2.2} if name == "true" else {"lw": 1.2}
+        shown = sel & (p > 0)
+        axes[0].loglog(k[shown], p[shown], label=name, **style)
+        axes[1].plot(k[sel], t[sel], label=name, **style)
+    axes[1].set_xscale("log")
+    axes[1].set_yscale("symlog", linthresh=1e-3 * max(
+        (np.abs(t).max() for _, _, t in spectra.values()), default=1.0) or 1.0)
+    axes[1].axhline(0.0, color="gray", lw=0.8)
+    axes[0].set_title("a priori: power spectrum of Pi")
+    axes[1].set_title("subgrid enstrophy transfer T_Z(k) (> 0: to the subgrid)")
+    for ax in axes:
+        ax.set_xlabel("|k|")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)

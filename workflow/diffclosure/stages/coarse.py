@@ -138,6 +138,17 @@ def _paper_g_split(coarse: dict, dns_attrs: dict, path) -> bool:
     return True
 
 
+def _copy_spinup(fh, out) -> None:
+    """The DNS's spin-up energy and enstrophy series, passed on for the dataset's steadiness
+    facts (older DNS files have none)."""
+    if "spinup_time" not in fh:
+        return
+    h5io.add_coordinate(out, "spinup_time", fh["spinup_time"][()])
+    for name in ("spinup_energy", "spinup_enstrophy"):
+        h5io.add_field(out, name, fh[name][()], ("trajectory", "spinup_time"),
+                       dtype=np.float64)
+
+
 def main(args) -> int:
     fh, dns_attrs = _read_dns(args.input)
     with fh:
@@ -168,6 +179,7 @@ def main(args) -> int:
             h5io.set_attrs(out, {"coarse": coarse, "dns": dns_attrs})
             h5io.set_attrs(out, {"target": target, "filter_width_physical": delta})
             h5io.set_attrs(out, provenance(prov_cfg, "coarse"))
+            _copy_spinup(fh, out)
             groups = {}
             for m in ms:
                 g = out.create_group(f"n{m}")

@@ -290,6 +290,27 @@ def _window_steadiness(shards, ids, tsel) -> dict:
     }
 
 
+def _spinup_steadiness(shards) -> dict | None:
+    """The DNS's spin-up, mean over all trajectories (from the coarse shards' copy): the
+    series, and the drift over its second half (a flow still spinning up drifts there)."""
+    if any("spinup_time" not in fh for fh in shards.files):
+        return None
+    times = shards.files[0]["spinup_time"][()]
+    series = {}
+    for q in ("energy", "enstrophy"):
+        total = sum(fh[f"spinup_{q}"][()].sum(axis=0) for fh in shards.files)
+        series[q] = total / len(shards.index)
+    late = times >= times[-1] / 2
+    return {
+        "time": times.tolist(), **{q: v.tolist() for q, v in series.items()},
+        "grid": int(shards.dns_attrs.get("dns.n", 0)),
+        **{f"{q}_drift_second_half": flow_stats.window_drift(v[late])
+           for q, v in series.items()},
+        "note": "DNS energy and enstrophy during the spin-up, mean over all trajectories; drift"
+                " = (max - min) / mean over t >= spinup/2",
+    }
+
+
 def _split_bytes(jobs, records: int, channels: list[str], meas: dict) -> int:
     """Size of the split files' fields (target and conditions, raw lattice values), float32."""
     lattice = meas["lattice"] ** 2 if meas["enabled"] else 0
@@ -300,8 +321,13 @@ def _split_bytes(jobs, records: int, channels: list[str], meas: dict) -> int:
 def _facts_line(stochastic: dict, window: dict) -> str:
     share = stochastic["share"]
     noise = "" if share is None else f"noise share of the target {share:.3f} (std ratio); "
+    spin = window.get("spinup")
+    spin = "" if not spin else (
+        f"; spin-up second half: energy drift {spin['energy_drift_second_half']:.1%}, "
+        f"enstrophy {spin['enstrophy_drift_second_half']:.1%}")
     return (f"{noise}window {window['start']:g}-{window['end']:g}: energy drift "
-            f"{window['energy_drift']:.1%}, enstrophy drift {window['enstrophy_drift']:.1%}")
+            f"{window['energy_drift']:.1%}, enstrophy drift {window['enstrophy_drift']:.1%}"
+            + spin)
 
 
 def _dns_facts(paths) -> dict:
@@ -352,6 +378,7 @@ def main(args) -> int:
         target_std = stats["target"]["std"]
         stochastic = _stochastic_share(shards, coarse, target_std)
         steadiness = _window_steadiness(shards, sorted(shards.index), tsel)
+        steadiness["spinup"] = _spinup_steadiness(shards)
         log.info("stochastic share of the target: %s; window: %s", stochastic, steadiness)
         if meas["enabled"]:
             stats["measurements"] = dict(stats["target"])

@@ -13,6 +13,9 @@ noise) and H (advection + noise) of the step that starts at t_j (with that step'
 Output (written atomically; a blow-up or any failure leaves no file): datasets vorticity, G, H
 (trajectory, time, y, x) float32; coordinates trajectory (global ids), time, y, x; forcing (y, x);
 attributes: the dns section flattened as dns.*, seed, shard, shards and provenance.
+The spin-up is kept as a time series, to show the flow was statistically steady before the
+first record (when spinup > 0): spinup_energy and spinup_enstrophy (trajectory, spinup_time)
+float64, mean(|u|^2)/2 and mean(w^2)/2 every record_every from t = 0 up to the first record.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 from diffclosure import config as configmod
 from diffclosure.atomic import check_free_space
 from diffclosure.data import h5io
+from diffclosure.data.flow_stats import energy_enstrophy
 from diffclosure.errors import UserFacingError
 from diffclosure.progress import progress as progress_bar
 from diffclosure.provenance import provenance
@@ -42,6 +46,11 @@ FIELD_DESCRIPTIONS = {
          " (Crank-Nicolson) + increment/dt of the stochastic forcing",
     "H": "advection + noise contributions of the step from t: -(dealiased u.grad w)"
          " + increment/dt of the stochastic forcing",
+}
+
+SPINUP_SERIES = {
+    "energy": "mean(|u|^2)/2 during the spin-up, every record_every",
+    "enstrophy": "mean(w^2)/2 during the spin-up, every record_every",
 }
 
 
@@ -129,6 +138,10 @@ def run_shard(dns: dict, shard: int, output, threads: int | None = None) -> None
         forcing = solver.forcing if solver.forcing is not None else np.zeros((n, n))
         h5io.add_field(fh, "forcing", forcing, ("y", "x"),
                        {"description": "deterministic forcing f(x, y)"})
+        spin_times = dt * np.arange(0, spin, every)
+        if spin_times.size:
+            h5io.add_coordinate(fh, "spinup_time", spin_times, {"units": "simulation time"})
+        spin_series = {q: np.zeros((len(ids), spin_times.size)) for q in SPINUP_SERIES}
         shape = (len(ids), n_rec, n, n)
         fields = {}
         for name, text in FIELD_DESCRIPTIONS.items():
@@ -140,11 +153,20 @@ def run_shard(dns: dict, shard: int, output, threads: int | None = None) -> None
         for start in range(0, len(ids), dns["batch"]):
             batch = ids[start:start + dns["batch"]]
             _run_batch(solver, dns, batch, slice(start, start + len(batch)), fields,
-                       spin, every, n_rec, total, progress)
+                       spin_series, spin, every, n_rec, total, progress)
+        if spin_times.size:
+            for q, text in SPINUP_SERIES.items():
+                h5io.add_field(fh, f"spinup_{q}", spin_series[q], ("trajectory", "spinup_time"),
+                               {"description": text}, dtype=np.float64)
+            energy = spin_series["energy"].mean(0)
+            log.info("spin-up, mean energy over the shard at t = %s: %s",
+                     " ".join(f"{t:g}" for t in spin_times[::max(1, spin_times.size // 8)]),
+                     " ".join(f"{e:.4g}" for e in energy[::max(1, spin_times.size // 8)]))
     progress.close()
 
 
-def _run_batch(solver, dns, batch, rows, fields, spin, every, n_rec, total, progress):
+def _run_batch(solver, dns, batch, rows, fields, spin_series, spin, every, n_rec, total,
+               progress):
     streams = [trajectory_streams(dns["seed"], j) for j in batch]
     init = dns["initial"]
     w0 = gaussian_random_field(solver.grid, [s[0] for s in streams], init["alpha"], init["tau"])
@@ -158,6 +180,11 @@ def _run_batch(solver, dns, batch, rows, fields, spin, every, n_rec, total, prog
         for s in range(total):
             t = s * dt
             eta = solver.sample_noise(noise_rngs)
+            if s < spin and s % every == 0:
+                solver.check(state, t)
+                energy, enstrophy = energy_enstrophy(solver.physical(state), dns["length"])
+                spin_series["energy"][rows, s // every] = energy
+                spin_series["enstrophy"][rows, s // every] = enstrophy
             if s >= spin and (s - spin) % every == 0:
                 solver.check(state, t)
                 w = solver.physical(state)

@@ -301,6 +301,17 @@ def data_section(results: Path) -> list[str]:
                 f"energy drifts by **{win['energy_drift']:.1%}** and the enstrophy by "
                 f"**{win['enstrophy_drift']:.1%}** across it ((max - min) / mean, at "
                 f"{win['grid']}^2)."]
+    spin = win.get("spinup")
+    if spin:
+        t, e, z = spin["time"], spin["energy"], spin["enstrophy"]
+        picks = sorted({round(i * (len(t) - 1) / 6) for i in range(7)})
+        out += ["", f"Spin-up of the DNS ({spin['grid']}^2, mean over all trajectories): over "
+                f"its second half the energy drifts by **{spin['energy_drift_second_half']:.1%}**"
+                f" and the enstrophy by **{spin['enstrophy_drift_second_half']:.1%}**.", "",
+                "| t | " + " | ".join(f"{t[i]:g}" for i in picks) + " |",
+                "|---|" + "---|" * len(picks),
+                "| energy | " + " | ".join(f"{e[i]:.4g}" for i in picks) + " |",
+                "| enstrophy | " + " | ".join(f"{z[i]:.4g}" for i in picks) + " |"]
     return out + [""]
 
 
@@ -386,7 +397,22 @@ def les_section(results: Path) -> list[str]:
             "the rollout's end; D_Fro = median per-member D_Fro at the first report time. "
             "Ranked by the mean of the ranks in the six columns before W1 (lower is better, "
             "`true` is the oracle). Figure: [spectra](../rollout/les_spectra.png).", "",
-            md_table(cols, table_rows), ""]
+            md_table(cols, table_rows), "", *les_a_priori_lines(results)]
+
+
+def les_a_priori_lines(results: Path) -> list[str]:
+    """The a-priori LES table of sampling/les_a_priori.csv, as markdown lines."""
+    table = read_csv_table(results / "sampling" / "les_a_priori.csv")
+    if not table:
+        return ["A priori: sampling/les_a_priori.csv not found (rerun sample_benchmark).", ""]
+    return ["A priori, on the held-out filtered states of the sampler benchmark "
+            "(sampling/les_a_priori.csv): correlation of the modelled Pi with the true Pi; "
+            "energy and enstrophy transfer to the subgrid as a multiple of the true transfer "
+            "(1 = right, 0 = none, < 0 = the wrong way); the share of grid points with "
+            "backscatter (local w Pi < 0) of the model and of the truth; the RMS log error of "
+            "Pi's power spectrum. The learned closure per member (as a rollout uses it) and as "
+            "its ensemble mean. Figure: [Pi spectra and transfer](../sampling/les_pi_spectra.png).",
+            "", _csv_md(table), ""]
 
 
 def _animation(results: Path, outdir: Path, report_cfg: dict) -> Path | None:

@@ -48,6 +48,7 @@ from diffclosure.provenance import write_table
 from diffclosure.sampling.closure_sampler import ClosureSampler, bind_onestep
 from diffclosure.sampling.paper import paper_sampler
 from diffclosure.sampling.samplers import Sampler, make_sampler
+from diffclosure.stages.les_a_priori import write_les_a_priori
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +115,16 @@ def paper_entry(data_dir, sde_cfg: dict) -> dict:
     return paper_sampler(make_sde(sde_cfg), str(target))
 
 
-def sampler_list(entries: list[dict], paper: dict | None = None) -> list[Sampler]:
+def reference_entry(steps: int = 1000) -> dict:
+    """The always-run reference sampler with `steps` steps (sampling.reference_steps)."""
+    return {**REFERENCE, "steps": int(steps)}
+
+
+def sampler_list(entries: list[dict], paper: dict | None = None,
+                 reference_steps: int = 1000) -> list[Sampler]:
     """The configured samplers plus the references (if absent), without duplicates."""
     samplers = [make_sampler(e, f"sampling.samplers[{i}]") for i, e in enumerate(entries)]
-    for ref in (REFERENCE, PAPER, *([paper] if paper else [])):
+    for ref in (reference_entry(reference_steps), PAPER, *([paper] if paper else [])):
         s = make_sampler(ref)
         if s not in samplers:
             samplers.append(s)
@@ -240,7 +247,7 @@ def main(args) -> int:
             "(run the dataset stage first)"
         )
     paper_cfg = paper_entry(data_dir, cfg["sde"])
-    samplers = sampler_list(samp["samplers"], paper_cfg)
+    samplers = sampler_list(samp["samplers"], paper_cfg, samp["reference_steps"])
     if any(s.name == "onestep" for s in samplers) and not args.onestep:
         raise BenchmarkInputError(
             "sampling.samplers names the onestep sampler: pass --onestep with the onestep.pt of"
@@ -307,7 +314,7 @@ def main(args) -> int:
                      "t_max": 0.0, "t_min": 0.0, "nfe": 0, "seconds_per_sample": 0.0,
                      **score_samples(data["measurements"][:, None], data["target"])})
         log.info("measurements only (no model): D_Fro %.4f", rows[-1]["d_fro_mean"])
-    ref = rows[samplers.index(make_sampler(REFERENCE))]["d_fro_mean"]
+    ref = rows[samplers.index(make_sampler(reference_entry(samp["reference_steps"])))]["d_fro_mean"]
     for r in rows:
         r["d_fro_rel_reference"] = r["d_fro_mean"] / ref if ref > 0 else float("nan")
     # What determined the tables: these sections and the model (its own config hash).
@@ -345,8 +352,31 @@ def main(args) -> int:
     rank_histogram_figure(outdir / "rank_histogram.png", {"truth among the samples": {
         s.label: r["rank_frequencies"] for s, r in zip(samplers, rows, strict=False)
         if r["rank_frequencies"] is not None}}, what="true term")
+    if _test_target(data_dir) == "sgs":
+        write_les(outdir, data, {s.label: drawn[s] for s in samplers}, whole, prov_cfg)
     log.info("wrote %s", outdir)
     return 0
+
+
+def _test_target(data_dir: Path) -> str:
+    with h5io.open_input(Path(data_dir) / "test.h5") as fh:
+        attrs = h5io.read_attrs(fh)
+    return str(attrs.get("target", attrs.get("coarse.target")))
+
+
+def write_les(outdir: Path, data: dict, learned: dict, whole: dict, prov_cfg: dict) -> None:
+    """The a-priori LES scores of an sgs run (stages/les_a_priori.py)."""
+    missing = [s for s in ("coarse", "dns") if s not in whole]
+    if missing:
+        raise BenchmarkInputError(
+            f"target sgs: the a-priori LES scores need the config's {' and '.join(missing)} "
+            "section(s); pass the whole config to --config")
+    rows = write_les_a_priori(outdir, data, learned, whole["coarse"], whole["dns"],
+                              {**prov_cfg, "coarse": whole["coarse"], "dns": whole["dns"]})
+    for r in rows:
+        log.info("a priori LES, %s: correlation %.3f, enstrophy transfer x%.3f, backscatter "
+                 "%.3f (true %.3f)", r["closure"], r["correlation"],
+                 r["enstrophy_transfer_ratio"], r["backscatter_model"], r["backscatter_true"])
 
 
 def noise_line(data_dir: Path, dns: dict, n: int):

@@ -1,0 +1,42 @@
+"""The report's LES section: the ranking of rollout/les.csv and the a-priori table."""
+
+import csv
+
+from diffclosure.stages.les_a_priori import LES_A_PRIORI_COLUMNS
+from diffclosure.stages.report import les_ranking, les_section
+from diffclosure.stages.rollout_metrics import LES_COLUMNS
+
+
+def _row(closure, err, stable, cost):
+    return {"closure": closure, "energy_spectrum_error": err, "enstrophy_spectrum_error": err,
+            "energy_error": err, "enstrophy_error": err, "pdf_hellinger": err,
+            "pdf_wasserstein1": err, "short_time": 0.5, "short_d_fro_member_median": err,
+            "blowup": stable < 7.0, "stable_time": stable, "cost_s_per_time": cost}
+
+
+def _write(path, columns, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=columns)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_a_closure_better_in_every_column_ranks_first_and_a_blow_up_ranks_last():
+    rows = [_row("slow_but_good", 0.1, 7.0, 1.0), _row("blows_up", "nan", 2.0, 1.0),
+            _row("best", 0.05, 7.0, 0.5)]
+    order = [r["closure"] for _, r in les_ranking(rows)]
+    assert order == ["best", "slow_but_good", "blows_up"]
+
+
+def test_les_section_shows_both_tables(tmp_path):
+    _write(tmp_path / "rollout" / "les.csv", LES_COLUMNS,
+           [_row("none", 0.5, 7.0, 0.1), _row("smagorinsky", 0.2, 7.0, 0.2)])
+    apriori = [dict(zip(LES_A_PRIORI_COLUMNS, ["smagorinsky", 1, 0.41, 0.9, 1.1, 0.2, 0.35, 0.5],
+                        strict=True))]
+    _write(tmp_path / "sampling" / "les_a_priori.csv", LES_A_PRIORI_COLUMNS, apriori)
+    text = "\n".join(les_section(tmp_path))
+    assert "| 1 | smagorinsky |" in text
+    assert "| smagorinsky | 1 | 0.41 |" in text
+    (tmp_path / "sampling" / "les_a_priori.csv").unlink()
+    assert "les_a_priori.csv not found" in "\n".join(les_section(tmp_path))
