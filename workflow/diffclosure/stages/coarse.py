@@ -140,13 +140,14 @@ def _paper_g_split(coarse: dict, dns_attrs: dict, path) -> bool:
 
 def _copy_spinup(fh, out) -> None:
     """The DNS's spin-up energy and enstrophy series, passed on for the dataset's steadiness
-    facts (older DNS files have none)."""
+    facts (older DNS files have none), in a group with its own coordinates."""
     if "spinup_time" not in fh:
         return
-    h5io.add_coordinate(out, "spinup_time", fh["spinup_time"][()])
-    for name in ("spinup_energy", "spinup_enstrophy"):
-        h5io.add_field(out, name, fh[name][()], ("trajectory", "spinup_time"),
-                       dtype=np.float64)
+    g = out.create_group("spinup")
+    h5io.add_coordinate(g, "trajectory", fh["trajectory"][()])
+    h5io.add_coordinate(g, "time", fh["spinup_time"][()], {"units": "simulation time"})
+    for q in ("energy", "enstrophy"):
+        h5io.add_field(g, q, fh[f"spinup_{q}"][()], ("trajectory", "time"), dtype=np.float64)
 
 
 def main(args) -> int:

@@ -293,12 +293,12 @@ def _window_steadiness(shards, ids, tsel) -> dict:
 def _spinup_steadiness(shards) -> dict | None:
     """The DNS's spin-up, mean over all trajectories (from the coarse shards' copy): the
     series, and the drift over its second half (a flow still spinning up drifts there)."""
-    if any("spinup_time" not in fh for fh in shards.files):
+    if any("spinup" not in fh for fh in shards.files):
         return None
-    times = shards.files[0]["spinup_time"][()]
+    times = shards.files[0]["spinup"]["time"][()]
     series = {}
     for q in ("energy", "enstrophy"):
-        total = sum(fh[f"spinup_{q}"][()].sum(axis=0) for fh in shards.files)
+        total = sum(fh["spinup"][q][()].sum(axis=0) for fh in shards.files)
         series[q] = total / len(shards.index)
     late = times >= times[-1] / 2
     return {
