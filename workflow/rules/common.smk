@@ -4,6 +4,7 @@ import os
 import shlex
 
 from diffclosure.config import split_speed
+from diffclosure.rollout.registry import learned, lookup, selective_settings
 
 OUT = f"results/{config['run']}"
 SHARDS = list(range(config["dns"]["shards"]))
@@ -42,18 +43,16 @@ class Untracked:
 SPEED = Untracked(shlex.quote(json.dumps(split_speed(config)[1], sort_keys=True)))
 
 
-# Rollout settings only the learned closure reads. The other closures' jobs do not receive them,
-# nor the list of closures, so a sampler change (or a closure added to the list) reruns only the
-# jobs it affects.
-DIFFUSION_ONLY = ("sampler", "resample_every", "hold", "hold_noise", "ensemble", "measurements",
-                  "bf16")
-# Of those, the measurements baseline reads the measurements' steps and whether they are fed.
-READS = {"diffusion": DIFFUSION_ONLY, "measurements": ("resample_every", "measurements")}
+# Rollout settings only some closures read (the closure registry's `reads`). A job receives only
+# those its closure reads, and not the list of closures, so a sampler change (or a closure added
+# to the list) reruns only the jobs it affects.
+SELECTIVE = selective_settings()
 
 
 def rollout_sections(closure):
     cfg = {n: config[n] for n in ("device", "dns", "coarse", "measurements", "sde")}
-    skip = {"closures", *(k for k in DIFFUSION_ONLY if k not in READS.get(closure, ()))}
+    reads = lookup(closure).reads
+    skip = {"closures", *(k for k in SELECTIVE if k not in reads)}
     cfg["rollout"] = {k: v for k, v in config["rollout"].items() if k not in skip}
     return shlex.quote(json.dumps(split_speed(cfg)[0], sort_keys=True))
 
@@ -84,9 +83,9 @@ def sample_benchmark_inputs(wildcards):
 
 def rollout_inputs(wildcards):
     inputs = {"dns": dns_shards(), "data": f"{DATASET}/test.h5", "stats": f"{DATASET}/stats.json"}
-    if wildcards.closure == "diffusion" and config["rollout"]["sampler"]["name"] == "onestep":
+    if lookup(wildcards.closure).needs_model and config["rollout"]["sampler"]["name"] == "onestep":
         inputs["onestep"] = ONESTEP
-    elif wildcards.closure == "diffusion":
+    elif lookup(wildcards.closure).needs_model:
         inputs["model"] = MODEL
     return inputs
 
@@ -97,7 +96,7 @@ def report_outputs(wildcards=None):
             f"{OUT}/report/summary.md", caption="../report/summary.rst", category="5. Report"
         )
     }
-    if config["report"]["animation"] and {"diffusion", "none"} <= set(CLOSURES):
+    if config["report"]["animation"] and {learned(), "none"} <= set(CLOSURES):
         outputs["animation"] = report(
             f"{OUT}/report/animation.mp4", caption="../report/animation.rst", category="5. Report"
         )

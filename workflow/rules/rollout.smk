@@ -23,7 +23,7 @@ rule rollout:
     resources:
         mem_mb=8000,
         runtime=120,
-        gpu=lambda w: 1 if w.closure == "diffusion" and config["device"] != "cpu" else 0,
+        gpu=lambda w: 1 if lookup(w.closure).gpu and config["device"] != "cpu" else 0,
     shell:
         "python -m diffclosure rollout --config {params.cfg} --speed {params.speed} --closure {wildcards.closure} --dns {input.dns} "
         "--data {params.data} {params.model} --threads {threads} --output {output} > {log} 2>&1"

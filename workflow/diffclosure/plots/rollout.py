@@ -15,18 +15,18 @@ import numpy as np  # noqa: E402
 
 from diffclosure.atomic import atomic_path  # noqa: E402
 from diffclosure.provenance import png_metadata  # noqa: E402
+from diffclosure.rollout.registry import REGISTRY  # noqa: E402
 
-COLOURS = {
-    "reference": "black", "true": "tab:green", "diffusion": "tab:blue", "none": "tab:red",
-    "smagorinsky": "tab:orange", "leith": "tab:purple", "dynamic_smagorinsky": "tab:brown",
-    "measurements": "tab:cyan",
-}
 # A D_Fro of 0 (the oracle at t = 0) cannot sit on a log axis: clip at this floor.
 FLOOR = 1e-16
 
 
 def colour(name: str) -> str:
-    return COLOURS.get(name, "tab:gray")
+    """The reference in black, a closure in its registry colour, anything else in grey."""
+    if name == "reference":
+        return "black"
+    spec = REGISTRY.get(name)
+    return "tab:gray" if spec is None else spec.colour
 
 
 def _save(fig, path) -> None:

@@ -1,4 +1,4 @@
-"""Closures of the coupled coarse solver, chosen by name from a registry (rollout.closures).
+"""Closures of the coupled coarse solver: the objects behind the names of rollout/registry.py.
 
 A closure supplies the tendency that the coarse solver's known physics lacks (see
 rollout/reference.py for what is known per target). Every closure is an object with
@@ -22,27 +22,7 @@ Cost contract with the coupled loop (rollout/coupled.py), all optional:
   held term with fresh white noise (:class:`DiffusionClosure`, hold ``reuse_noise``) draw its
   noise in spectral space instead of transforming a new physical field every step.
 
-Registry (:data:`CLOSURES`):
-
-- ``none``: no term (the paper's "without closure").
-- ``true``: the oracle. G/H: the reference's own term, recomputed exactly each step from the
-  rollout's current state: a full-physics step of that state, driven by the reference's noise
-  realisation (the same per-state generators, drawn in the same order), returns its G or H
-  contribution. With euler_cn the coupled step then solves the very equation of the reference
-  step, so the rollout reproduces the reference to round-off (a test proves it). sgs: the
-  filtered-DNS -Pi at the nearest earlier DNS record, held in between.
-- ``diffusion``: the learned model (:class:`DiffusionClosure`), resampled every
-  rollout.resample_every steps for the whole ensemble at once, held in between.
-- ``measurements`` (:class:`MeasuredClosure`): no model, the closure term is the encoded
-  sparse measurements of the reference's true term, exactly what the learned closure is
-  conditioned on (same lattice, encoder, noise and steps). What the model adds over its input.
-- ``smagorinsky``, ``leith``, ``dynamic_smagorinsky`` (:class:`ClassicalClosure`): for sgs the
-  eddy-viscosity tendency -Pi_model of the coarse state. For G and H, the term is not a subgrid
-  term but a whole missing physical process, so the classical closure supplies what a classical
-  LES would compute for it: the process's deterministic coarse-grid physics (nu lap w for G;
-  -dealiased u.grad w for H) plus the eddy-viscosity tendency -Pi_model for the unresolved
-  scales. The stochastic forcing has no classical model and is left out. This is the honest
-  baseline: it is the coarse simulation a practitioner would run without a learned closure.
+Which closures exist, how each is built and what its rollout job needs: rollout/registry.py.
 """
 
 from __future__ import annotations
@@ -51,6 +31,7 @@ import logging
 
 import numpy as np
 
+from diffclosure.coarse.classical import CLASSICAL as CLASSICAL_MODELS
 from diffclosure.coarse.classical import classical_closure, constant_from_config, estimate_of_target
 from diffclosure.coarse.filters import filter_width
 from diffclosure.config import ConfigError
@@ -61,23 +42,9 @@ from diffclosure.solver.noise import white_noise_rfft2
 
 log = logging.getLogger(__name__)
 
-CLOSURES = ("none", "true", "diffusion", "measurements", "smagorinsky", "leith",
-            "dynamic_smagorinsky")
-CLASSICAL = ("smagorinsky", "leith", "dynamic_smagorinsky")
+# The eddy-viscosity models coarse/classical.py defines, each a closure of its own name.
+CLASSICAL = tuple(CLASSICAL_MODELS)
 HOLD_RULES = ("reuse", "reuse_noise")
-
-
-def check_name(name: str) -> str:
-    if name not in CLOSURES:
-        raise ConfigError(
-            f"--closure: unknown closure {name!r}; choose one of {', '.join(CLOSURES)}"
-        )
-    return name
-
-
-def members_of(name: str, ensemble: int) -> int:
-    """Ensemble members a closure is run with: only a stochastic closure has more than one."""
-    return int(ensemble) if name == "diffusion" else 1
 
 
 class NoClosure:
@@ -235,16 +202,16 @@ class DiffusionClosure:
     in spectral space (:meth:`tendency_split`), so the held sample is transformed once.
     """
 
-    name = "diffusion"
-
     def __init__(self, sampler_obj, sampler, *, states: int, members: int, resample_every: int,
                  hold: str, hold_std: float, measurements: Measurements | None,
                  sign: float = 1.0,
-                 smagorinsky=None, generator=None, rng: np.random.Generator | None = None):
+                 smagorinsky=None, generator=None, rng: np.random.Generator | None = None,
+                 name: str = "learned"):
         if hold not in HOLD_RULES:
             raise ConfigError(f"rollout.hold: unknown rule {hold!r}; choose one of {HOLD_RULES}")
         if resample_every < 1:
             raise ConfigError(f"rollout.resample_every: must be >= 1, got {resample_every}")
+        self.name = name  # the registry's name, for messages
         self.obj, self.sampler = sampler_obj, sampler
         self.states, self.members = int(states), int(members)
         self.resample_every, self.hold, self.hold_std = int(resample_every), hold, float(hold_std)

@@ -6,7 +6,7 @@
    test trajectories at their first DNS record, coarse-grained; for G/H a full-physics coarse
    run with its own per-state noise stream, for sgs the filtered DNS (duration capped at the
    recorded window);
-2. the closure from the registry (rollout/closures.py);
+2. the closure from the registry (rollout/registry.py);
 3. the coupled run (:func:`run_coupled`): the known-physics coarse solver plus the closure
    tendency, all states x members advanced as ONE batch, recorded every rollout.record_every;
 4. the cost: warm wall time per simulated time unit of the coupled run (closure included,
@@ -34,12 +34,13 @@ from pathlib import Path
 
 import numpy as np
 
-from diffclosure.config import ConfigError, measurements_baseline_problem, rollout_start
+from diffclosure.config import ConfigError, rollout_start
 from diffclosure.data.h5io import DataFileError
 from diffclosure.errors import BlowUpError
 from diffclosure.progress import progress
 from diffclosure.rollout import closures as cl
 from diffclosure.rollout import reference as ref
+from diffclosure.rollout import registry
 from diffclosure.solver.navier_stokes import whole_steps
 
 log = logging.getLogger(__name__)
@@ -199,7 +200,7 @@ class RolloutResult:
 def plan(cfg: dict, closure: str) -> dict:
     """Steps and strides of a rollout; every setting is checked before any work starts."""
     dns, ro = cfg["dns"], cfg["rollout"]
-    cl.check_name(closure)
+    spec = registry.lookup(closure)
     dt = dns["dt"]
     steps = _stride(ro["duration"], dt, "rollout.duration")
     stride = _stride(ro["record_every"], dt, "rollout.record_every")
@@ -208,8 +209,9 @@ def plan(cfg: dict, closure: str) -> dict:
                           f"{ro['duration']}; record at least once")
     steps -= steps % stride
     out = {"steps": steps, "record_stride": stride, "dt": dt}
-    if closure == "measurements" and measurements_baseline_problem(cfg["measurements"], ro):
-        raise ConfigError(measurements_baseline_problem(cfg["measurements"], ro))
+    problem = spec.check(cfg)
+    if problem:
+        raise ConfigError(problem)
     if cfg["coarse"]["target"] == "sgs":
         spr = _stride(dns["record_every"], dt, "dns.record_every")
         if stride % spr:
@@ -224,18 +226,20 @@ def plan(cfg: dict, closure: str) -> dict:
 
 def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, *,
                 threads: int = 1, generator=None, show_progress: bool = True) -> RolloutResult:
-    """One rollout job (module docstring). `sampler_obj` is needed for the diffusion closure."""
+    """One rollout job (module docstring). `sampler_obj` (the trained model's sampler) is
+    needed by a closure whose registry entry says needs_model."""
     dns, coarse, ro = cfg["dns"], cfg["coarse"], cfg["rollout"]
     target, n, length, dt = coarse["target"], coarse["n"], dns["length"], dns["dt"]
     p = plan(cfg, closure)
-    if closure == "diffusion" and sampler_obj is None:
-        raise ConfigError("--model: the diffusion closure needs the trained model (score.pt)")
+    spec = registry.lookup(closure)
+    if spec.needs_model and sampler_obj is None:
+        raise ConfigError(f"--model: the {closure} closure needs the trained model (score.pt)")
     from diffclosure.data.datasets import load_stats  # imports torch: only here
 
     stats = load_stats(data_dir)
     device = ref.solver_device(cfg)
     S = ro["initial_states"]
-    M = cl.members_of(closure, ro["ensemble"])
+    M = registry.members(closure, ro["ensemble"])
     ids = ref.test_ids(stats, S, Path(data_dir) / "stats.json")
     fine = ref.read_dns(dns_paths, ids, rollout_start(dns, ro),
                         records=None if target == "sgs" else 1)
@@ -258,11 +262,12 @@ def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, 
     w0 = ref.coarse_initial(fine.vorticity[:, 0], coarse, length)
     n_rec = steps // stride + 1
     sample_steps = range(0, steps, ro["resample_every"])
-    need_terms = closure in ("diffusion", "measurements") and ro["measurements"]
+    need_terms = spec.measured and ro["measurements"]
     bar = progress_bar(steps * (1 if target == "sgs" else 2), f"rollout {closure}",
                        show_progress)
 
     # ---- reference
+    pi, spr = None, p.get("steps_per_dns_record")
     if target == "sgs":
         w_bar, pi = ref.filtered_reference(fine.vorticity, coarse, length)
         reference = w_bar[:, :: stride // spr][:, :n_rec]
@@ -281,39 +286,15 @@ def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, 
             return r.terms[k]
 
     # ---- closure
-    if closure == "none":
-        clo = cl.NoClosure()
-    elif closure == "true":
-        clo = (cl.OracleSgs(pi, spr) if target == "sgs" else
-               cl.OracleGH(ref.full_solver(dns, n, threads=threads, device=device),
-                           ref.noise_generators(ro["seed"], S), target, coarse["g_split"]))
-    elif closure == "measurements":
-        clo = cl.MeasuredClosure(_measurements(cfg, stats, true_term), ro["resample_every"],
-                                 cl.target_sign(target, coarse["g_split"]))
-    elif closure == "diffusion":
-        target_std = float(stats["target"]["std"])
-        measurements = _measurements(cfg, stats, true_term) if ro["measurements"] else None
-        if generator is None:
-            import torch
-
-            dev = getattr(sampler_obj, "device", "cpu")
-            generator = torch.Generator(device=dev).manual_seed(int(ro["seed"]))
-        clo = cl.DiffusionClosure(
-            sampler_obj, _make_sampler(ro["sampler"]), states=S, members=M,
-            resample_every=ro["resample_every"], hold=ro["hold"],
-            hold_std=ro["hold_noise"] * target_std, measurements=measurements,
-            sign=cl.target_sign(target, coarse["g_split"]),
-            smagorinsky=cl.smagorinsky_condition(target, coarse, length), generator=generator,
-            rng=np.random.default_rng(np.random.SeedSequence([ro["seed"], 0xA11, 2])),
-        )
-    else:
-        clo = cl.ClassicalClosure(closure, target, coarse, dns["nu"], length, n)
+    clo = registry.build(registry.Context(
+        closure, cfg, stats, true_term, S, M, threads=threads, device=device,
+        sampler_obj=sampler_obj, generator=generator, pi=pi, steps_per_record=spr))
 
     # ---- coupled run
     solver = ref.known_solver(dns, n, target, threads=threads, device=device, coarse=coarse)
     noise = (ref.filtered_noise(dns, coarse, ids, float(fine.times[0]), M)
              if target == "sgs" else None)
-    warm = ro["resample_every"] if closure == "diffusion" else 1
+    warm = spec.warmup(ro)
     res = run_coupled(solver, w0, clo, steps, stride, members=M, warmup=warm, progress=bar,
                       noise=noise)
     bar.close()
@@ -342,24 +323,10 @@ def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, 
         "cost_steps_timed": res.steps_timed, "cost_dns_steps_timed": dns_steps,
         "dns_n": dns["n"],
     }
-    if closure == "diffusion":
-        attrs["sample_calls"] = clo.sample_calls
+    attrs.update(spec.attrs(clo))
     if math.isnan(res.wall_per_time):
         log.warning("too few steps to time the coupled run")
     times = np.arange(n_rec) * stride * dt
     return RolloutResult(closure, target, vort, reference, times, ids, float(fine.times[0]),
                          attrs)
 
-
-def _measurements(cfg: dict, stats: dict, true_term) -> cl.Measurements:
-    """The sparse measurements of the true term that condition the learned closure; the
-    `measurements` baseline takes the very same ones (same seed: same measurement noise)."""
-    rng = np.random.default_rng(np.random.SeedSequence([cfg["rollout"]["seed"], 0xA11, 1]))
-    return cl.Measurements(true_term, cfg["measurements"], cfg["coarse"]["n"],
-                           float(stats["target"]["std"]), rng)
-
-
-def _make_sampler(cfg: dict):
-    from diffclosure.sampling.samplers import make_sampler
-
-    return make_sampler(dict(cfg), where="rollout.sampler")

@@ -417,14 +417,16 @@ def les_a_priori_lines(results: Path) -> list[str]:
 
 def _animation(results: Path, outdir: Path, report_cfg: dict) -> Path | None:
     from diffclosure.plots.animation import write_animation
+    from diffclosure.rollout import registry
 
-    files = {name: results / "rollout" / f"{name}.h5" for name in ("diffusion", "none")}
+    learned_name = registry.learned()
+    files = {name: results / "rollout" / f"{name}.h5" for name in (learned_name, "none")}
     missing = [n for n, p in files.items() if not p.exists()]
     if missing:
         log.info("animation skipped: no %s rollout in %s", " or ".join(missing),
                  results / "rollout")
         return None
-    with h5io.open_input(files["diffusion"], required=("vorticity", "reference", "time")) as fh:
+    with h5io.open_input(files[learned_name], required=("vorticity", "reference", "time")) as fh:
         learned, reference = fh["vorticity"][0, 0], fh["reference"][0]
         times = fh["time"][()]
         length = float(h5io.read_attrs(fh).get("dns.length", 1.0))

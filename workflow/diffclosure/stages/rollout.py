@@ -24,7 +24,7 @@ from diffclosure import config as cfgmod
 from diffclosure.atomic import check_free_space
 from diffclosure.data import h5io
 from diffclosure.provenance import provenance
-from diffclosure.rollout.closures import CLOSURES, members_of
+from diffclosure.rollout import registry
 from diffclosure.rollout.coupled import RolloutResult, plan, run_rollout
 
 log = logging.getLogger(__name__)
@@ -33,10 +33,11 @@ SECTIONS = ["device", "dns", "coarse", "measurements", "sde", "rollout"]
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--closure", required=True, choices=CLOSURES, help="closure to couple")
+    parser.add_argument("--closure", required=True, choices=registry.names(),
+                        help="closure to couple")
     parser.add_argument("--dns", nargs="+", required=True, help="DNS shards (HDF5)")
     parser.add_argument("--data", required=True, help="dataset folder (stats.json: split, stats)")
-    parser.add_argument("--model", default=None, help="score.pt (needed for --closure diffusion)")
+    parser.add_argument("--model", default=None, help="score.pt (needed by the learned closure)")
     parser.add_argument("--onestep", default=None,
                         help="onestep.pt of the distill stage (instead of --model when"
                              " rollout.sampler.name is onestep)")
@@ -99,7 +100,8 @@ def expected_bytes(cfg: dict, closure: str) -> int:
     """Size of the rollout file's fields: members plus the reference, float32."""
     p, ro, n = plan(cfg, closure), cfg["rollout"], cfg["coarse"]["n"]
     records = p["steps"] // p["record_stride"] + 1
-    return 4 * n * n * records * ro["initial_states"] * (members_of(closure, ro["ensemble"]) + 1)
+    members = registry.members(closure, ro["ensemble"])
+    return 4 * n * n * records * ro["initial_states"] * (members + 1)
 
 
 def _sampler_object(cfg: dict, model_path, data_dir, threads: int, onestep: bool = False):
@@ -126,13 +128,13 @@ def main(args) -> int:
     plan(cfg, args.closure)  # every setting checked before any work
     check_free_space(args.output, expected_bytes(cfg, args.closure))
     sampler_obj = None
-    if args.closure == "diffusion":
+    if registry.lookup(args.closure).needs_model:
         onestep = cfg["rollout"]["sampler"]["name"] == "onestep"
         path = args.onestep if onestep else args.model
         if not path:
             raise cfgmod.ConfigError(
                 "--onestep: rollout.sampler onestep needs the distilled onestep.pt" if onestep
-                else "--model: the diffusion closure needs the trained score.pt")
+                else f"--model: the {args.closure} closure needs the trained score.pt")
         sampler_obj = _sampler_object(cfg, path, args.data, args.threads, onestep)
     elif args.model:
         log.info("--model ignored for closure %s", args.closure)

@@ -1,0 +1,240 @@
+"""The closures a rollout can couple, by name (rollout.closures, ``--closure``): one entry each.
+
+Every place that treats one closure differently from another asks this registry instead of
+comparing names: the rules (inputs, the rollout settings a job receives, the GPU resource),
+the rollout stage (the model it loads), :func:`~diffclosure.rollout.coupled.run_rollout`
+(building the closure, members, timing, extra attributes), the figures (colours) and the
+report (the animation). The schema's enum of rollout.closures lists the same names, in this
+order (tests/test_registry.py holds them equal). A new closure is one builder function plus
+one :class:`Closure` entry in :data:`REGISTRY`.
+
+The closures (objects in rollout/closures.py):
+
+- ``none``: no term (the paper's "without closure").
+- ``true``: the oracle. G/H: the reference's own term, recomputed exactly each step from the
+  rollout's current state: a full-physics step of that state, driven by the reference's noise
+  realisation (the same per-state generators, drawn in the same order), returns its G or H
+  contribution. With euler_cn the coupled step then solves the very equation of the reference
+  step, so the rollout reproduces the reference to round-off (a test proves it). sgs: the
+  filtered-DNS -Pi at the nearest earlier DNS record, held in between.
+- ``diffusion``: the learned model (DiffusionClosure), resampled every rollout.resample_every
+  steps for the whole ensemble at once, held in between.
+- ``measurements`` (MeasuredClosure): no model, the closure term is the encoded sparse
+  measurements of the reference's true term, exactly what the learned closure is conditioned on
+  (same lattice, encoder, noise and steps). What the model adds over its input.
+- ``smagorinsky``, ``leith``, ``dynamic_smagorinsky`` (ClassicalClosure): for sgs the
+  eddy-viscosity tendency -Pi_model of the coarse state. For G and H, the term is not a subgrid
+  term but a whole missing physical process, so the classical closure supplies what a classical
+  LES would compute for it: the process's deterministic coarse-grid physics (nu lap w for G;
+  -dealiased u.grad w for H) plus the eddy-viscosity tendency -Pi_model for the unresolved
+  scales. The stochastic forcing has no classical model and is left out. This is the honest
+  baseline: it is the coarse simulation a practitioner would run without a learned closure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from diffclosure.config import ConfigError, measurements_baseline_problem
+from diffclosure.rollout import closures as cl
+from diffclosure.rollout import reference as ref
+
+
+@dataclass
+class Context:
+    """Everything a builder may use, gathered by run_rollout once the reference exists.
+
+    ``true_term(step)`` is the reference's true term (S, n, n) at that step: for sgs at every
+    step (the filtered DNS's Pi of the nearest earlier record), for G/H only at the resampling
+    steps and only when the closure is ``measured`` and rollout.measurements is on (the
+    reference records nothing else). ``pi`` and ``steps_per_record`` exist for sgs only.
+    """
+
+    name: str
+    cfg: dict
+    stats: dict
+    true_term: Callable[[int], np.ndarray]
+    states: int
+    members: int
+    threads: int = 1
+    device: object = None
+    sampler_obj: object = None
+    generator: object = None
+    pi: np.ndarray | None = None
+    steps_per_record: int | None = None
+
+    @property
+    def target(self) -> str:
+        return self.cfg["coarse"]["target"]
+
+    @property
+    def sign(self) -> float:
+        """How the target enters the coarse equation (-Pi for sgs)."""
+        return cl.target_sign(self.target, self.cfg["coarse"]["g_split"])
+
+    def measurements(self) -> cl.Measurements:
+        """The sparse measurements of the true term that condition the learned closure.
+
+        A fresh generator of a fixed seed each call: the `measurements` baseline and the
+        learned closure thus see the very same measurement noise.
+        """
+        rng = np.random.default_rng(np.random.SeedSequence([self.cfg["rollout"]["seed"], 0xA11, 1]))
+        return cl.Measurements(self.true_term, self.cfg["measurements"], self.cfg["coarse"]["n"],
+                               float(self.stats["target"]["std"]), rng)
+
+
+def _one_step(ro: dict) -> int:
+    return 1
+
+
+def _no_problem(cfg: dict) -> str | None:
+    return None
+
+
+def _no_attrs(closure) -> dict:
+    return {}
+
+
+@dataclass(frozen=True)
+class Closure:
+    """One closure: how to build it and what its rollout job needs.
+
+    - ``build(ctx)``: the closure object (the cost contract in rollout/closures.py).
+    - ``stochastic``: run with rollout.ensemble members per initial state (otherwise one).
+    - ``needs_model``: the job reads the trained model (score.pt, or onestep.pt when
+      rollout.sampler is onestep) and the stage hands its sampler to the builder.
+    - ``gpu``: the rule asks for a GPU unless the config's device is cpu.
+    - ``reads``: the rollout settings only some closures read that this one reads. The rules
+      give a job only those of them its closure reads, so a change to one reruns only the
+      jobs that read it.
+    - ``measured``: conditioned on sparse measurements of the true term; with
+      rollout.measurements on, the reference records the term at every resampling step.
+    - ``warmup(rollout section)``: the first coupled steps left out of the timing (plans,
+      first sample, device initialisation).
+    - ``check(cfg)``: a problem of the configuration for this closure (a message) or None,
+      raised before any work.
+    - ``attrs(closure object)``: extra attributes of the rollout file.
+    - ``colour``: the closure's colour in every figure.
+    """
+
+    name: str
+    build: Callable[[Context], object]
+    colour: str = "tab:gray"
+    stochastic: bool = False
+    needs_model: bool = False
+    gpu: bool = False
+    reads: tuple[str, ...] = ()
+    measured: bool = False
+    warmup: Callable[[dict], int] = field(default=_one_step)
+    check: Callable[[dict], str | None] = field(default=_no_problem)
+    attrs: Callable[[object], dict] = field(default=_no_attrs)
+
+
+def _none(ctx: Context):
+    return cl.NoClosure()
+
+
+def _oracle(ctx: Context):
+    if ctx.target == "sgs":
+        return cl.OracleSgs(ctx.pi, ctx.steps_per_record)
+    dns, coarse = ctx.cfg["dns"], ctx.cfg["coarse"]
+    return cl.OracleGH(ref.full_solver(dns, coarse["n"], threads=ctx.threads, device=ctx.device),
+                       ref.noise_generators(ctx.cfg["rollout"]["seed"], ctx.states), ctx.target,
+                       coarse["g_split"])
+
+
+def _learned(ctx: Context):
+    dns, coarse, ro = ctx.cfg["dns"], ctx.cfg["coarse"], ctx.cfg["rollout"]
+    target_std = float(ctx.stats["target"]["std"])
+    measurements = ctx.measurements() if ro["measurements"] else None
+    generator = ctx.generator
+    if generator is None:
+        import torch  # only the learned closure needs it
+
+        dev = getattr(ctx.sampler_obj, "device", "cpu")
+        generator = torch.Generator(device=dev).manual_seed(int(ro["seed"]))
+    from diffclosure.sampling.samplers import make_sampler
+
+    return cl.DiffusionClosure(
+        ctx.sampler_obj, make_sampler(dict(ro["sampler"]), where="rollout.sampler"),
+        states=ctx.states, members=ctx.members, resample_every=ro["resample_every"],
+        hold=ro["hold"], hold_std=ro["hold_noise"] * target_std, measurements=measurements,
+        sign=ctx.sign, smagorinsky=cl.smagorinsky_condition(ctx.target, coarse, dns["length"]),
+        generator=generator,
+        rng=np.random.default_rng(np.random.SeedSequence([ro["seed"], 0xA11, 2])),
+        name=ctx.name,
+    )
+
+
+def _measured(ctx: Context):
+    return cl.MeasuredClosure(ctx.measurements(), ctx.cfg["rollout"]["resample_every"], ctx.sign)
+
+
+def _classical(ctx: Context):
+    dns, coarse = ctx.cfg["dns"], ctx.cfg["coarse"]
+    return cl.ClassicalClosure(ctx.name, ctx.target, coarse, dns["nu"], dns["length"], coarse["n"])
+
+
+def _resample_interval(ro: dict) -> int:
+    # The first interval holds the first model call (and the device's start-up): not timed.
+    return ro["resample_every"]
+
+
+def _sample_calls(closure) -> dict:
+    return {"sample_calls": closure.sample_calls}
+
+
+def _measurements_problem(cfg: dict) -> str | None:
+    return measurements_baseline_problem(cfg["measurements"], cfg["rollout"])
+
+
+REGISTRY: dict[str, Closure] = {c.name: c for c in (
+    Closure("none", _none, colour="tab:red"),
+    Closure("true", _oracle, colour="tab:green"),
+    Closure("diffusion", _learned, colour="tab:blue", stochastic=True, needs_model=True,
+            gpu=True, measured=True, warmup=_resample_interval, attrs=_sample_calls,
+            reads=("sampler", "resample_every", "hold", "hold_noise", "ensemble",
+                   "measurements", "bf16")),
+    Closure("measurements", _measured, colour="tab:cyan", measured=True,
+            reads=("resample_every", "measurements"), check=_measurements_problem),
+    Closure("smagorinsky", _classical, colour="tab:orange"),
+    Closure("leith", _classical, colour="tab:purple"),
+    Closure("dynamic_smagorinsky", _classical, colour="tab:brown"),
+)}
+
+
+def names() -> tuple[str, ...]:
+    return tuple(REGISTRY)
+
+
+def lookup(name: str) -> Closure:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ConfigError(
+            f"--closure: unknown closure {name!r}; choose one of {', '.join(REGISTRY)}"
+        ) from None
+
+
+def members(name: str, ensemble: int) -> int:
+    """Ensemble members a closure is run with: only a stochastic closure has more than one."""
+    return int(ensemble) if lookup(name).stochastic else 1
+
+
+def selective_settings() -> frozenset[str]:
+    """The rollout settings that some closure reads and others do not (the union of reads)."""
+    return frozenset(k for c in REGISTRY.values() for k in c.reads)
+
+
+def learned() -> str:
+    """The learned closure, the first that needs the trained model: the report animates it
+    beside ``none``."""
+    return next(c.name for c in REGISTRY.values() if c.needs_model)
+
+
+def build(ctx: Context):
+    """The closure object of ``ctx.name``."""
+    return lookup(ctx.name).build(ctx)
