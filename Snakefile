@@ -6,7 +6,7 @@ import os
 
 from snakemake.utils import min_version, validate
 
-from diffclosure.config import ConfigError, read_yaml
+from diffclosure.config import SCHEMA_PATH, ConfigError, read_yaml
 from diffclosure.config import validate as validate_config
 
 min_version("8.0")
@@ -28,13 +28,14 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 report: "workflow/report/workflow.rst"
 
 
-# One schema for the pipeline and every stage run alone. The package's validator fills the
-# defaults and names the offending field with the fix; Snakemake's validate then re-checks.
+# One schema for the pipeline and every stage run alone, the copy inside the package (so a
+# workflow folder works with an installed wheel). The package's validator fills the defaults and
+# names the offending field with the fix; Snakemake's validate then re-checks.
 try:
     validate_config(config)
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
-validate(config, "workflow/schemas/config.schema.yaml")
+validate(config, str(SCHEMA_PATH))
 
 
 include: "workflow/rules/common.smk"

@@ -46,6 +46,8 @@ from diffclosure.rollout.coupled import run_rollout  # noqa: E402
 from diffclosure.stages.check_config import merge  # noqa: E402
 from diffclosure.stages.rollout import SECTIONS, _sampler_object  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
+
 LEVERS = ("sampler", "resample", "members", "threads", "compile", "precision")
 ONESTEP = {"name": "onestep"}
 
@@ -201,7 +203,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     run = run_files(Path(args.results))
-    cfg = cfgmod.read_yaml(cfgmod.DEFAULT_CONFIG)
+    cfg = cfgmod.read_yaml(ROOT / "config.yaml")
     for path in args.config:
         merge(cfg, cfgmod.read_yaml(path))
     cfg = cfgmod.load(cfg, sections=SECTIONS)

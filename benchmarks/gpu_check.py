@@ -212,7 +212,7 @@ def main(argv=None) -> int:
     cuda = torch.cuda.is_available()
     q = args.quick
     n_solver, n_small = (64, 16) if q else (256, 32)
-    small = TINY_MODEL if q else dict(cfgmod.load()["model"])
+    small = TINY_MODEL if q else dict(cfgmod.load(ROOT / "config.yaml")["model"])
     check = Check(args.budget_s)
 
     check.section("tests", ["CUDA / device tests"], 20 if q else 60, False,

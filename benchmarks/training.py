@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -20,6 +21,8 @@ from diffclosure import config
 from diffclosure.model.loss import dsm_loss, uniform_times
 from diffclosure.model.score_net import build_score_net, count_parameters
 from diffclosure.model.sde import make_sde
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PAPER = {"width": 20, "modes": 8, "layers": 4, "embedding_features": 256,
          "embedding_scale": 30.0, "head": [40, 20, 20, 128], "coords": True}
@@ -74,7 +77,7 @@ def main():
     p.add_argument("--batch", type=int, default=32, help="CPU batch (the GPU uses 200)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = config.load()
+    cfg = config.load(ROOT / "config.yaml")
     default = dict(cfg["model"])
     cases = [("default (config.yaml)", default, cfg["coarse"]["n"]),
              ("default (config.yaml)", default, 64),

@@ -29,6 +29,35 @@ def test_empty_sections_take_every_default():
     assert cfg["dns"]["n"] == 128 and cfg["coarse"]["target"] == "H"
 
 
+def test_the_schema_alone_makes_a_valid_config():
+    """What an installed package starts from outside any workflow folder."""
+    cfg = C.load(C.schema_defaults())
+    assert cfg["run"] == "default" and cfg["dns"]["n"] == 128
+
+
+def test_default_config_is_the_workflow_folders_then_the_checkouts(repo_root, tmp_path):
+    assert C.default_config_path(tmp_path) == repo_root / "config.yaml"
+    (tmp_path / "config.yaml").write_text("run: here\n")
+    assert C.default_config_path(tmp_path) == repo_root / "config.yaml"  # no Snakefile beside it
+    (tmp_path / "Snakefile").write_text("")
+    assert C.default_config_path(tmp_path) == tmp_path / "config.yaml"
+    assert C.read_default_config(tmp_path) == ({"run": "here"}, str(tmp_path / "config.yaml"))
+
+
+def test_check_config_names_the_config_it_starts_from(repo_root, monkeypatch, capsys):
+    from diffclosure import cli
+
+    monkeypatch.chdir(repo_root)
+    tiny = repo_root / "tests" / "data" / "tiny.yaml"
+    assert cli.main(["check-config", str(tiny)]) == 0
+    assert f"valid: {tiny} on top of {repo_root / 'config.yaml'}" in capsys.readouterr().out
+    monkeypatch.setattr(C, "CHECKOUT", None)
+    monkeypatch.chdir(tiny.parent)
+    assert cli.main(["check-config", str(tiny)]) == 0
+    assert "on top of the schema's defaults (outputs under results/tiny/)" in (
+        capsys.readouterr().out)
+
+
 @pytest.mark.parametrize(
     ("edit", "field", "words"),
     [
@@ -197,10 +226,10 @@ def test_yaml_syntax_error_in_the_default_config_names_file_and_line(repo_root, 
     assert f"{copy_root / 'config.yaml'}, line 5" in res.stdout + res.stderr
 
 
-def test_speed_settings_travel_apart_and_rebuild_the_config():
+def test_speed_settings_travel_apart_and_rebuild_the_config(repo_root):
     """What a rule passes (--config without the speed-only settings, --speed with them) is
     the config the stage would read from the file."""
-    tiny = yaml.safe_load((C.DEFAULT_CONFIG.parent / "tests" / "data" / "tiny.yaml").read_text())
+    tiny = yaml.safe_load((repo_root / "tests" / "data" / "tiny.yaml").read_text())
     full = C.load(copy.deepcopy(tiny))
     science, speed = C.split_speed({n: full[n] for n in ("dns", "train")})
     assert "batch" not in science["dns"] and "threads" not in science["train"]

@@ -146,8 +146,8 @@ def test_teacher_settings_are_checked():
         teacher_sampler({"name": "ode_heun", "steps": 6})
 
 
-def test_onestep_without_distill_is_refused_by_the_config():
-    cfg = cfgmod.read_yaml(cfgmod.DEFAULT_CONFIG)
+def test_onestep_without_distill_is_refused_by_the_config(repo_root):
+    cfg = cfgmod.read_yaml(repo_root / "config.yaml")
     cfg["distill"] = {"enabled": False}
     with pytest.raises(cfgmod.ConfigError, match=r"sampling.samplers\[5\].name.*distill.enabled"):
         cfgmod.load(cfg)

@@ -1,8 +1,8 @@
 """Loading and validating the pipeline configuration.
 
-One schema (workflow/schemas/config.schema.yaml) is the single source of truth: the Snakefile
-and every `python -m diffclosure <stage>` validate against it and fill its defaults, so a
-stage run alone sees exactly the settings the pipeline would give it.
+One schema (diffclosure/schemas/config.schema.yaml, shipped in the package) is the single source
+of truth: the Snakefile and every `python -m diffclosure <stage>` validate against it and fill its
+defaults, so a stage run alone sees exactly the settings the pipeline would give it.
 """
 
 from __future__ import annotations
@@ -12,13 +12,22 @@ import hashlib
 import json
 import math
 import re
+from importlib import resources
 from pathlib import Path
 
 import jsonschema
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config.yaml"
+# Package data, so that an installed wheel validates as a checkout does. Snakemake's validate
+# wants a file path; pip installs a wheel unpacked, so the resource is a real file.
+_SCHEMA = resources.files("diffclosure") / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(str(_SCHEMA))
+
+# The repository this package runs from (editable install, or PYTHONPATH=workflow), or None for an
+# installed wheel, which has no config.yaml nor git history of its own to consult.
+_HERE = Path(__file__).resolve()
+CHECKOUT = _HERE.parents[2] if (_HERE.parents[1].name == "workflow" and
+                                (_HERE.parents[2] / "Snakefile").is_file()) else None
 
 
 class ConfigError(ValueError):
@@ -26,8 +35,33 @@ class ConfigError(ValueError):
 
 
 def load_schema() -> dict:
-    with open(SCHEMA_PATH) as fh:
-        return yaml.safe_load(fh)
+    return yaml.safe_load(_SCHEMA.read_text(encoding="utf-8"))
+
+
+def default_config_path(cwd: str | Path | None = None) -> Path | None:
+    """The config.yaml the pipeline starts from: the one beside the Snakefile in `cwd` (default:
+    the current directory, where `snakemake` would find it), else the checkout's; None when
+    neither exists (an installed package run outside a workflow)."""
+    for root in (Path.cwd() if cwd is None else Path(cwd), CHECKOUT):
+        if root is not None and (root / "Snakefile").is_file() and (root / "config.yaml").is_file():
+            return root / "config.yaml"
+    return None
+
+
+def schema_defaults(schema: dict | None = None) -> dict:
+    """A complete config made of the schema's defaults alone, unvalidated as a file reads."""
+    schema = schema or load_schema()
+    return {name: copy.deepcopy(schema["properties"][name]["default"])
+            for name in schema["required"]}
+
+
+def read_default_config(cwd: str | Path | None = None) -> tuple[dict, str]:
+    """(the default config as written, where it comes from): default_config_path()'s file, or
+    the schema's defaults where there is none, so that no workflow folder is needed."""
+    path = default_config_path(cwd)
+    if path is None:
+        return schema_defaults(), "the schema's defaults"
+    return read_yaml(path), str(path)
 
 
 # Settings that change how fast a stage runs, not what it computes: each trajectory gets its own
@@ -270,10 +304,11 @@ def load(source: str | Path | dict | None = None, sections: list[str] | None = N
 
     A config file must be complete (every section present) and is validated against the whole
     schema. An inline JSON string or a dict may hold only some sections (as Snakemake rules pass
-    them); it is validated section by section.
+    them); it is validated section by section. None: the default config (default_config_path,
+    else the schema's defaults).
     """
     if source is None:
-        source = DEFAULT_CONFIG
+        source = default_config_path() or schema_defaults()
     if isinstance(source, dict):
         cfg = copy.deepcopy(source)
     elif isinstance(source, str) and source.lstrip().startswith("{"):

@@ -16,20 +16,22 @@ from pathlib import Path
 
 from diffclosure import __version__
 from diffclosure.atomic import json_text, write_files_atomic
-from diffclosure.config import section_hash
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from diffclosure.config import CHECKOUT, section_hash
 
 
 @functools.cache
 def git_commit() -> str:
+    # An installed package's folder may lie inside some other repository (a venv in a project):
+    # that repository's commit says nothing about this code.
+    if CHECKOUT is None:
+        return "unknown"
     try:
         out = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"],
+            ["git", "-C", str(CHECKOUT), "rev-parse", "HEAD"],
             capture_output=True, text=True, timeout=5, check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            ["git", "-C", str(CHECKOUT), "status", "--porcelain", "--untracked-files=no"],
             capture_output=True, text=True, timeout=5, check=True,
         ).stdout.strip()
         return out + ("-dirty" if dirty else "")

@@ -3,9 +3,13 @@
     python -m diffclosure check-config [FILE ...]
 
 The Snakefile reads config.yaml and merges each --configfile on top, key by key; this does the
-same, so a preset is checked as Snakemake would run it. Snakemake reads a --configfile itself,
-before the Snakefile runs, and a YAML syntax error there gets Snakemake's own message ("Config
-file is not valid JSON or YAML") with neither file nor line; this names both.
+same, so a preset is checked as Snakemake would run it. The base is the config.yaml beside the
+Snakefile in the current directory (else the checkout's); outside any workflow, as an installed
+package may be, it is the schema's defaults, and the message says which.
+
+Snakemake reads a --configfile itself, before the Snakefile runs, and a YAML syntax error there
+gets Snakemake's own message ("Config file is not valid JSON or YAML") with neither file nor
+line; this names both.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from diffclosure import config as configmod
 
 def add_arguments(parser) -> None:
     parser.add_argument("files", nargs="*",
-                        help="config files merged in order on top of config.yaml, as"
-                        " Snakemake's --configfile")
+                        help="config files merged in order on top of the default config"
+                        " (./config.yaml beside ./Snakefile, else the checkout's, else the"
+                        " schema's defaults), as Snakemake's --configfile")
 
 
 def merge(base: dict, extra: dict) -> dict:
@@ -30,13 +35,13 @@ def merge(base: dict, extra: dict) -> dict:
 
 
 def main(args) -> int:
-    cfg = configmod.read_yaml(configmod.DEFAULT_CONFIG)
+    cfg, base = configmod.read_default_config()
     for path in args.files:
         extra = configmod.read_yaml(path)
         if not isinstance(extra, dict):
             raise configmod.ConfigError(f"{path}: must be a mapping of sections")
         merge(cfg, extra)
     configmod.validate(cfg)
-    print(f"valid: {', '.join(map(str, args.files)) or configmod.DEFAULT_CONFIG}"
-          f" (outputs under results/{cfg['run']}/)")
+    on = f"{', '.join(map(str, args.files))} on top of {base}" if args.files else base
+    print(f"valid: {on} (outputs under results/{cfg['run']}/)")
     return 0
