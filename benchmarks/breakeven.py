@@ -294,10 +294,12 @@ def plot(s: Settings, dns: list[dict], rows: list[dict], path: str) -> None:
     fig, ax = plt.subplots(figsize=(10, 4.5))
     ns = [r["n"] for r in dns]
     ax.loglog(ns, [r["s_per_time"] for r in dns], "ko-", lw=2, label="DNS")
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, name in enumerate(dict.fromkeys(_label(r) for r in rows)):
+    names = list(dict.fromkeys(_label(r) for r in rows))
+    # One colour per closure and interval (tab20 holds 20 distinct ones), members by line style.
+    colours = plt.get_cmap("tab20")(np.arange(len(names)) % 20)
+    for i, name in enumerate(names):
         for r in (r for r in rows if _label(r) == name):
-            ax.axhline(r["s_per_time"], color=colours[i % len(colours)],
+            ax.axhline(r["s_per_time"], color=colours[i],
                        ls="-" if r["members"] == 1 else "--",
                        label=f"{name}, {r['members']} member(s)")
     ax.set_xscale("log", base=2)

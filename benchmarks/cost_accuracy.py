@@ -6,7 +6,7 @@ with one setting of the run's rollout section changed:
 
 - sampler: the configured sampler, DPM-Solver++(2M) with 4 and 2 steps and the distill stage's
   one-step generator, each at the configured resampling interval;
-- resample: the one-step generator sampled every 1, 5, 10 and 20 steps and held with fresh
+- resample: the one-step generator sampled every 1, 5, 10, 20 and 40 steps, held with fresh
   noise in between (hold reuse_noise), and every 10 steps held without noise (reuse);
 - members: M = 1, 4 and 8 members of each state advanced as one batch (states x members);
 - threads: 1 and 2 torch / FFT threads;
@@ -63,7 +63,7 @@ def points(lever: str, ro: dict) -> list[tuple[str, dict]]:
                 ("onestep", {"sampler": ONESTEP})]
     if lever == "resample":
         return [*[(f"every {r}", {"sampler": ONESTEP, "resample_every": r})
-                  for r in (1, 5, 10, 20)],
+                  for r in (1, 5, 10, 20, 40)],
                 ("every 10, no hold noise", {"sampler": ONESTEP, "resample_every": 10,
                                              "hold": "reuse"})]
     if lever == "members":
