@@ -14,3 +14,10 @@ os.environ.setdefault("DIFFCLOSURE_FFTW_WISDOM", str(ROOT / ".pytest_cache" / "f
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return ROOT
+
+
+def pytest_collection_modifyitems(config, items):
+    """The SLURM tests are slow too, so the quick tier (-m "not slow") never starts a cluster."""
+    for item in items:
+        if item.get_closest_marker("slurm"):
+            item.add_marker(pytest.mark.slow)

@@ -104,6 +104,7 @@ def test_gpu_check_on_a_cpu_runs_the_cpu_rows_and_names_what_it_skips():
     assert " 0 failed" in tests and not tests.startswith("0 passed")
 
 
+@pytest.mark.slow
 def test_cost_accuracy_lever_drives_the_rollout_stage(tmp_path_factory):
     """The resampling curve on the tiny run's model: each point is a real rollout, so the
     learned closure samples ceil(steps / R) times; bf16 is named as skipped on a CPU."""

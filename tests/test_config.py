@@ -183,6 +183,7 @@ def test_numbers_written_like_2e_3_are_read_as_numbers(default_cfg, tmp_path):
         C.load(cfg)
 
 
+@pytest.mark.slow
 def test_snakefile_reads_2e_3_as_a_number(repo_root, tmp_path):
     """Snakemake loads --configfile itself (YAML 1.1 too); the jobs get the float."""
     text = (repo_root / "tests" / "data" / "tiny.yaml").read_text()
@@ -213,6 +214,7 @@ def test_yaml_syntax_error_names_file_and_line_from_every_stage(tmp_path, caplog
     assert f"{path}, line 5" in caplog.text
 
 
+@pytest.mark.slow
 def test_yaml_syntax_error_in_the_default_config_names_file_and_line(repo_root, tmp_path):
     import shutil
 

@@ -33,6 +33,8 @@ from diffclosure.stages import dataset as dataset_stage
 from diffclosure.stages import dns as dns_stage
 from diffclosure.stages import rollout as rollout_stage
 
+pytestmark = pytest.mark.slow  # the quick tier (-m "not slow") skips this module
+
 
 @pytest.fixture(scope="module")
 def out(tmp_path_factory):

@@ -14,6 +14,8 @@ from diffclosure.data.h5io import DataFileError
 from diffclosure.stages import coarse as coarse_stage
 from diffclosure.stages import dataset as dataset_stage
 
+pytestmark = pytest.mark.slow  # the quick tier (-m "not slow") skips this module
+
 N, TIMES = 32, 6
 DNS_ATTRS = {
     "n": N, "length": 1.0, "nu": 1e-3, "dt": 1e-3, "drag": 0.0, "forcing.kind": "paper",

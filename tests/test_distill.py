@@ -174,6 +174,7 @@ def test_samplers_and_models_must_fit_each_other():
 
 
 # ----------------------------------------------------------------------------- the stage
+@pytest.mark.slow
 def test_missing_or_foreign_score_model_is_named(tmp_path):
     cfg = json.dumps({"device": "cpu", "sde": {}, "distill": {}})
     out = tmp_path / "onestep.pt"

@@ -33,6 +33,8 @@ from helpers_pipeline import (
 import diffclosure as pkg
 from diffclosure import config as cfgmod
 
+pytestmark = pytest.mark.slow  # the quick tier (-m "not slow") skips this module
+
 CLOSURES = ("none", "true", "diffusion", "smagorinsky")
 
 

@@ -122,6 +122,7 @@ def _write_rollout(path, closure, v, reference, blowup_time=None):
                         cost_coupled_s_per_time=1.0, **{"dns.length": L})
 
 
+@pytest.mark.slow
 def test_les_table_figure_and_ranking_through_the_stages(tmp_path):
     import csv
     import json

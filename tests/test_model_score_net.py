@@ -133,6 +133,7 @@ def test_bf16_autocast_runs_and_stays_close():
     assert ((low - ref).norm() / ref.norm()).item() < 0.05
 
 
+@pytest.mark.slow
 def test_learns_the_score_of_a_conditional_gaussian():
     """target = A*cond + s0*noise: the true score of x_t given cond is
     -(x_t - A cond)/(s0^2 + std^2). A short DSM training brings the network close to it."""

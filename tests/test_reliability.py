@@ -29,6 +29,8 @@ from helpers_pipeline import (
 
 from diffclosure import __version__
 
+pytestmark = pytest.mark.slow  # the quick tier (-m "not slow") skips this module
+
 
 @pytest.fixture(scope="module")
 def out(tmp_path_factory):

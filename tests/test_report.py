@@ -19,6 +19,8 @@ from diffclosure.stages.rollout_metrics import (
     time_to_decorrelation,
 )
 
+pytestmark = pytest.mark.slow  # the quick tier (-m "not slow") skips this module
+
 CLOSURES = ("none", "true", "diffusion", "measurements")
 
 

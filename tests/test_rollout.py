@@ -336,6 +336,7 @@ def _sgs_oracle_error(root, every: int, sigma: float = 1e-3, filtered_noise: boo
     return float(np.abs(out - want).max() / np.abs(want).max())
 
 
+@pytest.mark.slow
 def test_sgs_oracle_closes_the_filtered_dns(tmp_path):
     """With the filtered forcing and the filtered DNS's noise as known physics, -Pi closes the
     filtered equation: known at every DNS step, the oracle reproduces the filtered DNS up to

@@ -16,6 +16,8 @@ from diffclosure.model.checkpoint import build_from_settings, save_checkpoint
 from diffclosure.solver.grid import Grid
 from diffclosure.solver.initial import gaussian_random_field
 
+pytestmark = pytest.mark.slow  # the quick tier (-m "not slow") skips this module
+
 torch.set_num_threads(1)
 N_FINE, N = 32, 16
 IDS, TEST = [0, 1, 2, 3], [2, 0]

@@ -88,6 +88,7 @@ def _rows(path):
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.slow
 def test_stage_end_to_end(dataset, tmp_path):
     out = tmp_path / "out"
     assert _run(dataset, out) == 0
@@ -181,6 +182,7 @@ def test_closure_sampler_units_and_conditions():
         cs.sample(sampler, vort, meas[:, :4])
 
 
+@pytest.mark.slow
 def test_noise_line_only_for_targets_that_hold_the_noise(dataset, tmp_path):
     from diffclosure import config as cfgmod
 

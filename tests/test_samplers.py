@@ -85,6 +85,7 @@ BUDGETS = [
 
 
 @pytest.mark.parametrize("cfg", BUDGETS, ids=lambda c: f"{c['name']}-{c['steps']}-{c['schedule']}")
+@pytest.mark.slow
 def test_samples_match_gaussian_mean_and_mode_variances(cfg):
     batch = 2000
     sampler = make_sampler(cfg)
@@ -103,6 +104,7 @@ def test_samples_match_gaussian_mean_and_mode_variances(cfg):
     assert float((ratio - 1).abs().max()) < 0.16, float((ratio - 1).abs().max())
 
 
+@pytest.mark.slow
 def test_pc_default_snr_keeps_the_variance_within_one_percent():
     """At generous steps the default corrector's unadjusted-Langevin bias stays below 1%."""
     batch = 4000

@@ -103,6 +103,7 @@ def _our_increments(n, dt, sigma, alpha, kappa, draws, seed):
         _rngs(draws, seed))))
 
 
+@pytest.mark.slow
 def test_research_codes_sigma_is_ours():
     """Their sigma_r = 5e-5 at dt = 1e-3 gives our increment at sigma = 5e-5 (not 5e-8)."""
     n, dt, sigma_r, alpha, kappa, draws = 64, 1e-3, 5e-5, 0.005, 10, 1500

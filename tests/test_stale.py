@@ -18,6 +18,8 @@ import diffclosure.model.train as train_mod
 from diffclosure.cli import main as cli_main
 from diffclosure.data.datasets import load_stats
 
+pytestmark = pytest.mark.slow  # the quick tier (-m "not slow") skips this module
+
 EPOCHS = 2
 TRAIN_CFG = {**TINY, "train": {**TINY["train"], "epochs": EPOCHS}}
 

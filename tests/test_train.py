@@ -73,6 +73,7 @@ def read_history(path):
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.slow
 def test_stage_end_to_end(dataset, tmp_path):
     out = tmp_path / "model"
     rc = cli_main(["train", "--config", json.dumps(TINY), "--data", str(dataset),
@@ -102,6 +103,7 @@ def _states_equal(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_resume_is_bit_exact(dataset, tmp_path, monkeypatch, caplog):
     import diffclosure.model.train as train_mod
 
@@ -187,6 +189,7 @@ def _ddp_worker(rank, port, data, outdir, cfg_dict):
     torch.save(result.net.state_dict(), f"{outdir}/../rank{rank}.pt")
 
 
+@pytest.mark.slow
 def test_two_process_ddp_on_cpu(dataset, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

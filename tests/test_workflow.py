@@ -2,6 +2,7 @@
 
 import subprocess
 
+import pytest
 import yaml
 
 
@@ -15,6 +16,7 @@ def snakemake(repo_root, *args, timeout=120):
     )
 
 
+@pytest.mark.slow
 def test_dry_run_plans_every_stage(repo_root, tmp_path):
     res = snakemake(repo_root, "-n", "--quiet", "rules", "--directory", str(tmp_path),
                     "--snakefile", str(repo_root / "Snakefile"),
@@ -25,6 +27,7 @@ def test_dry_run_plans_every_stage(repo_root, tmp_path):
         assert rule in res.stdout
 
 
+@pytest.mark.slow
 def test_bad_config_fails_before_any_job(repo_root, tmp_path):
     cfg = yaml.safe_load((repo_root / "config.yaml").read_text())
     cfg["dns"]["nu"] = -1.0
