@@ -155,14 +155,16 @@ def plot(rows: list[dict], path: str) -> None:
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for lever in dict.fromkeys(r["lever"] for r in rows):
-        pts = [r for r in rows if r["lever"] == lever and "skipped" not in r]
+        pts = sorted((r for r in rows if r["lever"] == lever and "skipped" not in r),
+                     key=lambda r: r["s_per_time_per_member"])
         if not pts:
             continue
         x = [r["s_per_time_per_member"] for r in pts]
         y = [r["d_fro_median"] for r in pts]
         ax.plot(x, y, "o-", label=lever)
-        for r, xi, yi in zip(pts, x, y, strict=True):
-            ax.annotate(r["setting"], (xi, yi), fontsize=6, xytext=(3, 3),
+        for i, (r, xi, yi) in enumerate(zip(pts, x, y, strict=True)):
+            # Alternate above and below: the points of one lever often sit close together.
+            ax.annotate(r["setting"], (xi, yi), fontsize=6, xytext=(3, 4 if i % 2 else -9),
                         textcoords="offset points")
     dns = [r["dns_s_per_time"] for r in rows if "dns_s_per_time" in r]
     if dns:
