@@ -48,7 +48,7 @@ def test_changed_values_are_caught_and_additions_are_not_changes(tmp_path, capsy
     report = compare_runs.compare_runs(a, _make_run(tmp_path / "b", value=1.0 + 1e-15))
     assert report["dns/shard-0.h5"] == ["changed: dataset vorticity"]
     assert report["rollout/metrics.csv"] == ["changed: row 1 column d_fro"]
-    assert report["rollout/summary.json"] == ["changed: key diffusion"]
+    assert report["rollout/summary.json"] == ["changed: key diffusion/d_fro"]
     report = compare_runs.compare_runs(a, _make_run(tmp_path / "c", weight=0.25))
     assert report["model/score.pt"] == ["changed: tensor /model/w"]
     added = _make_run(tmp_path / "d", extra=True)

@@ -26,8 +26,11 @@ import h5py
 import numpy as np
 
 # Values that differ between two runs of the same computation.
+# code_version and identity are hashes of the code and inputs behind a checkpoint (for resume
+# decisions): a refactor changes them by design, while its weights must stay the same.
 VOLATILE = re.compile(r"(created|git_commit|diffclosure_version|host|seconds|cost|wall|elapsed|"
-                      r"timing|duration_s|samples_per_s|provenance_time)", re.IGNORECASE)
+                      r"timing|duration_s|samples_per_s|provenance_time|code_version|identity)",
+                      re.IGNORECASE)
 SKIPPED_SUFFIXES = {".png", ".mp4", ".gif", ".log", ".tsv", ".md"}
 
 
@@ -86,16 +89,20 @@ def _strip(value):
     return value
 
 
+def _json_diff(a, b, where: str) -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in a:
+            path = f"{where}/{k}" if where else k
+            out += (_json_diff(a[k], b[k], path) if k in b else [f"missing in B: key {path}"])
+        return out + [f"added in B: key {where}/{k}" if where else f"added in B: key {k}"
+                      for k in b if k not in a]
+    return [] if a == b else [f"changed: key {where}" if where else "changed"]
+
+
 def compare_json(pa: Path, pb: Path) -> list[str]:
     a, b = (_strip(json.loads(p.read_text())) for p in (pa, pb))
-    if a == b:
-        return []
-    if isinstance(a, dict) and isinstance(b, dict):
-        changed = [k for k in a if k in b and a[k] != b[k]]
-        return ([f"changed: key {k}" for k in changed]
-                + [f"added in B: key {k}" for k in b if k not in a]
-                + [f"missing in B: key {k}" for k in a if k not in b])
-    return ["changed"]
+    return _json_diff(a, b, "")
 
 
 def compare_checkpoint(pa: Path, pb: Path) -> list[str]:
