@@ -175,27 +175,43 @@ def validate_sections(sections: dict, schema: dict | None = None) -> dict:
 
 def check_consistency(cfg: dict) -> None:
     """Rules that span fields; each message names the field and the fix."""
+    dns, coarse, meas = cfg.get("dns"), cfg.get("coarse"), cfg.get("measurements")
+    ds, ro = cfg.get("dataset"), cfg.get("rollout")
+    problems = [
+        *(_dns_problems(dns) if dns else []),
+        *_grid_problems(dns, coarse, meas),
+        *_trajectory_problems(dns, ds),
+        *_rollout_problems(dns, coarse, ro),
+        *_cross_stage_problems(cfg, dns, ds, ro, meas),
+    ]
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def _dns_problems(dns: dict) -> list[str]:
     problems = []
-    dns = cfg.get("dns")
-    if dns:
-        if not _is_multiple(dns["record_every"], dns["dt"]):
-            problems.append(
-                f"dns.record_every: {dns['record_every']} is not a multiple of dns.dt={dns['dt']};"
-                " choose record_every = k*dt"
-            )
-        if dns["shards"] > dns["trajectories"]:
-            problems.append(
-                f"dns.shards: {dns['shards']} shards for {dns['trajectories']} trajectories;"
-                " use at most one shard per trajectory"
-            )
-    coarse = cfg.get("coarse")
+    if not _is_multiple(dns["record_every"], dns["dt"]):
+        problems.append(
+            f"dns.record_every: {dns['record_every']} is not a multiple of dns.dt={dns['dt']};"
+            " choose record_every = k*dt"
+        )
+    if dns["shards"] > dns["trajectories"]:
+        problems.append(
+            f"dns.shards: {dns['shards']} shards for {dns['trajectories']} trajectories;"
+            " use at most one shard per trajectory"
+        )
+    return problems
+
+
+def _grid_problems(dns, coarse, meas) -> list[str]:
+    """Coarse grids that the DNS grid or the measurement lattice does not divide."""
+    problems = []
     if dns and coarse:
         for name, m in [("coarse.n", coarse["n"])] + [
             (f"coarse.test_resolutions[{i}]", r) for i, r in enumerate(coarse["test_resolutions"])
         ]:
             if m > dns["n"] or dns["n"] % m:
                 problems.append(f"{name}: {m} must divide dns.n={dns['n']}")
-    meas = cfg.get("measurements")
     if coarse and meas and meas["enabled"]:
         for m in [coarse["n"], *coarse["test_resolutions"]]:
             if m % meas["lattice"]:
@@ -204,32 +220,46 @@ def check_consistency(cfg: dict) -> None:
                     f" divide the {m}^2 grid; pick a lattice that divides every resolution"
                 )
                 break
-    ds = cfg.get("dataset")
+    return problems
+
+
+def _trajectory_problems(dns, ds) -> list[str]:
     if dns and ds:
         needed = ds["val_trajectories"] + ds["test_trajectories"] + 1
         if dns["trajectories"] < needed:
-            problems.append(
+            return [
                 f"dns.trajectories: {dns['trajectories']} leaves no training trajectory after"
                 f" {ds['val_trajectories']} validation and {ds['test_trajectories']} test ones;"
                 f" use at least {needed}"
-            )
-    ro = cfg.get("rollout")
-    if dns and ro:
-        if not _is_multiple(ro["record_every"], dns["dt"]):
-            problems.append(
-                f"rollout.record_every: {ro['record_every']} is not a multiple of"
-                f" dns.dt={dns['dt']}; choose record_every = k*dt"
-            )
-        if coarse and coarse["target"] == "sgs" and not _is_multiple(
-            ro["record_every"], dns["record_every"]
-        ):
-            problems.append(
-                f"rollout.record_every: {ro['record_every']} must be a multiple of"
-                f" dns.record_every={dns['record_every']} for the sgs target (its reference is"
-                " the filtered DNS at the record times)"
-            )
-    if dns and ro:
-        problems += _start_problems(dns, ro)
+            ]
+    return []
+
+
+def _rollout_problems(dns, coarse, ro) -> list[str]:
+    """Rollout record times and start that the DNS time step and records do not allow."""
+    problems = []
+    if not (dns and ro):
+        return problems
+    if not _is_multiple(ro["record_every"], dns["dt"]):
+        problems.append(
+            f"rollout.record_every: {ro['record_every']} is not a multiple of"
+            f" dns.dt={dns['dt']}; choose record_every = k*dt"
+        )
+    if coarse and coarse["target"] == "sgs" and not _is_multiple(
+        ro["record_every"], dns["record_every"]
+    ):
+        problems.append(
+            f"rollout.record_every: {ro['record_every']} must be a multiple of"
+            f" dns.record_every={dns['record_every']} for the sgs target (its reference is"
+            " the filtered DNS at the record times)"
+        )
+    return problems + _start_problems(dns, ro)
+
+
+def _cross_stage_problems(cfg: dict, dns, ds, ro, meas) -> list[str]:
+    """Dataset window, rollout initial states, baselines and samplers against what the other
+    stages provide."""
+    problems = []
     if dns and ds and ds["duration"] is not None and ds["start"] + ds["duration"] > dns[
         "duration"
     ] * (1 + 1e-9):
@@ -254,8 +284,7 @@ def check_consistency(cfg: dict) -> None:
     tr = cfg.get("train")
     if tr and tr["t_min"] >= tr["t_max"]:
         problems.append(f"train.t_min: {tr['t_min']} must be below train.t_max={tr['t_max']}")
-    if problems:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    return problems
 
 
 def onestep_users(cfg: dict) -> list[str]:

@@ -337,37 +337,135 @@ def train(
             dist.destroy_process_group()
 
 
-def _train(cfg, stats, content: str, train_set, val_set, outdir: Path, dctx: Dist,
-           device) -> TrainResult:
+def _build_training(cfg, sde, n_conditions: int, device) -> dict:
+    """net, ema, optimizer and scheduler, the weights drawn from train.seed."""
     tr = cfg["train"]
-    conditions = list(train_set.conditions)
-    sde = make_sde(cfg["sde"])
     torch.manual_seed(tr["seed"])  # same initial weights on every rank and every rerun
-    net = build_score_net(cfg["model"], sde, len(conditions)).to(device)
+    net = build_score_net(cfg["model"], sde, n_conditions).to(device)
     ema = EMA(net, tr["ema"])
     optimizer = torch.optim.Adam(net.parameters(), lr=tr["lr"])
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, tr["lr_step"], tr["lr_gamma"])
-    identity = training_identity(cfg, stats, conditions, train_set.n, len(train_set), content)
-    if dctx.main:
-        outdir.mkdir(parents=True, exist_ok=True)
-    dctx.barrier()
-    parts = dict(net=net, ema=ema, optimizer=optimizer, scheduler=scheduler, epochs=tr["epochs"])
-    start, history = _try_resume(outdir / LAST, identity, parts)
+    return dict(net=net, ema=ema, optimizer=optimizer, scheduler=scheduler, epochs=tr["epochs"])
 
-    per_rank = max(1, tr["batch_size"] // dctx.world)
-    if dctx.main:
-        log.info(
-            "training %d parameters on %s: %d train / %d val samples of %d^2, conditions %s, "
-            "batch %d%s", count_parameters(net), device, len(train_set), len(val_set),
-            train_set.n, conditions, tr["batch_size"],
-            f" ({per_rank} on each of {dctx.world} ranks)" if dctx.world > 1 else "",
-        )
+
+def _forward_model(net, tr: dict, dctx: Dist, device):
+    """The network as the training steps call it: DDP-wrapped on several ranks, compiled
+    under train.compile."""
     model = net
     if dctx.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None
         )
-    forward = torch.compile(model) if tr["compile"] else model
+    return torch.compile(model) if tr["compile"] else model
+
+
+def _train_epoch(parts: dict, forward, sde, train_set, order, per_rank: int, t_sampler, gen,
+                 autocast, grad_clip: float, device):
+    """One pass over `order`: the loss summed on the device (float64) and the samples seen."""
+    net, ema, optimizer = parts["net"], parts["ema"], parts["optimizer"]
+    # The loss is summed on the device and checked once per epoch: a float() or an
+    # isfinite() test per step would stall the host on every step. A non-finite loss
+    # makes the sum non-finite, so nothing is missed; only the report comes at the epoch's
+    # end, before anything of the epoch is written.
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    seen = 0
+    for b in range(0, len(order), per_rank):
+        x0, cond = (a.to(device, non_blocking=True) for a in train_set.get_batch(
+            order[b : b + per_rank]))
+        with autocast():
+            loss = dsm_loss(forward, x0, cond, sde, t_sampler, gen)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+        optimizer.step()
+        ema.update(net)
+        loss_sum += loss.detach().double() * x0.shape[0]
+        seen += x0.shape[0]
+    return loss_sum, seen
+
+
+def _save_last(path: Path, parts: dict, identity: dict, epoch: int, history: list) -> None:
+    """The resumable state after `epoch` epochs (last.pt)."""
+    save_torch_atomic(
+        {"format": TRAIN_FORMAT, "identity": identity, "epoch": epoch,
+         "model": parts["net"].state_dict(), "ema": parts["ema"].state_dict(),
+         "optimizer": parts["optimizer"].state_dict(),
+         "scheduler": parts["scheduler"].state_dict(),
+         "rng": {"torch": torch.get_rng_state()}, "history": history},
+        path,
+    )
+
+
+def _write_final(outdir: Path, cfg, sde, conditions: list, stats, n: int, identity: dict,
+                 parts: dict, history: list) -> None:
+    """score.pt with its settings and provenance, history.csv and curves.png."""
+    settings = {
+        "model": dict(cfg["model"]),
+        "sde": sde.settings(),
+        "conditions": conditions,
+        "stats": stats,
+        "n": n,
+        "version": __version__,
+        "config_hash": run_config_hash(cfg),
+        "identity": section_hash(identity),
+        "code_version": identity["code"],
+        "epochs": cfg["train"]["epochs"],
+    }
+    settings["model"].setdefault("coords", False)
+    prov = provenance({k: cfg[k] for k in ("sde", "model", "train")}, "train")
+    prov["config_hash"] = settings["config_hash"]  # one hash for one run (threads excluded)
+    save_checkpoint(outdir / SCORE, parts["net"], parts["ema"].model, settings, prov)
+    write_history(outdir / HISTORY, history, cfg)
+    if history:
+        plot_curves(outdir / CURVES, history)
+    final = history[-1] if history else {}
+    log.info("wrote %s (final val loss %s)", outdir / SCORE,
+             f"{final['val_loss']:.5g}" if final else "n/a")
+
+
+def _log_start(net, device, train_set, val_set, batch_size: int, per_rank: int,
+               world: int) -> None:
+    log.info(
+        "training %d parameters on %s: %d train / %d val samples of %d^2, conditions %s, "
+        "batch %d%s", count_parameters(net), device, len(train_set), len(val_set),
+        train_set.n, list(train_set.conditions), batch_size,
+        f" ({per_rank} on each of {world} ranks)" if world > 1 else "",
+    )
+
+
+def _summed_loss(loss_sum, seen: int, dctx: Dist, device, epoch: int, scheduler):
+    """The epoch's loss sum and sample count over all ranks; FloatingPointError if the loss
+    is not finite."""
+    # Summed over ranks before the test, so every rank sees the same verdict (no rank
+    # waits in a collective for one that raised).
+    loss_sum, seen = dctx.all_sum_tensor(torch.stack(
+        [loss_sum, torch.tensor(float(seen), dtype=torch.float64, device=device)]))
+    if not math.isfinite(loss_sum):
+        raise FloatingPointError(
+            f"training loss is {loss_sum} (non-finite) in epoch {epoch + 1}; lower "
+            f"train.lr (now {scheduler.get_last_lr()[0]:g}) or set train.grad_clip"
+        )
+    return loss_sum, seen
+
+
+def _train(cfg, stats, content: str, train_set, val_set, outdir: Path, dctx: Dist,
+           device) -> TrainResult:
+    tr = cfg["train"]
+    conditions = list(train_set.conditions)
+    sde = make_sde(cfg["sde"])
+    parts = _build_training(cfg, sde, len(conditions), device)
+    net, ema, scheduler = parts["net"], parts["ema"], parts["scheduler"]
+    identity = training_identity(cfg, stats, conditions, train_set.n, len(train_set), content)
+    if dctx.main:
+        outdir.mkdir(parents=True, exist_ok=True)
+    dctx.barrier()
+    start, history = _try_resume(outdir / LAST, identity, parts)
+
+    per_rank = max(1, tr["batch_size"] // dctx.world)
+    if dctx.main:
+        _log_start(net, device, train_set, val_set, tr["batch_size"], per_rank, dctx.world)
+    forward = _forward_model(net, tr, dctx, device)
     use_bf16 = tr["bf16"] and device.type == "cuda"
 
     def autocast():
@@ -378,43 +476,17 @@ def _train(cfg, stats, content: str, train_set, val_set, outdir: Path, dctx: Dis
         seed=tr["seed"], drop_last=False,
     )
     t_sampler = uniform_times(tr["t_min"], tr["t_max"])
-    bar = progress(
-        total=tr["epochs"], initial=start, desc="train", unit="epoch", enabled=dctx.main,
-    )
+    bar = progress(total=tr["epochs"], initial=start, desc="train", unit="epoch",
+                   enabled=dctx.main)
     for epoch in range(start, tr["epochs"]):
         tic = time.perf_counter()
         net.train()
         sampler.set_epoch(epoch)
         order = torch.tensor(list(iter(sampler)), dtype=torch.long).to(_index_device(train_set))
         gen = make_generator(device, stream_seed(tr["seed"], epoch, dctx.rank))
-        # The loss is summed on the device and checked once per epoch: a float() or an
-        # isfinite() test per step would stall the host on every step. A non-finite loss
-        # makes the sum non-finite, so nothing is missed; only the report comes at the epoch's
-        # end, before anything of the epoch is written.
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        seen = 0
-        for b in range(0, len(order), per_rank):
-            x0, cond = (a.to(device, non_blocking=True) for a in train_set.get_batch(
-                order[b : b + per_rank]))
-            with autocast():
-                loss = dsm_loss(forward, x0, cond, sde, t_sampler, gen)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if tr["grad_clip"] > 0:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), tr["grad_clip"])
-            optimizer.step()
-            ema.update(net)
-            loss_sum += loss.detach().double() * x0.shape[0]
-            seen += x0.shape[0]
-        # Summed over ranks before the test, so every rank sees the same verdict (no rank
-        # waits in a collective for one that raised).
-        loss_sum, seen = dctx.all_sum_tensor(torch.stack(
-            [loss_sum, torch.tensor(float(seen), dtype=torch.float64, device=device)]))
-        if not math.isfinite(loss_sum):
-            raise FloatingPointError(
-                f"training loss is {loss_sum} (non-finite) in epoch {epoch + 1}; lower "
-                f"train.lr (now {scheduler.get_last_lr()[0]:g}) or set train.grad_clip"
-            )
+        loss_sum, seen = _train_epoch(parts, forward, sde, train_set, order, per_rank,
+                                      t_sampler, gen, autocast, tr["grad_clip"], device)
+        loss_sum, seen = _summed_loss(loss_sum, seen, dctx, device, epoch, scheduler)
         lr = scheduler.get_last_lr()[0]
         scheduler.step()
         val_loss = _validate(ema.model, val_set, device, cfg, dctx, per_rank, autocast)
@@ -422,13 +494,7 @@ def _train(cfg, stats, content: str, train_set, val_set, outdir: Path, dctx: Dis
                    seconds=time.perf_counter() - tic)
         history.append(row)
         if dctx.main:
-            save_torch_atomic(
-                {"format": TRAIN_FORMAT, "identity": identity, "epoch": epoch + 1,
-                 "model": net.state_dict(), "ema": ema.state_dict(),
-                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "rng": {"torch": torch.get_rng_state()}, "history": history},
-                outdir / LAST,
-            )
+            _save_last(outdir / LAST, parts, identity, epoch + 1, history)
             write_history(outdir / HISTORY, history, cfg)
             log.info("epoch %d/%d: train %.5g, val %.5g, lr %.3g, %.1f s", epoch + 1,
                      tr["epochs"], row["train_loss"], val_loss, lr, row["seconds"])
@@ -438,28 +504,7 @@ def _train(cfg, stats, content: str, train_set, val_set, outdir: Path, dctx: Dis
     bar.close()
 
     if dctx.main:
-        settings = {
-            "model": dict(cfg["model"]),
-            "sde": sde.settings(),
-            "conditions": conditions,
-            "stats": stats,
-            "n": train_set.n,
-            "version": __version__,
-            "config_hash": run_config_hash(cfg),
-            "identity": section_hash(identity),
-            "code_version": identity["code"],
-            "epochs": tr["epochs"],
-        }
-        settings["model"].setdefault("coords", False)
-        prov = provenance({k: cfg[k] for k in ("sde", "model", "train")}, "train")
-        prov["config_hash"] = settings["config_hash"]  # one hash for one run (threads excluded)
-        save_checkpoint(outdir / SCORE, net, ema.model, settings, prov)
-        write_history(outdir / HISTORY, history, cfg)
-        if history:
-            plot_curves(outdir / CURVES, history)
-        final = history[-1] if history else {}
-        log.info("wrote %s (final val loss %s)", outdir / SCORE,
-                 f"{final['val_loss']:.5g}" if final else "n/a")
+        _write_final(outdir, cfg, sde, conditions, stats, train_set.n, identity, parts, history)
     dctx.barrier()
     if history and not all(math.isfinite(r["val_loss"]) for r in history):
         log.warning("non-finite validation loss in the history; check the data normalisation")

@@ -224,6 +224,74 @@ def plan(cfg: dict, closure: str) -> dict:
     return out
 
 
+def _sgs_steps(steps: int, stride: int, spr: int, n_records: int, ro: dict, dt: float) -> int:
+    """The rollout's step count capped at the filtered DNS's recorded window (sgs target)."""
+    window = (n_records - 1) * spr
+    if steps > window:
+        capped = window - window % stride
+        log.warning("sgs target: the reference is the filtered DNS, recorded for %.4g time "
+                    "units; rollout.duration=%.4g is capped at %.4g", window * dt,
+                    ro["duration"], capped * dt)
+        steps = capped
+    if steps < stride:
+        raise ConfigError("rollout.duration: the DNS window holds no record after the "
+                          "first; record a longer dns.duration")
+    return steps
+
+
+def _reference(cfg: dict, fine, w0, steps: int, stride: int, spr, n_rec: int, need_terms,
+               bar, threads: int, device):
+    """The reference records, the true closure term at step k as a function, and the filtered
+    DNS's term (sgs; else None)."""
+    dns, coarse, ro = cfg["dns"], cfg["coarse"], cfg["rollout"]
+    target, n, length = coarse["target"], coarse["n"], dns["length"]
+    pi = None
+    if target == "sgs":
+        w_bar, pi = ref.filtered_reference(fine.vorticity, coarse, length)
+        reference = w_bar[:, :: stride // spr][:, :n_rec]
+
+        def true_term(k):
+            return pi[:, min(k // spr, pi.shape[1] - 1)]
+    else:
+        full = ref.full_solver(dns, n, threads=threads, device=device)
+        sample_steps = range(0, steps, ro["resample_every"])
+        r = ref.run_reference(full, w0, steps, stride,
+                              ref.noise_generators(ro["seed"], ro["initial_states"]),
+                              cl.term_name(target, coarse["g_split"]),
+                              term_steps=sample_steps if need_terms else (),
+                              progress=bar)
+        reference = r.records
+
+        def true_term(k):
+            return r.terms[k]
+    return reference, true_term, pi
+
+
+def _rollout_attrs(closure: str, cfg: dict, steps: int, stride: int, S: int, M: int, ids,
+                   start_time: float, res: CoupledResult, dns_per_time: float,
+                   dns_steps: int, closure_attrs: dict) -> dict:
+    """The rollout file's attributes: the run's shape, its blow-up and its cost, then the
+    closure's own (`closure_attrs`)."""
+    dns, coarse = cfg["dns"], cfg["coarse"]
+    attrs = {
+        "closure": closure, "target": coarse["target"], "n": coarse["n"], "dt": dns["dt"],
+        "steps": steps,
+        "steps_done": res.steps_done, "record_stride": stride, "states": S, "members": M,
+        "trajectories": json.dumps(ids), "start_time": start_time,
+        "blowup": res.blowup_time is not None,
+        "blowup_time": float("nan") if res.blowup_time is None else float(res.blowup_time),
+        "blowup_reason": res.blowup_reason,
+        "cost_coupled_s_per_time": res.wall_per_time,
+        "cost_dns_s_per_time": dns_per_time,
+        "cost_ratio_vs_dns": (res.wall_per_time / dns_per_time
+                              if dns_per_time > 0 else float("nan")),
+        "cost_steps_timed": res.steps_timed, "cost_dns_steps_timed": dns_steps,
+        "dns_n": dns["n"],
+    }
+    attrs.update(closure_attrs)
+    return attrs
+
+
 def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, *,
                 threads: int = 1, generator=None, show_progress: bool = True) -> RolloutResult:
     """One rollout job (module docstring). `sampler_obj` (the trained model's sampler) is
@@ -247,83 +315,38 @@ def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, 
         raise DataFileError(f"DNS shards hold {fine.vorticity.shape[-1]}^2 fields but dns.n is "
                             f"{dns['n']}; pass the shards of this configuration")
     steps, stride = p["steps"], p["record_stride"]
+    spr = p.get("steps_per_dns_record")
     if target == "sgs":
-        spr = p["steps_per_dns_record"]
-        window = (fine.vorticity.shape[1] - 1) * spr
-        if steps > window:
-            capped = window - window % stride
-            log.warning("sgs target: the reference is the filtered DNS, recorded for %.4g time "
-                        "units; rollout.duration=%.4g is capped at %.4g", window * dt,
-                        ro["duration"], capped * dt)
-            steps = capped
-        if steps < stride:
-            raise ConfigError("rollout.duration: the DNS window holds no record after the "
-                              "first; record a longer dns.duration")
+        steps = _sgs_steps(steps, stride, spr, fine.vorticity.shape[1], ro, dt)
     w0 = ref.coarse_initial(fine.vorticity[:, 0], coarse, length)
     n_rec = steps // stride + 1
-    sample_steps = range(0, steps, ro["resample_every"])
     need_terms = spec.measured and ro["measurements"]
     bar = progress_bar(steps * (1 if target == "sgs" else 2), f"rollout {closure}",
                        show_progress)
-
-    # ---- reference
-    pi, spr = None, p.get("steps_per_dns_record")
-    if target == "sgs":
-        w_bar, pi = ref.filtered_reference(fine.vorticity, coarse, length)
-        reference = w_bar[:, :: stride // spr][:, :n_rec]
-
-        def true_term(k):
-            return pi[:, min(k // spr, pi.shape[1] - 1)]
-    else:
-        full = ref.full_solver(dns, n, threads=threads, device=device)
-        r = ref.run_reference(full, w0, steps, stride, ref.noise_generators(ro["seed"], S),
-                              cl.term_name(target, coarse["g_split"]),
-                              term_steps=sample_steps if need_terms else (),
-                              progress=bar)
-        reference = r.records
-
-        def true_term(k):
-            return r.terms[k]
-
-    # ---- closure
+    reference, true_term, pi = _reference(cfg, fine, w0, steps, stride, spr, n_rec, need_terms,
+                                          bar, threads, device)
     clo = registry.build(registry.Context(
         closure, cfg, stats, true_term, S, M, threads=threads, device=device,
         sampler_obj=sampler_obj, generator=generator, pi=pi, steps_per_record=spr))
 
-    # ---- coupled run
     solver = ref.known_solver(dns, n, target, threads=threads, device=device, coarse=coarse)
     noise = (ref.filtered_noise(dns, coarse, ids, float(fine.times[0]), M)
              if target == "sgs" else None)
-    warm = spec.warmup(ro)
-    res = run_coupled(solver, w0, clo, steps, stride, members=M, warmup=warm, progress=bar,
-                      noise=noise)
+    res = run_coupled(solver, w0, clo, steps, stride, members=M, warmup=spec.warmup(ro),
+                      progress=bar, noise=noise)
     bar.close()
     vort = res.records.reshape((S, M) + res.records.shape[1:])
     log.info("coupled run: %d/%d steps, %.4g s per simulated time unit (warm, %d steps timed)",
              res.steps_done, steps, res.wall_per_time, res.steps_timed)
 
-    # ---- cost of the fine DNS the closure stands in for
+    # The cost of the fine DNS the closure stands in for.
     dns_steps = ro["dns_cost_steps"]
     dns_per_time = dns_cost(dns, fine.vorticity[:, 0], steps=dns_steps, threads=threads,
                             seed=ro["seed"], device=device)
     log.info("fine DNS (%d^2, %d states): %.4g s per simulated time unit (%d steps timed)",
              dns["n"], S, dns_per_time, dns_steps)
-
-    attrs = {
-        "closure": closure, "target": target, "n": n, "dt": dt, "steps": steps,
-        "steps_done": res.steps_done, "record_stride": stride, "states": S, "members": M,
-        "trajectories": json.dumps(ids), "start_time": float(fine.times[0]),
-        "blowup": res.blowup_time is not None,
-        "blowup_time": float("nan") if res.blowup_time is None else float(res.blowup_time),
-        "blowup_reason": res.blowup_reason,
-        "cost_coupled_s_per_time": res.wall_per_time,
-        "cost_dns_s_per_time": dns_per_time,
-        "cost_ratio_vs_dns": (res.wall_per_time / dns_per_time
-                              if dns_per_time > 0 else float("nan")),
-        "cost_steps_timed": res.steps_timed, "cost_dns_steps_timed": dns_steps,
-        "dns_n": dns["n"],
-    }
-    attrs.update(spec.attrs(clo))
+    attrs = _rollout_attrs(closure, cfg, steps, stride, S, M, ids, float(fine.times[0]), res,
+                           dns_per_time, dns_steps, spec.attrs(clo))
     if math.isnan(res.wall_per_time):
         log.warning("too few steps to time the coupled run")
     times = np.arange(n_rec) * stride * dt

@@ -361,9 +361,39 @@ class Solver:
     ):
         """Advance by dt; returns the new state, and a dict of terms when `return_terms` or
         `terms` (only those names) is given."""
-        bk, xp, n = self.backend, self.backend.xp, self.n
+        ws = self._workspace(state.shape[0])
+        state, return_terms, dN, C_hat = self._step_inputs(
+            state, noise_hat, closure, t, return_terms, out, closure_hat, terms)
+
+        # Nonlinear term at the start of the step (before `out`, which may alias `state`).
+        N0 = None
+        if self.advection:
+            N0 = self.nonlinear(state, ws)
+            if ws.n0 is not None:
+                ws.n0[...] = N0
+                N0 = ws.n0
+        out, adv_sum = self._advance(ws, state, N0, C_hat, dN, out, return_terms)
+
+        t_new = t + self.dt
+        self.steps_taken += 1
+        if self.steps_taken % self.check_every == 0:
+            self.check(out, t_new)
+        if not return_terms:
+            return out
+        if self.advection and self.scheme == "euler_cn":
+            adv_hat = -N0
+        elif self.advection:
+            adv_hat = -0.5 * adv_sum
+        else:
+            adv_hat = None
+        return out, self._terms(state, out, adv_hat, dN, C_hat,
+                                TERM_NAMES if terms is None else tuple(terms))
+
+    def _step_inputs(self, state, noise_hat, closure, t, return_terms, out, closure_hat, terms):
+        """step's arguments checked: the state (a copy when the terms need it and `out`
+        aliases it), whether terms are returned, and the noise and closure spectra."""
+        bk, n = self.backend, self.n
         B = state.shape[0]
-        ws = self._workspace(B)
         if noise_hat is not None and self.noise is None:
             raise ValueError("noise_hat given but the solver has no noise (noise=None or sigma=0)")
         if closure is not None and closure_hat is not None:
@@ -384,15 +414,12 @@ class Solver:
             C_hat = bk.rfft2(C)
         elif closure_hat is not None:
             C_hat = self._spectral(closure_hat, B, "closure_hat")
+        return state, return_terms, dN, C_hat
 
-        # Nonlinear term at the start of the step (before `out`, which may alias `state`).
-        N0 = None
-        if self.advection:
-            N0 = self.nonlinear(state, ws)
-            if ws.n0 is not None:
-                ws.n0[...] = N0
-                N0 = ws.n0
-
+    def _advance(self, ws: _Workspace, state, N0, C_hat, dN, out, return_terms):
+        """The new state written into `out` (allocated when None), and the sum of the
+        nonlinear evaluations (heun_cn with terms; else None)."""
+        bk, xp = self.backend, self.backend.xp
         # base = A w^n + dt/(1 + dt lam/2) (f + closure) + noise/(1 + dt lam/2): all but advection.
         base = ws.base
         xp.multiply(state, self._A, out=base)
@@ -422,21 +449,7 @@ class Solver:
                 adv_sum = out.clone() if bk.is_torch else out.copy()
             xp.multiply(out, self._half_Bc, out=out)
             xp.subtract(base, out, out=out)
-
-        t_new = t + self.dt
-        self.steps_taken += 1
-        if self.steps_taken % self.check_every == 0:
-            self.check(out, t_new)
-        if not return_terms:
-            return out
-        if self.advection and self.scheme == "euler_cn":
-            adv_hat = -N0
-        elif self.advection:
-            adv_hat = -0.5 * adv_sum
-        else:
-            adv_hat = None
-        return out, self._terms(state, out, adv_hat, dN, C_hat,
-                                TERM_NAMES if terms is None else tuple(terms))
+        return out, adv_sum
 
     def _terms(self, w0, w1, adv_hat, dN, C_hat, names=TERM_NAMES) -> dict:
         """Physical contributions of one step, each computed from what entered it.

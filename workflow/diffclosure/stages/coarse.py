@@ -150,6 +150,61 @@ def _copy_spinup(fh, out) -> None:
         h5io.add_field(g, q, fh[f"spinup_{q}"][()], ("trajectory", "time"), dtype=np.float64)
 
 
+def _create_groups(out, fh, coarse: dict, ms: list[int], method: str, length: float) -> dict:
+    """One group n<m> per coarse grid with its coordinates and empty fields; the fields by
+    grid and name."""
+    n_traj, n_time = fh["vorticity"].shape[:2]
+    groups = {}
+    for m in ms:
+        g = out.create_group(f"n{m}")
+        h5io.add_coordinate(g, "trajectory", fh["trajectory"][()])
+        h5io.add_coordinate(g, "time", fh["time"][()])
+        xs = np.arange(m) * length / m
+        h5io.add_coordinate(g, "y", xs)
+        h5io.add_coordinate(g, "x", xs)
+        shape = (n_traj, n_time, m, m)
+        dims = ("trajectory", "time", "y", "x")
+        names = ["vorticity", "target"] + (
+            ["smagorinsky"] if coarse["classical_estimate"] else []
+        )
+        groups[m] = {k: h5io.create_field(g, k, shape, dims) for k in names}
+        h5io.set_attrs(g, {"n": m, "dx": length / m, "method": method})
+    return groups
+
+
+def _write_coarse(fh, groups: dict, fields: list[str], coarse: dict, dns_attrs: dict,
+                  paper: bool, method: str, delta: float, chunk: int) -> dict:
+    """Coarse states and targets of every trajectory, chunk by chunk of records, written into
+    `groups`; the target's [min, max] per grid."""
+    n_traj, n_time = fh["vorticity"].shape[:2]
+    target, ms = coarse["target"], list(groups)
+    length = float(dns_attrs["length"])
+    starts = list(range(0, n_time, chunk))
+    bar = progress(total=n_traj * len(starts), desc="coarse", unit="chunk")
+    stats = {m: [np.inf, -np.inf] for m in ms}
+    for i in range(n_traj):
+        for t0 in starts:
+            sl = slice(t0, min(t0 + chunk, n_time))
+            fine = _read_chunk(fh, fields, i, sl)
+            if paper:
+                fine["G"] = paper_g(fine["vorticity"], fine.pop("H"),
+                                    float(dns_attrs["nu"]), length)
+            results = coarse_states_and_targets(
+                fine, target, ms, method, length, coarse["filter"], delta
+            )
+            for m, (w, y) in results.items():
+                groups[m]["vorticity"][i, sl] = w
+                groups[m]["target"][i, sl] = y
+                if coarse["classical_estimate"]:
+                    groups[m]["smagorinsky"][i, sl] = estimate_of_target(
+                        target, w, length, delta, "smagorinsky", coarse["smagorinsky_cs"]
+                    )
+                stats[m] = [min(stats[m][0], y.min()), max(stats[m][1], y.max())]
+            bar.update()
+    bar.close()
+    return stats
+
+
 def main(args) -> int:
     fh, dns_attrs = _read_dns(args.input)
     with fh:
@@ -172,7 +227,6 @@ def main(args) -> int:
                  "Delta=%.4g)", args.input, n_traj, n_time, n, ms, target, method, delta)
 
         chunk = max(1, _CHUNK_POINTS // (n * n))
-        starts = list(range(0, n_time, chunk))
         prov_cfg = {"coarse": coarse, "input_config_hash": dns_attrs.get("config_hash")}
         per_field = sum(n_traj * n_time * m * m * 4 for m in ms)  # float32
         n_fields = 3 if coarse["classical_estimate"] else 2
@@ -181,44 +235,9 @@ def main(args) -> int:
             h5io.set_attrs(out, {"target": target, "filter_width_physical": delta})
             h5io.set_attrs(out, provenance(prov_cfg, "coarse"))
             _copy_spinup(fh, out)
-            groups = {}
-            for m in ms:
-                g = out.create_group(f"n{m}")
-                h5io.add_coordinate(g, "trajectory", fh["trajectory"][()])
-                h5io.add_coordinate(g, "time", fh["time"][()])
-                xs = np.arange(m) * length / m
-                h5io.add_coordinate(g, "y", xs)
-                h5io.add_coordinate(g, "x", xs)
-                shape = (n_traj, n_time, m, m)
-                dims = ("trajectory", "time", "y", "x")
-                names = ["vorticity", "target"] + (
-                    ["smagorinsky"] if coarse["classical_estimate"] else []
-                )
-                groups[m] = {k: h5io.create_field(g, k, shape, dims) for k in names}
-                h5io.set_attrs(g, {"n": m, "dx": length / m, "method": method})
-
-            bar = progress(total=n_traj * len(starts), desc="coarse", unit="chunk")
-            stats = {m: [np.inf, -np.inf] for m in ms}
-            for i in range(n_traj):
-                for t0 in starts:
-                    sl = slice(t0, min(t0 + chunk, n_time))
-                    fine = _read_chunk(fh, fields, i, sl)
-                    if paper:
-                        fine["G"] = paper_g(fine["vorticity"], fine.pop("H"),
-                                            float(dns_attrs["nu"]), length)
-                    results = coarse_states_and_targets(
-                        fine, target, ms, method, length, coarse["filter"], delta
-                    )
-                    for m, (w, y) in results.items():
-                        groups[m]["vorticity"][i, sl] = w
-                        groups[m]["target"][i, sl] = y
-                        if coarse["classical_estimate"]:
-                            groups[m]["smagorinsky"][i, sl] = estimate_of_target(
-                                target, w, length, delta, "smagorinsky", coarse["smagorinsky_cs"]
-                            )
-                        stats[m] = [min(stats[m][0], y.min()), max(stats[m][1], y.max())]
-                    bar.update()
-            bar.close()
+            groups = _create_groups(out, fh, coarse, ms, method, length)
+            stats = _write_coarse(fh, groups, fields, coarse, dns_attrs, paper, method, delta,
+                                  chunk)
     for m in ms:
         log.info("n%d: target range [%.4g, %.4g]", m, *stats[m])
     log.info("wrote %s", args.output)

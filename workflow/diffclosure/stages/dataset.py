@@ -347,17 +347,52 @@ def _dns_facts(paths) -> dict:
     return {"n": n, "length": length, "trajectories": max(count, 1)}
 
 
+def _check_measurement_grids(coarse: dict, meas: dict, ms_test: list[int]) -> None:
+    """The measurement lattice (and conv kernel) fits every grid, before any work."""
+    if meas["enabled"]:
+        for m in [coarse["n"], *ms_test]:
+            meas_mod.lattice_stride(m, meas["lattice"])
+            if meas["encoder"] == "conv":
+                meas_mod.conv_kernel_points(m, meas["lattice"], meas["conv_width"])
+
+
+def _dataset_facts(shards, split: dict, tsel, coarse: dict, meas: dict) -> tuple:
+    """Training statistics, the target's stochastic share and the window's steadiness."""
+    stats = _training_stats(shards, split["train"], coarse["n"], tsel, coarse)
+    stochastic = _stochastic_share(shards, coarse, stats["target"]["std"])
+    steadiness = _window_steadiness(shards, sorted(shards.index), tsel)
+    steadiness["spinup"] = _spinup_steadiness(shards)
+    log.info("stochastic share of the target: %s; window: %s", stochastic, steadiness)
+    if meas["enabled"]:
+        stats["measurements"] = dict(stats["target"])
+    return stats, stochastic, steadiness
+
+
+def _write_stats(path: Path, stats: dict, stochastic, steadiness, channels, split,
+                 stage_prov) -> None:
+    doc = {
+        **stats,
+        "note": (
+            "mean/std over the training split only, at coarse.n. The measurements channel "
+            "is normalised with the target's statistics (its entry is a copy of 'target'), "
+            "so measured and predicted values share one scale."
+        ),
+        "stochastic_forcing": stochastic,
+        "window": steadiness,
+        "conditions": channels,
+        "split": split,
+        "provenance": stage_prov,
+    }
+    atomic.write_json_atomic(path, doc)
+
+
 def main(args) -> int:
     cfg = load_sections(
         args.config, ["coarse", "measurements", "dataset"], _dns_facts(args.inputs)
     )
     coarse, meas, dataset = cfg["coarse"], cfg["measurements"], cfg["dataset"]
     ms_test = sorted(set(coarse["test_resolutions"]))
-    if meas["enabled"]:
-        for m in [coarse["n"], *ms_test]:
-            meas_mod.lattice_stride(m, meas["lattice"])
-            if meas["encoder"] == "conv":
-                meas_mod.conv_kernel_points(m, meas["lattice"], meas["conv_width"])
+    _check_measurement_grids(coarse, meas, ms_test)
     outdir = Path(args.outdir)
     shards = Shards(args.inputs, coarse)
     try:
@@ -374,15 +409,8 @@ def main(args) -> int:
         jobs += [(f"test-{m}", m, split["test"]) for m in ms_test]
         check_free_space(outdir / "train.h5", _split_bytes(jobs, len(tsel), channels, meas))
 
-        stats = _training_stats(shards, split["train"], coarse["n"], tsel, coarse)
+        stats, stochastic, steadiness = _dataset_facts(shards, split, tsel, coarse, meas)
         target_std = stats["target"]["std"]
-        stochastic = _stochastic_share(shards, coarse, target_std)
-        steadiness = _window_steadiness(shards, sorted(shards.index), tsel)
-        steadiness["spinup"] = _spinup_steadiness(shards)
-        log.info("stochastic share of the target: %s; window: %s", stochastic, steadiness)
-        if meas["enabled"]:
-            stats["measurements"] = dict(stats["target"])
-
         inputs_hash = sorted(
             str(h5io.read_attrs(fh).get("config_hash", "")) for fh in shards.files
         )
@@ -393,20 +421,8 @@ def main(args) -> int:
                          target_std, stage_prov, bar)
         bar.close()
 
-        doc = {
-            **stats,
-            "note": (
-                "mean/std over the training split only, at coarse.n. The measurements channel "
-                "is normalised with the target's statistics (its entry is a copy of 'target'), "
-                "so measured and predicted values share one scale."
-            ),
-            "stochastic_forcing": stochastic,
-            "window": steadiness,
-            "conditions": channels,
-            "split": split,
-            "provenance": stage_prov,
-        }
-        atomic.write_json_atomic(outdir / "stats.json", doc)
+        _write_stats(outdir / "stats.json", stats, stochastic, steadiness, channels, split,
+                     stage_prov)
         log.info("stats (train): %s", {k: v for k, v in stats.items()})
         _summary_figure(outdir / "summary.png", outdir / "train.h5", channels, coarse["target"],
                         _facts_line(stochastic, steadiness))

@@ -235,11 +235,19 @@ def build_summary(run: str, report_cfg: dict, results: Path) -> str:
             "[spectra](../rollout/spectra.png), [snapshots](../rollout/snapshots.png).", ""]
 
     out += les_section(results)
-    out += ["## Cost", "",
-            "Warm wall time per simulated time unit of each coupled run (closure included) and of "
-            "the fine-grid DNS it stands in for, measured in the same job; ratio = coupled / DNS "
-            "(below 1: the closure pays off). 'vs none' = slowdown against the coarse run "
-            "without closure (the paper's 37x).", ""]
+    out += cost_section(summ)
+    out += a_priori_section(results)
+    out += ["---", f"This file: `{COMMANDS['report']}`.", ""]
+    return "\n".join(out)
+
+
+def cost_section(summ: dict) -> list[str]:
+    """Wall time per simulated time unit of each coupled run against the DNS and the paper."""
+    out = ["## Cost", "",
+           "Warm wall time per simulated time unit of each coupled run (closure included) and of "
+           "the fine-grid DNS it stands in for, measured in the same job; ratio = coupled / DNS "
+           "(below 1: the closure pays off). 'vs none' = slowdown against the coarse run "
+           "without closure (the paper's 37x).", ""]
     none_cost = float(summ.get("none", {}).get("cost_s_per_time", float("nan")))
     body = []
     for name, s in sorted(summ.items()):
@@ -256,16 +264,20 @@ def build_summary(run: str, report_cfg: dict, results: Path) -> str:
             f"{pc['without_closure_s'] / pc['simulated_time']:.3g} s per simulated second, "
             f"{pc['with_closure_s'] / pc['without_closure_s']:.0f}x slower.", "",
             f"Reproduce: `{COMMANDS['cost']}`.", ""]
+    return out
 
-    out += ["## A-priori error of the sampled closure", "",
-            "Per sampler, over sampling.ensemble samples per test condition: d_fro_mean = D_Fro "
-            "of the ensemble-mean sample (flattering, as a posteriori), d_fro_member = each "
-            "sample's own D_Fro, averaged; crps per grid point; spread_skill (1 when "
-            "calibrated); rank_deviation and rank_outer of the rank histogram of the true term "
-            "among the samples (0 and 1 when flat; rank_outer > 1: too little spread). "
-            "Figures: [rank histograms](../sampling/rank_histogram.png), "
-            "[spectra](../sampling/spectra.png) (dashed: the stochastic forcing's known "
-            "share, sigma^2 kappa q_k / dt per mode).", ""]
+
+def a_priori_section(results: Path) -> list[str]:
+    """The sampler benchmark and resolution tables beside the paper's a-priori numbers."""
+    out = ["## A-priori error of the sampled closure", "",
+           "Per sampler, over sampling.ensemble samples per test condition: d_fro_mean = D_Fro "
+           "of the ensemble-mean sample (flattering, as a posteriori), d_fro_member = each "
+           "sample's own D_Fro, averaged; crps per grid point; spread_skill (1 when "
+           "calibrated); rank_deviation and rank_outer of the rank histogram of the true term "
+           "among the samples (0 and 1 when flat; rank_outer > 1: too little spread). "
+           "Figures: [rank histograms](../sampling/rank_histogram.png), "
+           "[spectra](../sampling/spectra.png) (dashed: the stochastic forcing's known "
+           "share, sigma^2 kappa q_k / dt per mode).", ""]
     bench = read_csv_table(results / "sampling" / "benchmark.csv")
     out += [_csv_md(bench) if bench else "sampling/benchmark.csv not found (run "
             "sample_benchmark).", ""]
@@ -276,8 +288,7 @@ def build_summary(run: str, report_cfg: dict, results: Path) -> str:
     out += [md_table(["target, encoder"] + [f"{m}^2" for m in PAPER["resolutions"]],
                      [[k] + [f"{v:.3f}" for v in vals] for k, vals in PAPER["a_priori"].items()]),
             "", f"Reproduce: `{COMMANDS['a_priori']}`.", ""]
-    out += ["---", f"This file: `{COMMANDS['report']}`.", ""]
-    return "\n".join(out)
+    return out
 
 
 def data_section(results: Path) -> list[str]:

@@ -325,14 +325,12 @@ def _csv(header, rows) -> str:
     return buf.getvalue()
 
 
-def main(args) -> int:
-    cfg = cfgmod.load(args.config, sections=["rollout", "report"])
-    ro_cfg, fractions = cfg["rollout"], cfg["report"]["times"]
-    rollouts = [read_rollout(p) for p in args.inputs]
+def _read_inputs(paths) -> tuple[list[dict], np.ndarray]:
+    """The rollouts, one per closure, and their common reference."""
+    rollouts = [read_rollout(p) for p in paths]
     names = [r["closure"] for r in rollouts]
     if len(set(names)) != len(names):
         raise DataFileError(f"--inputs: closures repeat ({names}); pass one file per closure")
-    outdir = Path(args.outdir)
     # The reference is the same in every file (same states, seeds and physics); take the first
     # and say so if another differs (e.g. files from different configurations).
     reference = rollouts[0]["reference"]
@@ -341,10 +339,12 @@ def main(args) -> int:
                 r["reference"], reference, rtol=1e-5, atol=1e-6):
             log.warning("%s: its reference differs from %s's; were they made with the same "
                         "config?", r["path"], rollouts[0]["path"])
-    length = float(rollouts[0]["attrs"].get("dns.length", 1.0))
-    ref_spec = _time_mean_spectrum(reference, length)
+    return rollouts, reference
 
-    at = report_times(rollouts[0]["time"], fractions)
+
+def _score_rollouts(rollouts: list[dict], at, threshold: float, ref_spec) -> tuple:
+    """Per closure: the metrics, and the rows of metrics.csv, summary and probabilistic.csv,
+    and the rank histograms."""
     rows, summary, per, prob, hists = [], [], {}, [], {}
     for r in rollouts:
         mt = rollout_metrics(r)
@@ -354,7 +354,7 @@ def main(args) -> int:
         prob += p_rows
         if p_hists:
             hists[r["closure"]] = p_hists
-        summary.append(summarise(r, mt, ro_cfg["correlation_threshold"], ref_spec))
+        summary.append(summarise(r, mt, threshold, ref_spec))
         s = summary[-1]
         log.info("%s: final D_Fro per member (median) %.3g, paper's %.3g, ensemble mean %.3g, "
                  "decorrelation at %.3g%s, cost ratio %.3g", s["closure"],
@@ -362,10 +362,11 @@ def main(args) -> int:
                  s["final_d_fro_ensemble_mean"],
                  s["time_to_decorrelation"], "" if s["decorrelated"] else " (never)",
                  s["cost_ratio_vs_dns"])
+    return rows, summary, per, prob, hists
 
-    # What determined these tables: the rollout section and the rollouts' own config hashes.
-    prov_cfg = {"rollout": ro_cfg, "report_times": fractions,
-                "inputs": sorted(str(r["attrs"].get("config_hash", "")) for r in rollouts)}
+
+def _write_tables(outdir: Path, rows, summary, prob, prov_cfg: dict, threshold: float) -> None:
+    """metrics.csv, summary.csv, probabilistic.csv and summary.json."""
     write_table(outdir / "metrics.csv",
                 _csv(["closure", "state", "member", "time", *METRIC_COLUMNS], rows),
                 prov_cfg, "rollout_metrics")
@@ -377,10 +378,28 @@ def main(args) -> int:
                 prov_cfg, "rollout_metrics")
     # Strict JSON: a NaN (blowup_time of a run that did not blow up, a cost not measured) is
     # written as null.
-    doc = {"threshold": ro_cfg["correlation_threshold"],
+    doc = {"threshold": threshold,
            "closures": {s["closure"]: s for s in summary},
            "provenance": provenance(prov_cfg, "rollout_metrics")}
     atomic.write_json_atomic(outdir / "summary.json", doc)
+
+
+def main(args) -> int:
+    cfg = cfgmod.load(args.config, sections=["rollout", "report"])
+    ro_cfg, fractions = cfg["rollout"], cfg["report"]["times"]
+    rollouts, reference = _read_inputs(args.inputs)
+    outdir = Path(args.outdir)
+    length = float(rollouts[0]["attrs"].get("dns.length", 1.0))
+    ref_spec = _time_mean_spectrum(reference, length)
+
+    at = report_times(rollouts[0]["time"], fractions)
+    rows, summary, per, prob, hists = _score_rollouts(
+        rollouts, at, ro_cfg["correlation_threshold"], ref_spec)
+
+    # What determined these tables: the rollout section and the rollouts' own config hashes.
+    prov_cfg = {"rollout": ro_cfg, "report_times": fractions,
+                "inputs": sorted(str(r["attrs"].get("config_hash", "")) for r in rollouts)}
+    _write_tables(outdir, rows, summary, prob, prov_cfg, ro_cfg["correlation_threshold"])
     if rollouts[0]["attrs"].get("target") == "sgs":
         write_les(outdir, rollouts, per, summary, reference, length, at[0], prov_cfg,
                   reference.shape[-1] / 2)

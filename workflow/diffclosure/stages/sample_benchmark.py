@@ -234,13 +234,11 @@ def _resolution_files(data_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def main(args) -> int:
-    whole = cfgmod.load(args.config)
-    # dns is optional: it only adds the noise's known spectrum to spectra.png.
-    cfg = cfgmod.load(whole, sections=["device", "sde", "sampling"])
+def _check_inputs(args, cfg: dict, data_dir: Path) -> tuple[dict, list[Sampler]]:
+    """The paper's sampler entry and the samplers to run, or the input error that stops the
+    run before any work."""
     samp = cfg["sampling"]
     sampler_list(samp["samplers"])  # config errors before any work
-    data_dir, outdir = Path(args.data), Path(args.outdir)
     if not (data_dir / "test.h5").exists():
         raise BenchmarkInputError(
             f"{data_dir / 'test.h5'}: test set not found; pass --data the dataset folder "
@@ -254,53 +252,51 @@ def main(args) -> int:
             " the distill stage (or drop the entry)")
     if args.threads < 1:
         raise BenchmarkInputError(f"--threads: need at least 1, got {args.threads}")
-    torch.set_num_threads(args.threads)
-    device = resolve_device(cfg["device"])
+    return paper_cfg, samplers
 
+
+def _load_samplers(args, cfg: dict, device) -> tuple[dict, dict]:
+    """The closure samplers by model ("score", and "onestep" with --onestep) and the score
+    model's settings."""
+    samp = cfg["sampling"]
     net, settings = load_model(args.model, device)
     if dict(settings["sde"]) != dict(cfg["sde"]):
         log.warning("sde: the model was trained with %s, the config says %s; using the model's",
                     settings["sde"], cfg["sde"])
-    cs = ClosureSampler(net, settings, device, autocast=samp["bf16"])
-    models = {"score": cs}
+    models = {"score": ClosureSampler(net, settings, device, autocast=samp["bf16"])}
     if args.onestep:
         models["onestep"] = onestep_sampler(args.onestep, args.model, settings, device, samp)
+    return models, settings
 
-    def cs_for(s: Sampler) -> ClosureSampler:
-        return models["onestep"] if s.name == "onestep" else cs
-    conditions = cs.conditions
-    ensemble, seed = samp["ensemble"], samp["seed"]
-    data = read_test_set(data_dir / "test.h5", conditions, samp["test_samples"])
-    k, n = data["target"].shape[0], data["target"].shape[-1]
-    # Every input read before the compute: a damaged file fails now, not after the benchmark.
-    res_sets = [(m, read_test_set(path, conditions, samp["test_samples"]))
-                for m, path in _resolution_files(data_dir) or [(n, data_dir / "test.h5")]]
-    if "n" in settings and int(settings["n"]) != n:
-        log.warning("test.h5 is at %d^2 but the model was trained at %d^2", n, settings["n"])
-    max_pixels = 2**24 if device.type == "cuda" else 2**21
-    chunk = max(1, max_pixels // (ensemble * n * n))
-    log.info("%d conditions x %d members at %d^2 on %s; %d samplers", k, ensemble, n, device,
-             len(samplers))
 
-    # Warm-up (kernels, FFT plans), untimed.
-    draw(cs, make_sampler({"name": "em", "steps": 1, "t_max": 0.1}),
-         {c: v[:1] for c, v in data.items() if c != "index"}, 1, seed, chunk)
+def _timed_draw(cs: ClosureSampler, s: Sampler, data: dict, samp: dict, chunk: int,
+                device) -> tuple[np.ndarray, int, list[float]]:
+    """The samples of one sampler, its NFE and the wall time of each repeat."""
+    times = []
+    for _ in range(samp["repeats"]):
+        # Repeats sharpen the timing of cheap samplers; a slow one (the 1000-step reference)
+        # is timed once, since its accuracy run already took long enough to be measured.
+        if times and sum(times) > TIMING_BUDGET_S:
+            break
+        _sync(device)
+        t0 = time.perf_counter()
+        samples, nfe = draw(cs, s, data, samp["ensemble"], samp["seed"], chunk)
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return samples, nfe, times
 
+
+def _benchmark_rows(models: dict, samplers: list[Sampler], data: dict, samp: dict, chunk: int,
+                    device) -> tuple[list[dict], dict]:
+    """One benchmark.csv row per sampler (and the measurements-only baseline), and each
+    sampler's samples."""
+    k, ensemble = data["target"].shape[0], samp["ensemble"]
     rows, drawn = [], {}
     for s in progress(samplers, desc="samplers", unit="sampler"):
-        times = []
-        for _ in range(samp["repeats"]):
-            # Repeats sharpen the timing of cheap samplers; a slow one (the 1000-step reference)
-            # is timed once, since its accuracy run already took long enough to be measured.
-            if times and sum(times) > TIMING_BUDGET_S:
-                break
-            _sync(device)
-            t0 = time.perf_counter()
-            samples, nfe = draw(cs_for(s), s, data, ensemble, seed, chunk)
-            _sync(device)
-            times.append(time.perf_counter() - t0)
+        cs = _model_for(models, s)
+        samples, nfe, times = _timed_draw(cs, s, data, samp, chunk, device)
         drawn[s] = samples
-        run = bind_onestep(s, cs_for(s).settings)  # onestep: the distilled start time and mean
+        run = bind_onestep(s, cs.settings)  # onestep: the distilled start time and mean
         rows.append({
             "name": s.name, "start": run.start, "steps": run.steps, "schedule": s.schedule,
             "t_max": run.t_max, "t_min": s.t_min, "nfe": nfe,
@@ -317,31 +313,41 @@ def main(args) -> int:
     ref = rows[samplers.index(make_sampler(reference_entry(samp["reference_steps"])))]["d_fro_mean"]
     for r in rows:
         r["d_fro_rel_reference"] = r["d_fro_mean"] / ref if ref > 0 else float("nan")
-    # What determined the tables: these sections and the model (its own config hash).
-    prov_cfg = {**cfg, "model": str(settings.get("config_hash", ""))}
-    write_table(outdir / "benchmark.csv", _csv(rows, COLUMNS), prov_cfg, "sample_benchmark")
-    log.info("sampler benchmark (%d conditions x %d members, %d^2):\n%s", k, ensemble, n,
-             format_table(rows))
+    return rows, drawn
 
-    # Resolution invariance: the paper's sampler and the best one with at most CHEAP_NFE calls.
-    paper = make_sampler(paper_cfg)
-    cheap = [(r["d_fro_mean"], i) for i, r in enumerate(rows[: len(samplers)])
-             if r["nfe"] <= CHEAP_NFE and samplers[i] != paper]
-    chosen = [paper] + ([samplers[min(cheap)[1]]] if cheap else [])
+
+def _model_for(models: dict, s: Sampler) -> ClosureSampler:
+    return models["onestep"] if s.name == "onestep" else models["score"]
+
+
+def _resolution_rows(models: dict, chosen: list[Sampler], res_sets: list, samp: dict,
+                     max_pixels: int) -> list[dict]:
+    """One resolution.csv row per test grid and chosen sampler."""
+    ensemble, seed = samp["ensemble"], samp["seed"]
     res_rows = []
     for m, res_data in res_sets:
         res_chunk = max(1, max_pixels // (ensemble * m * m))
         for s in chosen:
-            samples, nfe = draw(cs_for(s), s, res_data, ensemble, seed, res_chunk)
+            samples, nfe = draw(_model_for(models, s), s, res_data, ensemble, seed, res_chunk)
             sc = score_samples(samples, res_data["target"])
             res_rows.append({"sampler": s.label, "n": m, "nfe": nfe, **sc})
             log.info("resolution %d^2, %s: D_Fro %.4f (members %.4f)", m, s.label,
                      sc["d_fro_mean"], sc["d_fro_member"])
-    write_table(outdir / "resolution.csv", _csv(res_rows, RES_COLUMNS), prov_cfg,
-                "sample_benchmark")
+    return res_rows
 
+
+def _cheap_choice(rows: list[dict], samplers: list[Sampler], paper: Sampler) -> list[Sampler]:
+    """The paper's sampler and the best one with at most CHEAP_NFE calls."""
+    cheap = [(r["d_fro_mean"], i) for i, r in enumerate(rows[: len(samplers)])
+             if r["nfe"] <= CHEAP_NFE and samplers[i] != paper]
+    return [paper] + ([samplers[min(cheap)[1]]] if cheap else [])
+
+
+def _draw_figures(outdir: Path, rows: list[dict], drawn: dict, samplers: list[Sampler],
+                  shown: Sampler, data: dict, data_dir: Path, whole: dict) -> None:
+    """pareto.png, samples.png, spectra.png and rank_histogram.png."""
+    n = data["target"].shape[-1]
     pareto_figure([r for r in rows if r["nfe"] > 0], outdir / "pareto.png")
-    shown = chosen[-1]  # the most accurate cheap sampler (the paper's when none is cheaper)
     samples_figure(data["vorticity"], data["target"], drawn[shown], outdir / "samples.png",
                    measurements=data.get("measurements"), title=f"{shown.label} samples")
     kk, p_truth = power_spectrum(data["target"])
@@ -352,6 +358,50 @@ def main(args) -> int:
     rank_histogram_figure(outdir / "rank_histogram.png", {"truth among the samples": {
         s.label: r["rank_frequencies"] for s, r in zip(samplers, rows, strict=False)
         if r["rank_frequencies"] is not None}}, what="true term")
+
+
+def main(args) -> int:
+    whole = cfgmod.load(args.config)
+    # dns is optional: it only adds the noise's known spectrum to spectra.png.
+    cfg = cfgmod.load(whole, sections=["device", "sde", "sampling"])
+    samp = cfg["sampling"]
+    data_dir, outdir = Path(args.data), Path(args.outdir)
+    paper_cfg, samplers = _check_inputs(args, cfg, data_dir)
+    torch.set_num_threads(args.threads)
+    device = resolve_device(cfg["device"])
+    models, settings = _load_samplers(args, cfg, device)
+    cs = models["score"]
+    ensemble, seed = samp["ensemble"], samp["seed"]
+    data = read_test_set(data_dir / "test.h5", cs.conditions, samp["test_samples"])
+    k, n = data["target"].shape[0], data["target"].shape[-1]
+    # Every input read before the compute: a damaged file fails now, not after the benchmark.
+    res_sets = [(m, read_test_set(path, cs.conditions, samp["test_samples"]))
+                for m, path in _resolution_files(data_dir) or [(n, data_dir / "test.h5")]]
+    if "n" in settings and int(settings["n"]) != n:
+        log.warning("test.h5 is at %d^2 but the model was trained at %d^2", n, settings["n"])
+    max_pixels = 2**24 if device.type == "cuda" else 2**21
+    chunk = max(1, max_pixels // (ensemble * n * n))
+    log.info("%d conditions x %d members at %d^2 on %s; %d samplers", k, ensemble, n, device,
+             len(samplers))
+
+    # Warm-up (kernels, FFT plans), untimed.
+    draw(cs, make_sampler({"name": "em", "steps": 1, "t_max": 0.1}),
+         {c: v[:1] for c, v in data.items() if c != "index"}, 1, seed, chunk)
+    rows, drawn = _benchmark_rows(models, samplers, data, samp, chunk, device)
+    # What determined the tables: these sections and the model (its own config hash).
+    prov_cfg = {**cfg, "model": str(settings.get("config_hash", ""))}
+    write_table(outdir / "benchmark.csv", _csv(rows, COLUMNS), prov_cfg, "sample_benchmark")
+    log.info("sampler benchmark (%d conditions x %d members, %d^2):\n%s", k, ensemble, n,
+             format_table(rows))
+
+    # Resolution invariance: the paper's sampler and the best one with at most CHEAP_NFE calls.
+    chosen = _cheap_choice(rows, samplers, make_sampler(paper_cfg))
+    res_rows = _resolution_rows(models, chosen, res_sets, samp, max_pixels)
+    write_table(outdir / "resolution.csv", _csv(res_rows, RES_COLUMNS), prov_cfg,
+                "sample_benchmark")
+
+    # The most accurate cheap sampler (the paper's when none is cheaper).
+    _draw_figures(outdir, rows, drawn, samplers, chosen[-1], data, data_dir, whole)
     if _test_target(data_dir) == "sgs":
         write_les(outdir, data, {s.label: drawn[s] for s in samplers}, whole, prov_cfg)
     log.info("wrote %s", outdir)
