@@ -7,9 +7,11 @@ summary.md in a footer line, PNG figures (where cheap) in a "Software" text chun
 
 from __future__ import annotations
 
+import csv
 import datetime as _dt
 import functools
 import hashlib
+import io
 import json
 import subprocess
 from pathlib import Path
@@ -97,6 +99,16 @@ def _sidecar_text(path, cfg: dict, stage: str, config_hash: str | None) -> str:
     if config_hash is not None:
         prov["config_hash"] = config_hash
     return json_text({"file": Path(path).name, "provenance": prov})
+
+
+def csv_text(rows: list[dict], columns: list[str]) -> str:
+    """The CSV of `rows` (dicts) in `columns` order, floats as %.6g: what write_table takes."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({c: (f"{r[c]:.6g}" if isinstance(r[c], float) else r[c]) for c in columns})
+    return buf.getvalue()
 
 
 def write_table(path: str | Path, text: str, cfg: dict, stage: str, *,

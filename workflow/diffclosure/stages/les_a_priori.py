@@ -20,7 +20,7 @@ import numpy as np
 
 from diffclosure.metrics.les import a_priori_scores, transfer_spectrum
 from diffclosure.metrics.spectra import power_spectrum, spectrum_error
-from diffclosure.provenance import write_table
+from diffclosure.provenance import csv_text, write_table
 from diffclosure.rollout.closures import CLASSICAL, ClassicalClosure
 
 LES_A_PRIORI_COLUMNS = [
@@ -39,32 +39,41 @@ def classical_estimates(w_bar, coarse: dict, dns: dict) -> dict[str, np.ndarray]
     return out
 
 
-def _row(name: str, members: int, pi_model, pi_true, w_bar, length: float) -> dict:
+def _row(name: str, members: int, pi_model, pi_true, w_bar, length: float, spectrum,
+         true_spectrum) -> dict:
+    """One table row; `spectrum` is the model's mean power spectrum (None: Pi = 0, no error)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         scores = a_priori_scores(pi_model, pi_true, w_bar, length)
-    err = (spectrum_error(power_spectrum(pi_model)[1], power_spectrum(pi_true)[1])
-           if np.any(pi_model) else float("nan"))
+    err = float("nan") if spectrum is None else spectrum_error(spectrum, true_spectrum)
     return {"closure": name, "members": members, **scores, "pi_spectrum_error": err}
 
 
 def les_a_priori(w_bar, pi_true, learned: dict[str, np.ndarray], coarse: dict, dns: dict):
-    """Rows of les_a_priori.csv and the (Pi spectrum, enstrophy transfer spectrum) per closure.
+    """Rows of les_a_priori.csv and the (k, Pi spectrum, enstrophy transfer spectrum) per
+    closure (`none`, Pi = 0, has none).
 
     w_bar, pi_true: (k, n, n); learned: {label: samples (k, M, n, n)}."""
     w = np.asarray(w_bar, dtype=np.float64)
     pi = np.asarray(pi_true, dtype=np.float64)
     length = float(dns["length"])
-    models = {"none": np.zeros_like(pi), "true": pi, **classical_estimates(w, coarse, dns)}
-    rows = [_row(name, 1, p, pi, w, length) for name, p in models.items()]
-    spectra = {name: _spectra(w, p, length) for name, p in models.items() if name != "none"}
+    models = {"true": pi, **classical_estimates(w, coarse, dns)}
+    spectra = {name: _spectra(w, p, length) for name, p in models.items()}
+    true_spec = spectra["true"][1]
+    rows = [_row("none", 1, np.zeros_like(pi), pi, w, length, None, true_spec)]
+    rows += [_row(name, 1, p, pi, w, length, spectra[name][1], true_spec)
+             for name, p in models.items()]
     for label, samples in learned.items():
         s = np.asarray(samples, dtype=np.float64)
         k, m = s.shape[:2]
         flat = s.reshape(k * m, *s.shape[2:])
         w_rep, pi_rep = np.repeat(w, m, axis=0), np.repeat(pi, m, axis=0)
-        rows.append(_row(f"diffusion {label} (per member)", m, flat, pi_rep, w_rep, length))
-        rows.append(_row(f"diffusion {label} (ensemble mean)", m, s.mean(1), pi, w, length))
         spectra[f"diffusion {label}"] = _spectra(w_rep, flat, length)
+        mean = s.mean(1)
+        rows.append(_row(f"diffusion {label} (per member)", m, flat, pi_rep, w_rep, length,
+                         spectra[f"diffusion {label}"][1], true_spec))
+        rows.append(_row(f"diffusion {label} (ensemble mean)", m, mean, pi, w, length,
+                         power_spectrum(mean)[1].reshape(-1, true_spec.size).mean(0),
+                         true_spec))
     return rows, spectra
 
 
@@ -80,17 +89,9 @@ def write_les_a_priori(outdir: Path, data: dict, learned: dict, coarse: dict, dn
     from diffclosure.plots.sampling import les_pi_spectra_figure
 
     rows, spectra = les_a_priori(data["vorticity"], data["target"], learned, coarse, dns)
-    lines = [",".join(LES_A_PRIORI_COLUMNS)]
-    for r in rows:
-        lines.append(",".join(_fmt(r[c]) for c in LES_A_PRIORI_COLUMNS))
-    write_table(Path(outdir) / "les_a_priori.csv", "\n".join(lines) + "\n", prov_cfg,
-                "sample_benchmark")
+    write_table(Path(outdir) / "les_a_priori.csv", csv_text(rows, LES_A_PRIORI_COLUMNS),
+                prov_cfg, "sample_benchmark")
     les_pi_spectra_figure(Path(outdir) / "les_pi_spectra.png", spectra,
                           cutoff=data["vorticity"].shape[-1] // 2)
     return rows
 
-
-def _fmt(v) -> str:
-    if isinstance(v, str):
-        return v
-    return f"{v:.6g}"

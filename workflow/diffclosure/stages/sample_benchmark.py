@@ -21,8 +21,6 @@ generator seeded with sampling.seed, so all samplers also see the same starting 
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import re
 import statistics
@@ -44,7 +42,7 @@ from diffclosure.model.sde import make_sde
 from diffclosure.plots.rollout import rank_histogram_figure
 from diffclosure.plots.sampling import pareto_figure, samples_figure, spectra_figure
 from diffclosure.progress import progress
-from diffclosure.provenance import write_table
+from diffclosure.provenance import csv_text, write_table
 from diffclosure.sampling.closure_sampler import ClosureSampler, bind_onestep
 from diffclosure.sampling.paper import paper_sampler
 from diffclosure.sampling.samplers import Sampler, make_sampler
@@ -198,15 +196,6 @@ def score_samples(samples: np.ndarray, truth: np.ndarray) -> dict:
         "spread_skill": spread_skill(samples, truth, axis=1).ratio if m > 1 else float("nan"),
         "spectrum_error": spectrum_error(p_s, p_t),
     }
-
-
-def _csv(rows: list[dict], columns: list[str]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({c: (f"{r[c]:.6g}" if isinstance(r[c], float) else r[c]) for c in columns})
-    return buf.getvalue()
 
 
 def format_table(rows: list[dict]) -> str:
@@ -390,14 +379,14 @@ def main(args) -> int:
     rows, drawn = _benchmark_rows(models, samplers, data, samp, chunk, device)
     # What determined the tables: these sections and the model (its own config hash).
     prov_cfg = {**cfg, "model": str(settings.get("config_hash", ""))}
-    write_table(outdir / "benchmark.csv", _csv(rows, COLUMNS), prov_cfg, "sample_benchmark")
+    write_table(outdir / "benchmark.csv", csv_text(rows, COLUMNS), prov_cfg, "sample_benchmark")
     log.info("sampler benchmark (%d conditions x %d members, %d^2):\n%s", k, ensemble, n,
              format_table(rows))
 
     # Resolution invariance: the paper's sampler and the best one with at most CHEAP_NFE calls.
     chosen = _cheap_choice(rows, samplers, make_sampler(paper_cfg))
     res_rows = _resolution_rows(models, chosen, res_sets, samp, max_pixels)
-    write_table(outdir / "resolution.csv", _csv(res_rows, RES_COLUMNS), prov_cfg,
+    write_table(outdir / "resolution.csv", csv_text(res_rows, RES_COLUMNS), prov_cfg,
                 "sample_benchmark")
 
     # The most accurate cheap sampler (the paper's when none is cheaper).
