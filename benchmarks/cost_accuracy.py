@@ -19,6 +19,8 @@ Accuracy: the a-posteriori D_Fro of every member at the horizon (the rollout's e
 seconds per simulated time unit of the coupled run (closure and coarse solver, all members),
 and that per member. All points are measured in one run on one machine, so compare ratios.
 Same seeds in every point: differences within one setting's [min, max] are sampling noise.
+Settings that several curves share (the one-step generator at the configured interval, members
+and threads) are run once and appear in each curve.
 
     python benchmarks/cost_accuracy.py --results results/default [--config PRESET.yaml ...]
         [--levers sampler resample members threads compile precision] [--quick]
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import logging
 import os
 import sys
@@ -41,6 +44,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from diffclosure import config as cfgmod  # noqa: E402
+from diffclosure.devices import resolve_device  # noqa: E402
 from diffclosure.metrics.fields import d_fro  # noqa: E402
 from diffclosure.rollout.coupled import run_rollout  # noqa: E402
 from diffclosure.stages.check_config import merge  # noqa: E402
@@ -79,20 +83,22 @@ def points(lever: str, ro: dict) -> list[tuple[str, dict]]:
     raise ValueError(f"unknown lever {lever!r}; choose from {', '.join(LEVERS)}")
 
 
-def run_point(cfg: dict, change: dict, run: dict) -> dict:
-    """One rollout with `change` applied; its accuracy and cost (module docstring)."""
+def resolve(cfg: dict, change: dict) -> tuple[dict, int, bool]:
+    """The config with `change` applied, and the threads and compile flag it asks for."""
     cfg = copy.deepcopy(cfg)
     change = dict(change)
     threads = change.pop("threads", 1)
     compiled = change.pop("compile", False)
     cfg["rollout"].update(change)
+    return cfg, threads, compiled
+
+
+def run_point(cfg: dict, threads: int, compiled: bool, run: dict) -> dict:
+    """One rollout of these settings; its accuracy and cost (module docstring)."""
     ro = cfg["rollout"]
     onestep = ro["sampler"]["name"] == "onestep"
-    torch.set_num_threads(threads)
     obj = _sampler_object(cfg, run["onestep"] if onestep else run["score"], run["data"],
-                          threads, onestep)
-    if compiled:
-        obj.net = torch.compile(obj.net)
+                          threads, onestep, compile=compiled)
     tic = time.perf_counter()
     res = run_rollout(cfg, "diffusion", run["dns"], run["data"], obj, threads=threads,
                       show_progress=False)
@@ -111,14 +117,22 @@ def run_point(cfg: dict, change: dict, run: dict) -> dict:
     }
 
 
-def run_lever(lever: str, cfg: dict, run: dict) -> list[dict]:
+def run_lever(lever: str, cfg: dict, run: dict, done: dict | None = None) -> list[dict]:
+    """The rows of one lever's curve. `done` maps settings already run (by any lever) to their
+    result: the curves share their base point, which is then run once."""
+    done = {} if done is None else done
+    cuda = resolve_device(cfg["device"]).type == "cuda"
     rows = []
     for label, change in points(lever, cfg["rollout"]):
-        if change.get("bf16") and (cfg["device"] == "cpu" or not torch.cuda.is_available()):
+        if change.get("bf16") and not cuda:
             rows.append({"lever": lever, "setting": label, "skipped": "CUDA only"})
             continue
+        point_cfg, threads, compiled = resolve(cfg, change)
+        key = json.dumps([point_cfg["rollout"], threads, compiled], sort_keys=True)
         try:
-            rows.append({"lever": lever, "setting": label, **run_point(cfg, change, run)})
+            if key not in done:
+                done[key] = run_point(point_cfg, threads, compiled, run)
+            rows.append({"lever": lever, "setting": label, **done[key]})
         except Exception as exc:  # a lever that cannot run here (e.g. no compiler) is a row
             if lever != "compile":
                 raise
@@ -218,7 +232,8 @@ def main(argv=None) -> int:
           f"{cfg['rollout']['initial_states']} states, rollout {cfg['rollout']['duration']:g} "
           f"time units; R = steps between samplings; xDNS = s/time/M over the fine DNS's "
           f"{cfg['dns']['n']}^2 cost per state")
-    rows = [r for lever in args.levers for r in run_lever(lever, cfg, run)]
+    done = {}
+    rows = [r for lever in args.levers for r in run_lever(lever, cfg, run, done)]
     dns = float(np.median([r["dns_s_per_time"] for r in rows if "dns_s_per_time" in r]))
     print(f"\nfine DNS {cfg['dns']['n']}^2, the same states: {dns:.3g} s per time unit (median"
           " over the points)")

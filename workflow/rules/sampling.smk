@@ -36,7 +36,10 @@ rule sample_benchmark:
         ),
         **LES_A_PRIORI_OUTPUTS,
     params:
-        cfg=lambda w: sections("device", "sde", "sampling", "dns", "coarse"),
+        # dns adds the noise's known spectrum; an LES's a-priori scores also read coarse.
+        cfg=lambda w: sections(
+            "device", "sde", "sampling", "dns", *(["coarse"] if LES_A_PRIORI_OUTPUTS else [])
+        ),
         outdir=lambda w, output: os.path.dirname(output.benchmark),
         data=lambda w, input: os.path.dirname(input.stats),
         onestep=lambda w, input: f"--onestep {input.onestep}" if "onestep" in input.keys() else "",

@@ -72,8 +72,7 @@ def a_priori_scores(pi_model, pi_true, w_bar, length: float = 1.0) -> dict[str, 
     (1 = the right amount), and the backscatter fraction of each."""
     # A model Pi that is zero on a state (a clipped dynamic coefficient) has no correlation
     # there; the mean is over the states where it is defined.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        corr = np.ravel(correlation(pi_model, pi_true))
+    corr = np.ravel(correlation(pi_model, pi_true))
     corr = corr[np.isfinite(corr)]
     out = {"correlation": float(corr.mean()) if corr.size else float("nan")}
     for q in QUANTITIES:

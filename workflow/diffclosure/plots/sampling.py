@@ -14,7 +14,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from diffclosure.atomic import atomic_path  # noqa: E402
+from diffclosure.plots.rollout import colour  # noqa: E402
 from diffclosure.provenance import png_metadata  # noqa: E402
+from diffclosure.rollout.registry import REGISTRY  # noqa: E402
 
 
 def _save(fig, path: str | Path) -> None:
@@ -117,7 +119,9 @@ def les_pi_spectra_figure(path: str | Path, spectra: dict, cutoff: int) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for name, (k, p, t) in spectra.items():
         sel = (k >= 1) & (k <= cutoff)
-        style = {"color": "k", "lw": 2.2} if name == "true" else {"lw": 1.2}
+        # Classical closures in their rollout colours; the learned ones (one per sampler) cycle.
+        style = ({"color": "k", "lw": 2.2} if name == "true" else
+                 {"color": colour(name), "lw": 1.2} if name in REGISTRY else {"lw": 1.2})
         shown = sel & (p > 0)
         axes[0].loglog(k[shown], p[shown], label=name, **style)
         axes[1].plot(k[sel], t[sel], label=name, **style)

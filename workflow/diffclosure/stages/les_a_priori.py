@@ -41,27 +41,27 @@ def classical_estimates(w_bar, coarse: dict, dns: dict) -> dict[str, np.ndarray]
 
 def _row(name: str, members: int, pi_model, pi_true, w_bar, length: float, spectrum,
          true_spectrum) -> dict:
-    """One table row; `spectrum` is the model's mean power spectrum (None: Pi = 0, no error)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        scores = a_priori_scores(pi_model, pi_true, w_bar, length)
-    err = float("nan") if spectrum is None else spectrum_error(spectrum, true_spectrum)
-    return {"closure": name, "members": members, **scores, "pi_spectrum_error": err}
+    """One table row; `spectrum` is the model's mean power spectrum (all zero for Pi = 0,
+    whose spectrum error is then NaN)."""
+    scores = a_priori_scores(pi_model, pi_true, w_bar, length)
+    return {"closure": name, "members": members, **scores,
+            "pi_spectrum_error": spectrum_error(spectrum, true_spectrum)}
 
 
 def les_a_priori(w_bar, pi_true, learned: dict[str, np.ndarray], coarse: dict, dns: dict):
     """Rows of les_a_priori.csv and the (k, Pi spectrum, enstrophy transfer spectrum) per
-    closure (`none`, Pi = 0, has none).
+    closure but `none` (Pi = 0).
 
     w_bar, pi_true: (k, n, n); learned: {label: samples (k, M, n, n)}."""
     w = np.asarray(w_bar, dtype=np.float64)
     pi = np.asarray(pi_true, dtype=np.float64)
     length = float(dns["length"])
-    models = {"true": pi, **classical_estimates(w, coarse, dns)}
+    models = {"none": np.zeros_like(pi), "true": pi, **classical_estimates(w, coarse, dns)}
     spectra = {name: _spectra(w, p, length) for name, p in models.items()}
     true_spec = spectra["true"][1]
-    rows = [_row("none", 1, np.zeros_like(pi), pi, w, length, None, true_spec)]
-    rows += [_row(name, 1, p, pi, w, length, spectra[name][1], true_spec)
-             for name, p in models.items()]
+    rows = [_row(name, 1, p, pi, w, length, spectra[name][1], true_spec)
+            for name, p in models.items()]
+    del spectra["none"]  # nothing to draw on log axes
     for label, samples in learned.items():
         s = np.asarray(samples, dtype=np.float64)
         k, m = s.shape[:2]

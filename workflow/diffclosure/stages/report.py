@@ -319,10 +319,9 @@ def data_section(results: Path) -> list[str]:
         out += ["", f"Spin-up of the DNS ({spin['grid']}^2, mean over all trajectories): over "
                 f"its second half the energy drifts by **{spin['energy_drift_second_half']:.1%}**"
                 f" and the enstrophy by **{spin['enstrophy_drift_second_half']:.1%}**.", "",
-                "| t | " + " | ".join(f"{t[i]:g}" for i in picks) + " |",
-                "|---|" + "---|" * len(picks),
-                "| energy | " + " | ".join(f"{e[i]:.4g}" for i in picks) + " |",
-                "| enstrophy | " + " | ".join(f"{z[i]:.4g}" for i in picks) + " |"]
+                md_table(["t", *(f"{t[i]:g}" for i in picks)],
+                         [["energy", *(f"{e[i]:.4g}" for i in picks)],
+                          ["enstrophy", *(f"{z[i]:.4g}" for i in picks)]])]
     return out + [""]
 
 

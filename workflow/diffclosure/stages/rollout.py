@@ -104,7 +104,8 @@ def expected_bytes(cfg: dict, closure: str) -> int:
     return 4 * n * n * records * ro["initial_states"] * (members + 1)
 
 
-def _sampler_object(cfg: dict, model_path, data_dir, threads: int, onestep: bool = False):
+def _sampler_object(cfg: dict, model_path, data_dir, threads: int, onestep: bool = False,
+                    compile: bool = False):
     import torch
 
     from diffclosure.devices import resolve_device
@@ -116,7 +117,7 @@ def _sampler_object(cfg: dict, model_path, data_dir, threads: int, onestep: bool
     torch.set_num_threads(threads)
     net, settings = (load_onestep if onestep else load_model)(model_path, device)
     log.info("model %s on %s: conditions %s", model_path, device, settings.get("conditions"))
-    cs = ClosureSampler(net, settings, device, autocast=cfg["rollout"]["bf16"])
+    cs = ClosureSampler(net, settings, device, autocast=cfg["rollout"]["bf16"], compile=compile)
     check_stats(cs, model_path, data_dir)
     return cs
 

@@ -104,13 +104,11 @@ def onestep_sampler(path, model_path, settings: dict, device, samp: dict) -> Clo
     return ClosureSampler(net, one, device, autocast=samp["bf16"])
 
 
-def paper_entry(data_dir, sde_cfg: dict) -> dict:
-    """The paper's sampler for the test set's target, at the paper's noise-to-data ratio
-    (sampling/paper.py); PAPER itself stays as the literal t_max = 0.1 row."""
-    test = Path(data_dir) / "test.h5"
-    with h5io.open_input(test) as fh:
-        target = h5io.read_attrs(fh).get("coarse.target")
-    return paper_sampler(make_sde(sde_cfg), str(target))
+def test_target(data_dir) -> str:
+    """The closure target the test set holds (its attributes)."""
+    with h5io.open_input(Path(data_dir) / "test.h5") as fh:
+        attrs = h5io.read_attrs(fh)
+    return str(attrs.get("target", attrs.get("coarse.target")))
 
 
 def reference_entry(steps: int = 1000) -> dict:
@@ -223,9 +221,10 @@ def _resolution_files(data_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _check_inputs(args, cfg: dict, data_dir: Path) -> tuple[dict, list[Sampler]]:
-    """The paper's sampler entry and the samplers to run, or the input error that stops the
-    run before any work."""
+def _check_inputs(args, cfg: dict, data_dir: Path, whole: dict) -> tuple[dict, list[Sampler],
+                                                                         str]:
+    """The paper's sampler entry (sampling/paper.py, for the test set's target), the samplers
+    to run and the target, or the input error that stops the run before any work."""
     samp = cfg["sampling"]
     sampler_list(samp["samplers"])  # config errors before any work
     if not (data_dir / "test.h5").exists():
@@ -233,7 +232,13 @@ def _check_inputs(args, cfg: dict, data_dir: Path) -> tuple[dict, list[Sampler]]
             f"{data_dir / 'test.h5'}: test set not found; pass --data the dataset folder "
             "(run the dataset stage first)"
         )
-    paper_cfg = paper_entry(data_dir, cfg["sde"])
+    target = test_target(data_dir)
+    missing = [s for s in ("coarse", "dns") if s not in whole]
+    if target == "sgs" and missing:
+        raise BenchmarkInputError(
+            f"target sgs: the a-priori LES scores need the config's {' and '.join(missing)} "
+            "section(s); pass the whole config to --config")
+    paper_cfg = paper_sampler(make_sde(cfg["sde"]), target)
     samplers = sampler_list(samp["samplers"], paper_cfg, samp["reference_steps"])
     if any(s.name == "onestep" for s in samplers) and not args.onestep:
         raise BenchmarkInputError(
@@ -241,7 +246,7 @@ def _check_inputs(args, cfg: dict, data_dir: Path) -> tuple[dict, list[Sampler]]
             " the distill stage (or drop the entry)")
     if args.threads < 1:
         raise BenchmarkInputError(f"--threads: need at least 1, got {args.threads}")
-    return paper_cfg, samplers
+    return paper_cfg, samplers, target
 
 
 def _load_samplers(args, cfg: dict, device) -> tuple[dict, dict]:
@@ -355,7 +360,7 @@ def main(args) -> int:
     cfg = cfgmod.load(whole, sections=["device", "sde", "sampling"])
     samp = cfg["sampling"]
     data_dir, outdir = Path(args.data), Path(args.outdir)
-    paper_cfg, samplers = _check_inputs(args, cfg, data_dir)
+    paper_cfg, samplers, target = _check_inputs(args, cfg, data_dir, whole)
     torch.set_num_threads(args.threads)
     device = resolve_device(cfg["device"])
     models, settings = _load_samplers(args, cfg, device)
@@ -391,25 +396,15 @@ def main(args) -> int:
 
     # The most accurate cheap sampler (the paper's when none is cheaper).
     _draw_figures(outdir, rows, drawn, samplers, chosen[-1], data, data_dir, whole)
-    if _test_target(data_dir) == "sgs":
+    if target == "sgs":
         write_les(outdir, data, {s.label: drawn[s] for s in samplers}, whole, prov_cfg)
     log.info("wrote %s", outdir)
     return 0
 
 
-def _test_target(data_dir: Path) -> str:
-    with h5io.open_input(Path(data_dir) / "test.h5") as fh:
-        attrs = h5io.read_attrs(fh)
-    return str(attrs.get("target", attrs.get("coarse.target")))
-
-
 def write_les(outdir: Path, data: dict, learned: dict, whole: dict, prov_cfg: dict) -> None:
-    """The a-priori LES scores of an sgs run (stages/les_a_priori.py)."""
-    missing = [s for s in ("coarse", "dns") if s not in whole]
-    if missing:
-        raise BenchmarkInputError(
-            f"target sgs: the a-priori LES scores need the config's {' and '.join(missing)} "
-            "section(s); pass the whole config to --config")
+    """The a-priori LES scores of an sgs run (stages/les_a_priori.py); _check_inputs made
+    sure the config has the coarse and dns sections."""
     rows = write_les_a_priori(outdir, data, learned, whole["coarse"], whole["dns"],
                               {**prov_cfg, "coarse": whole["coarse"], "dns": whole["dns"]})
     for r in rows:
