@@ -175,19 +175,24 @@ def dns_rows(s: Settings) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- coupled
-def learned_sampler(s: Settings, sde: dict, onestep: bool = False) -> ClosureSampler:
-    """An untrained network of the paper's size (or s.model) behind the rollout's sampler; as
-    the one-step generator of the distill stage (same network, settings["onestep"]) if asked."""
+def learned_sampler(s: Settings, sde: dict) -> ClosureSampler:
+    """An untrained score network of the paper's size (or s.model) behind the rollout's
+    sampler."""
     rms = PAPER_TARGET_RMS.get(s.target, 1.0)
     settings = {"model": s.model or PAPER, "sde": sde,
                 "conditions": ["vorticity", "measurements"],
                 "stats": {"target": {"mean": 0.0, "std": rms},
                           "vorticity": {"mean": 0.0, "std": 1.0}}}
-    if onestep:
-        settings["onestep"] = {"t_max": 0.1, "start": "measurements"}
     torch.manual_seed(0)
     net = build_from_settings(settings).to(s.device).eval()
     return ClosureSampler(net, settings, s.device)
+
+
+def as_onestep(score: ClosureSampler) -> ClosureSampler:
+    """The same network as the distill stage's one-step generator (settings["onestep"]): a
+    student has the teacher's architecture, so its cost is the score network's for one call."""
+    meta = {"t_max": 0.1, "start": "measurements"}
+    return ClosureSampler(score.net, {**score.settings, "onestep": meta}, score.device)
 
 
 def make_closure(name: str, s: Settings, cfg: dict, w0: np.ndarray, members: int, obj,
@@ -242,7 +247,7 @@ def closure_rows(s: Settings, dns: list[dict]) -> list[dict]:
     obj = {}
     if set(LEARNED) & set(s.closures):
         score = learned_sampler(s, cfg["sde"])
-        obj = {"em10": score, "dpm4": score, "onestep": learned_sampler(s, cfg["sde"], True)}
+        obj = {"em10": score, "dpm4": score, "onestep": as_onestep(score)}
     costs = {r["n"]: r["s_per_time"] for r in dns}
     rows = []
     for name in s.closures:
@@ -275,12 +280,12 @@ def format_table(s: Settings, dns: list[dict], rows: list[dict]) -> str:
               f"{'break-even':>11}"]
     for r in rows:
         be = f"{r['break_even']}^2" if r["break_even"] else f"> {largest}^2"
-        lines.append(f"{_label(r):<36} {r['members']:>7} {r['ms_per_step']:>9.3f} "
+        lines.append(f"{label(r):<36} {r['members']:>7} {r['ms_per_step']:>9.3f} "
                      f"{r['s_per_time']:>12.4g} {be:>11}")
     return "\n".join(lines)
 
 
-def _label(row: dict) -> str:
+def label(row: dict) -> str:
     every = row.get("resample")
     return LABELS[row["closure"]] + (f" / {every} steps" if every else "")
 
@@ -294,11 +299,11 @@ def plot(s: Settings, dns: list[dict], rows: list[dict], path: str) -> None:
     fig, ax = plt.subplots(figsize=(10, 4.5))
     ns = [r["n"] for r in dns]
     ax.loglog(ns, [r["s_per_time"] for r in dns], "ko-", lw=2, label="DNS")
-    names = list(dict.fromkeys(_label(r) for r in rows))
+    names = list(dict.fromkeys(label(r) for r in rows))
     # One colour per closure and interval (tab20 holds 20 distinct ones), members by line style.
     colours = plt.get_cmap("tab20")(np.arange(len(names)) % 20)
     for i, name in enumerate(names):
-        for r in (r for r in rows if _label(r) == name):
+        for r in (r for r in rows if label(r) == name):
             ax.axhline(r["s_per_time"], color=colours[i],
                        ls="-" if r["members"] == 1 else "--",
                        label=f"{name}, {r['members']} member(s)")

@@ -41,7 +41,7 @@ import training  # noqa: E402
 from breakeven import (  # noqa: E402
     TINY_MODEL,
     Settings,
-    _label,
+    label,
     learned_sampler,
     realistic_state,
     run,
@@ -192,7 +192,7 @@ def breakeven_rows(quick: bool):
     largest = max(r["n"] for r in dns)
     for r in rows:
         be = f"{r['break_even']}^2" if r["break_even"] else f"> {largest}^2"
-        out.append((f"coupled {s.coarse}^2 {_label(r)}, M={r['members']}",
+        out.append((f"coupled {s.coarse}^2 {label(r)}, M={r['members']}",
                     f"{r['s_per_time']:.4g} s/time unit, breaks even with DNS {be}"))
     return out
 

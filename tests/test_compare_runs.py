@@ -14,14 +14,15 @@ import compare_runs  # noqa: E402
 
 
 def _make_run(root: Path, value: float = 1.0, created: str = "t0", cost: float = 1.0,
-              weight: float = 0.5, extra: bool = False) -> Path:
+              weight: float = 0.5, extra: bool = False, nu: bool = True) -> Path:
     (root / "dns").mkdir(parents=True)
     (root / "rollout").mkdir()
     (root / "model").mkdir()
     with h5py.File(root / "dns" / "shard-0.h5", "w") as fh:
         fh.create_dataset("vorticity", data=np.array([[value, np.nan], [2.0, 3.0]]))
         fh.attrs["created"] = created
-        fh.attrs["dns.nu"] = 1e-3
+        if nu:
+            fh.attrs["dns.nu"] = 1e-3
         if extra:
             fh.create_dataset("spinup_energy", data=np.ones(3))
     (root / "rollout" / "metrics.csv").write_text(
@@ -55,3 +56,5 @@ def test_changed_values_are_caught_and_additions_are_not_changes(tmp_path, capsy
     assert compare_runs.compare_runs(a, added)["dns/shard-0.h5"] == ["added in B: spinup_energy"]
     assert compare_runs.main([str(a), str(added)]) == 0
     assert compare_runs.main([str(added), str(a)]) == 1  # the other way round it is missing
+    report = compare_runs.compare_runs(a, _make_run(tmp_path / "e", nu=False))
+    assert report["dns/shard-0.h5"] == ["missing in B: attribute /:dns.nu"]

@@ -55,11 +55,16 @@ def compare_hdf5(pa: Path, pb: Path) -> list[str]:
             oa, ob = (fa[name], fb[name]) if name else (fa, fb)
             if isinstance(oa, h5py.Dataset) and not _same(oa[()], ob[()]):
                 out.append(f"changed: dataset {name}")
-            for key in sorted(set(oa.attrs) & set(ob.attrs)):
+            for key in sorted(set(oa.attrs) | set(ob.attrs)):
                 if VOLATILE.search(key) or key in ("DIMENSION_LIST", "REFERENCE_LIST"):
                     continue
-                if not _attr_same(oa.attrs[key], ob.attrs[key]):
-                    out.append(f"changed: attribute {name or '/'}:{key}")
+                where = f"attribute {name or '/'}:{key}"
+                if key not in ob.attrs:
+                    out.append(f"missing in B: {where}")
+                elif key not in oa.attrs:
+                    out.append(f"added in B: {where}")
+                elif not _attr_same(oa.attrs[key], ob.attrs[key]):
+                    out.append(f"changed: {where}")
     return out
 
 
@@ -117,8 +122,14 @@ def compare_checkpoint(pa: Path, pb: Path) -> list[str]:
                     and torch.equal(x, y)):
                 out.append(f"changed: tensor {where}")
         elif isinstance(x, dict) and isinstance(y, dict):
-            for k in x.keys() & y.keys():
-                if not VOLATILE.search(str(k)):
+            for k in x.keys() | y.keys():
+                if VOLATILE.search(str(k)):
+                    continue
+                if k not in y:
+                    out.append(f"missing in B: {where}/{k}")
+                elif k not in x:
+                    out.append(f"added in B: {where}/{k}")
+                else:
                     walk(x[k], y[k], f"{where}/{k}")
         elif isinstance(x, list | tuple) and isinstance(y, list | tuple) and len(x) == len(y):
             for i, (u, v) in enumerate(zip(x, y, strict=True)):
