@@ -47,7 +47,6 @@ from diffclosure import config as cfgmod  # noqa: E402
 from diffclosure.devices import resolve_device  # noqa: E402
 from diffclosure.metrics.fields import d_fro  # noqa: E402
 from diffclosure.rollout.coupled import run_rollout  # noqa: E402
-from diffclosure.stages.check_config import merge  # noqa: E402
 from diffclosure.stages.rollout import SECTIONS, _sampler_object  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -219,9 +218,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     run = run_files(Path(args.results))
-    cfg = cfgmod.read_yaml(ROOT / "config.yaml")
-    for path in args.config:
-        merge(cfg, cfgmod.read_yaml(path))
+    cfg, _ = cfgmod.read_run_config(args.config, cwd=ROOT)
     cfg = cfgmod.load(cfg, sections=SECTIONS)
     if args.quick:
         ro = cfg["rollout"]

@@ -19,14 +19,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
 
 from diffclosure import config as cfgmod  # noqa: E402
 from diffclosure.solver.initial import gaussian_random_field, trajectory_streams  # noqa: E402
-from diffclosure.stages.check_config import merge  # noqa: E402
 from diffclosure.stages.dns import build_solver  # noqa: E402
 
 
@@ -40,9 +38,7 @@ def main() -> int:
     ap.add_argument("--every", type=float, default=1.0, help="time between table rows")
     args = ap.parse_args()
 
-    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
-    if args.config:
-        cfg = merge(cfg, yaml.safe_load(Path(args.config).read_text()))
+    cfg, _ = cfgmod.read_run_config([args.config] if args.config else [], cwd=ROOT)
     dns = dict(cfgmod.load(cfg, sections=["dns"])["dns"], n=args.n)
     dns["dt"] = args.dt or dns["dt"]
     solver = build_solver(dns, 1)

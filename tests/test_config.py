@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from diffclosure import config as C
-from diffclosure.stages.check_config import merge
+from diffclosure.config import merge
 
 
 @pytest.fixture()
@@ -42,6 +42,23 @@ def test_default_config_is_the_workflow_folders_then_the_checkouts(repo_root, tm
     (tmp_path / "Snakefile").write_text("")
     assert C.default_config_path(tmp_path) == tmp_path / "config.yaml"
     assert C.read_default_config(tmp_path) == ({"run": "here"}, str(tmp_path / "config.yaml"))
+
+
+def test_a_run_config_is_the_default_with_each_file_merged_in_order(tmp_path):
+    """As Snakemake merges --configfile: nested keys replaced one by one, lists whole, later
+    files over earlier ones; a file that is not a mapping is named."""
+    (tmp_path / "Snakefile").write_text("")
+    (tmp_path / "config.yaml").write_text("run: base\ndns: {n: 64, dt: 0.01}\nlist: [1, 2]\n")
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("dns: {n: 32}\nlist: [3]\n")
+    b.write_text("dns: {n: 16}\nrun: b\n")
+    cfg, on = C.read_run_config([a, b], cwd=tmp_path)
+    assert cfg == {"run": "b", "dns": {"n": 16, "dt": 0.01}, "list": [3]}
+    assert on == f"{a}, {b} on top of {tmp_path / 'config.yaml'}"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- just a list\n")
+    with pytest.raises(C.ConfigError, match="bad.yaml: must be a mapping of sections"):
+        C.read_run_config([bad], cwd=tmp_path)
 
 
 def test_check_config_names_the_config_it_starts_from(repo_root, monkeypatch, capsys):

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from diffclosure.coarse.closures import subgrid_term
+from diffclosure.coarse.targets import subgrid_term
 from diffclosure.metrics import les
 from diffclosure.metrics.spectra import energy_spectrum
 from diffclosure.solver.grid import Grid

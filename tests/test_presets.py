@@ -6,9 +6,9 @@ import pytest
 import yaml
 
 from diffclosure import config as C
+from diffclosure.config import merge
 from diffclosure.model.sde import VESDE
 from diffclosure.sampling.paper import PAPER_TARGET_RMS, paper_sampler, paper_times
-from diffclosure.stages.check_config import merge
 
 
 def _preset(repo_root, name):

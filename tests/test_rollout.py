@@ -77,7 +77,7 @@ def test_paper_g_split_oracle_reproduces_reference_to_round_off():
 
 def test_paper_g_from_a_dns_record_is_the_solvers():
     """The coarse stage's research-code G, built from w and H alone, is the solver's G_paper."""
-    from diffclosure.coarse.closures import paper_g
+    from diffclosure.coarse.targets import paper_g
 
     dns = dns_section(n=N)
     solver = ref.full_solver(dns, N)

@@ -64,6 +64,29 @@ def read_default_config(cwd: str | Path | None = None) -> tuple[dict, str]:
     return read_yaml(path), str(path)
 
 
+def merge(base: dict, extra: dict) -> dict:
+    """Snakemake's merge of a --configfile over the configfile: nested, lists replaced."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def read_run_config(files=(), cwd: str | Path | None = None) -> tuple[dict, str]:
+    """(the config a run of `snakemake --configfile FILES...` sees, where it comes from): the
+    default config (read_default_config) with each file merged on top in order, unvalidated."""
+    cfg, base = read_default_config(cwd)
+    for path in files:
+        extra = read_yaml(path)
+        if not isinstance(extra, dict):
+            raise ConfigError(f"{path}: must be a mapping of sections")
+        merge(cfg, extra)
+    on = f"{', '.join(map(str, files))} on top of {base}" if files else base
+    return cfg, on
+
+
 # Settings that change how fast a stage runs, not what it computes: each trajectory gets its own
 # transforms whatever the batch; threads and FFTW planners at most let FFTW pick other algorithms
 # (round-off, as on another machine; bit-identical in tests/test_dns_stage.py); training's resume

@@ -2,7 +2,7 @@
 
 Every closure is ``fn(w_bar, length, delta, constant=None) -> Pi_model`` on the coarse vorticity
 (..., m, m) and returns an estimate of Pi = filtered(u.grad w) - u_bar.grad(w_bar) in the same
-sign convention as coarse/closures.py: the coarse equation gets the tendency -Pi_model. The
+sign convention as coarse/targets.py: the coarse equation gets the tendency -Pi_model. The
 models are gradient diffusion of vorticity,
 
     Pi_model = -div(nu_t grad w_bar),     so the tendency -Pi_model = div(nu_t grad w_bar),

@@ -66,7 +66,10 @@ def _spectral(w, length: float):
 def energy_enstrophy(w, length: float) -> tuple[np.ndarray, np.ndarray]:
     """Energy mean(|u|^2)/2 and enstrophy mean(w^2)/2 of vorticity fields (..., n, n)."""
     w_hat, _, inv = _spectral(w, length)
-    power = np.abs(w_hat) ** 2
+    return _energy_enstrophy(np.abs(w_hat) ** 2, inv)
+
+
+def _energy_enstrophy(power, inv) -> tuple[np.ndarray, np.ndarray]:
     return 0.5 * (power * inv).sum(axis=(-2, -1)), 0.5 * power.sum(axis=(-2, -1))
 
 
@@ -86,7 +89,7 @@ def budget_rates(w, forcing, nu: float, drag: float, length: float) -> dict[str,
     power = np.abs(w_hat) ** 2
     f_hat = 0.0 if forcing is None else _spectral(forcing, length)[0]
     cross = np.real(np.conj(w_hat) * f_hat)
-    energy, enstrophy = energy_enstrophy(w, length)
+    energy, enstrophy = _energy_enstrophy(power, inv)  # from the same transform
     return {
         "energy_injection": (cross * inv).sum(axis=(-2, -1)),
         "energy_dissipation": 2.0 * nu * enstrophy,

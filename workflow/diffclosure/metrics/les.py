@@ -1,6 +1,6 @@
 """LES diagnostics of a subgrid term Pi and of coarse flows; pure functions, numpy in and out.
 
-Conventions: Pi enters the filtered vorticity equation as -Pi (coarse/closures.py), so it takes
+Conventions: Pi enters the filtered vorticity equation as -Pi (coarse/targets.py), so it takes
 energy and enstrophy out of the resolved field w_bar at the rates
 
     energy transfer    T_E = <psi_bar Pi>    (lap psi_bar = -w_bar)

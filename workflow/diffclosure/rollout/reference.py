@@ -43,9 +43,9 @@ from pathlib import Path
 
 import numpy as np
 
-from diffclosure.coarse.closures import filtered_state, subgrid_term
 from diffclosure.coarse.coarsen import coarsen, truncate_hat
 from diffclosure.coarse.filters import filter_width, transfer_function
+from diffclosure.coarse.targets import TARGETS, filtered_state, subgrid_term
 from diffclosure.config import ConfigError
 from diffclosure.data import h5io
 from diffclosure.data.h5io import DataFileError
@@ -58,7 +58,6 @@ from diffclosure.solver.noise import NoiseSampler, NoiseSpec
 
 log = logging.getLogger(__name__)
 
-TARGETS = ("G", "H", "sgs")
 # Stream tag of the reference noise, so it never coincides with another stream of the seed.
 _NOISE_TAG = 0x5EF
 

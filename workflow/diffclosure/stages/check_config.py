@@ -24,24 +24,8 @@ def add_arguments(parser) -> None:
                         " schema's defaults), as Snakemake's --configfile")
 
 
-def merge(base: dict, extra: dict) -> dict:
-    """Snakemake's merge of a --configfile over the configfile: nested, lists replaced."""
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            merge(base[key], value)
-        else:
-            base[key] = value
-    return base
-
-
 def main(args) -> int:
-    cfg, base = configmod.read_default_config()
-    for path in args.files:
-        extra = configmod.read_yaml(path)
-        if not isinstance(extra, dict):
-            raise configmod.ConfigError(f"{path}: must be a mapping of sections")
-        merge(cfg, extra)
+    cfg, on = configmod.read_run_config(args.files)
     configmod.validate(cfg)
-    on = f"{', '.join(map(str, args.files))} on top of {base}" if args.files else base
     print(f"valid: {on} (outputs under results/{cfg['run']}/)")
     return 0

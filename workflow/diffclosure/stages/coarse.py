@@ -17,8 +17,8 @@ import numpy as np
 
 from diffclosure import config as cfgmod
 from diffclosure.coarse.classical import estimate_of_target
-from diffclosure.coarse.closures import coarse_states_and_targets, paper_g
 from diffclosure.coarse.filters import filter_width
+from diffclosure.coarse.targets import coarse_states_and_targets, paper_g
 from diffclosure.data import h5io
 from diffclosure.data.h5io import DataFileError
 from diffclosure.errors import remake_hint
