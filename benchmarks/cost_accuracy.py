@@ -47,7 +47,7 @@ from diffclosure import config as cfgmod  # noqa: E402
 from diffclosure.devices import resolve_device  # noqa: E402
 from diffclosure.metrics.fields import d_fro  # noqa: E402
 from diffclosure.rollout.coupled import run_rollout  # noqa: E402
-from diffclosure.stages.rollout import SECTIONS, _sampler_object  # noqa: E402
+from diffclosure.stages.rollout import SECTIONS, rollout_sampler  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,9 +95,8 @@ def resolve(cfg: dict, change: dict) -> tuple[dict, int, bool]:
 def run_point(cfg: dict, threads: int, compiled: bool, run: dict) -> dict:
     """One rollout of these settings; its accuracy and cost (module docstring)."""
     ro = cfg["rollout"]
-    onestep = ro["sampler"]["name"] == "onestep"
-    obj = _sampler_object(cfg, run["onestep"] if onestep else run["score"], run["data"],
-                          threads, onestep, compile=compiled)
+    model = run["onestep"] if cfgmod.reads_onestep(ro["sampler"]) else run["score"]
+    obj = rollout_sampler(cfg, model, run["data"], threads, compile=compiled)
     tic = time.perf_counter()
     res = run_rollout(cfg, "diffusion", run["dns"], run["data"], obj, threads=threads,
                       show_progress=False)

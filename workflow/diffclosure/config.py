@@ -310,13 +310,19 @@ def _cross_stage_problems(cfg: dict, dns, ds, ro, meas) -> list[str]:
     return problems
 
 
+def reads_onestep(sampler: dict) -> bool:
+    """Whether a sampler entry draws with the distilled one-step generator (model/onestep.pt)
+    rather than the score model (model/score.pt): the one test of which file a job reads."""
+    return isinstance(sampler, dict) and sampler.get("name") == "onestep"
+
+
 def onestep_users(cfg: dict) -> list[str]:
     """The config fields that choose the distilled one-step sampler (model/onestep.pt): the
     stages behind them read that file, the others do not."""
     entries = [(f"sampling.samplers[{i}].name", e) for i, e in
                enumerate((cfg.get("sampling") or {}).get("samplers", []))]
     entries.append(("rollout.sampler.name", (cfg.get("rollout") or {}).get("sampler", {})))
-    return [where for where, e in entries if isinstance(e, dict) and e.get("name") == "onestep"]
+    return [where for where, e in entries if reads_onestep(e)]
 
 
 def measurements_baseline_problem(meas: dict, ro: dict) -> str | None:

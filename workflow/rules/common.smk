@@ -3,7 +3,7 @@ import json
 import os
 import shlex
 
-from diffclosure.config import split_speed
+from diffclosure.config import reads_onestep, split_speed
 from diffclosure.rollout.registry import learned, lookup, selective_settings
 
 OUT = f"results/{config['run']}"
@@ -76,17 +76,18 @@ ONESTEP = f"{OUT}/model/onestep.pt"
 
 def sample_benchmark_inputs(wildcards):
     inputs = {"model": MODEL, "data": DATASET_FILES, "stats": f"{DATASET}/stats.json"}
-    if any(e["name"] == "onestep" for e in config["sampling"]["samplers"]):
+    if any(reads_onestep(e) for e in config["sampling"]["samplers"]):
         inputs["onestep"] = ONESTEP
     return inputs
 
 
 def rollout_inputs(wildcards):
     inputs = {"dns": dns_shards(), "data": f"{DATASET}/test.h5", "stats": f"{DATASET}/stats.json"}
-    if lookup(wildcards.closure).needs_model and config["rollout"]["sampler"]["name"] == "onestep":
-        inputs["onestep"] = ONESTEP
-    elif lookup(wildcards.closure).needs_model:
-        inputs["model"] = MODEL
+    if lookup(wildcards.closure).needs_model:
+        if reads_onestep(config["rollout"]["sampler"]):
+            inputs["onestep"] = ONESTEP
+        else:
+            inputs["model"] = MODEL
     return inputs
 
 

@@ -104,8 +104,9 @@ def expected_bytes(cfg: dict, closure: str) -> int:
     return 4 * n * n * records * ro["initial_states"] * (members + 1)
 
 
-def _sampler_object(cfg: dict, model_path, data_dir, threads: int, onestep: bool = False,
-                    compile: bool = False):
+def rollout_sampler(cfg: dict, model_path, data_dir, threads: int, compile: bool = False):
+    """The learned closure's sampler: rollout.sampler over the model file it reads
+    (onestep.pt for the one-step generator, else score.pt), checked against the dataset."""
     import torch
 
     from diffclosure.devices import resolve_device
@@ -115,6 +116,7 @@ def _sampler_object(cfg: dict, model_path, data_dir, threads: int, onestep: bool
 
     device = resolve_device(cfg["device"])
     torch.set_num_threads(threads)
+    onestep = cfgmod.reads_onestep(cfg["rollout"]["sampler"])
     net, settings = (load_onestep if onestep else load_model)(model_path, device)
     log.info("model %s on %s: conditions %s", model_path, device, settings.get("conditions"))
     cs = ClosureSampler(net, settings, device, autocast=cfg["rollout"]["bf16"], compile=compile)
@@ -130,13 +132,13 @@ def main(args) -> int:
     check_free_space(args.output, expected_bytes(cfg, args.closure))
     sampler_obj = None
     if registry.lookup(args.closure).needs_model:
-        onestep = cfg["rollout"]["sampler"]["name"] == "onestep"
+        onestep = cfgmod.reads_onestep(cfg["rollout"]["sampler"])
         path = args.onestep if onestep else args.model
         if not path:
             raise cfgmod.ConfigError(
                 "--onestep: rollout.sampler onestep needs the distilled onestep.pt" if onestep
                 else f"--model: the {args.closure} closure needs the trained score.pt")
-        sampler_obj = _sampler_object(cfg, path, args.data, args.threads, onestep)
+        sampler_obj = rollout_sampler(cfg, path, args.data, args.threads)
     elif args.model:
         log.info("--model ignored for closure %s", args.closure)
     result = run_rollout(cfg, args.closure, args.dns, args.data, sampler_obj,
