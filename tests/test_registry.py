@@ -31,6 +31,12 @@ def test_learned_closure_is_the_one_that_needs_the_model():
     spec = registry.lookup(registry.learned())
     assert spec.needs_model and spec.stochastic
     assert registry.members(registry.learned(), 3) == 3 and registry.members("none", 3) == 1
+    # What a closure reads says what it is: the baseline fed the same measurements is
+    # measured, but neither stochastic nor model-driven; the classical ones are none of these.
+    baseline = registry.lookup("measurements")
+    assert baseline.measured and not baseline.stochastic and not baseline.needs_model
+    plain = [registry.lookup(n) for n in ("none", "true", "smagorinsky")]
+    assert not any(c.measured or c.stochastic or c.needs_model for c in plain)
 
 
 def test_a_new_closure_is_one_function_and_one_registry_line(tmp_path, monkeypatch):

@@ -103,15 +103,17 @@ class Closure:
     """One closure: how to build it and what its rollout job needs.
 
     - ``build(ctx)``: the closure object (the cost contract in rollout/closures.py).
-    - ``stochastic``: run with rollout.ensemble members per initial state (otherwise one).
-    - ``needs_model``: the job reads the trained model (score.pt, or onestep.pt when
-      rollout.sampler is onestep) and the stage hands its sampler to the builder.
     - ``gpu``: the rule asks for a GPU unless the config's device is cpu.
     - ``reads``: the rollout settings only some closures read that this one reads. The rules
       give a job only those of them its closure reads, so a change to one reruns only the
-      jobs that read it.
-    - ``measured``: conditioned on sparse measurements of the true term; with
-      rollout.measurements on, the reference records the term at every resampling step.
+      jobs that read it. What a closure reads also says what it is (properties, so that the
+      two can never disagree):
+      ``stochastic`` (reads ensemble): run with rollout.ensemble members per initial state
+      (otherwise one); ``needs_model`` (reads sampler): the job reads the trained model
+      (score.pt, or onestep.pt when rollout.sampler is onestep) and the stage hands its
+      sampler to the builder; ``measured`` (reads measurements): conditioned on sparse
+      measurements of the true term, so with rollout.measurements on the reference records
+      the term at every resampling step.
     - ``warmup(rollout section)``: the first coupled steps left out of the timing (plans,
       first sample, device initialisation).
     - ``check(cfg)``: a problem of the configuration for this closure (a message) or None,
@@ -123,14 +125,23 @@ class Closure:
     name: str
     build: Callable[[Context], object]
     colour: str = "tab:gray"
-    stochastic: bool = False
-    needs_model: bool = False
     gpu: bool = False
     reads: tuple[str, ...] = ()
-    measured: bool = False
     warmup: Callable[[dict], int] = field(default=_one_step)
     check: Callable[[dict], str | None] = field(default=_no_problem)
     attrs: Callable[[object], dict] = field(default=_no_attrs)
+
+    @property
+    def stochastic(self) -> bool:
+        return "ensemble" in self.reads
+
+    @property
+    def needs_model(self) -> bool:
+        return "sampler" in self.reads
+
+    @property
+    def measured(self) -> bool:
+        return "measurements" in self.reads
 
 
 def _none(ctx: Context):
@@ -194,11 +205,10 @@ def _measurements_problem(cfg: dict) -> str | None:
 REGISTRY: dict[str, Closure] = {c.name: c for c in (
     Closure("none", _none, colour="tab:red"),
     Closure("true", _oracle, colour="tab:green"),
-    Closure("diffusion", _learned, colour="tab:blue", stochastic=True, needs_model=True,
-            gpu=True, measured=True, warmup=_resample_interval, attrs=_sample_calls,
-            reads=("sampler", "resample_every", "hold", "hold_noise", "ensemble",
-                   "measurements", "bf16")),
-    Closure("measurements", _measured, colour="tab:cyan", measured=True,
+    Closure("diffusion", _learned, colour="tab:blue", gpu=True, warmup=_resample_interval,
+            attrs=_sample_calls, reads=("sampler", "resample_every", "hold", "hold_noise",
+                                        "ensemble", "measurements", "bf16")),
+    Closure("measurements", _measured, colour="tab:cyan",
             reads=("resample_every", "measurements"), check=_measurements_problem),
     Closure("smagorinsky", _classical, colour="tab:orange"),
     Closure("leith", _classical, colour="tab:purple"),
