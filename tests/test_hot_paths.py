@@ -248,8 +248,7 @@ def test_filter_width_is_coarse_spacings_in_physical_units():
 
 # ----------------------------------------------------------------------------- training data
 def test_in_memory_split_moves_to_a_device_and_keeps_samples():
-    from diffclosure.data.datasets import InMemorySplit
-    from diffclosure.model.train import place_splits
+    from diffclosure.data.datasets import InMemorySplit, place_splits
 
     target = torch.arange(24.0).reshape(6, 1, 2, 2)
     split = InMemorySplit(target, torch.zeros(6, 0, 2, 2), [])

@@ -1,6 +1,10 @@
-"""Imports point down the layers: the library never reaches up into a stage (a stage is a
-command line around it), and the solver stands on its own (the physics knows nothing of
-datasets, coarse-graining, closures or models). Read from the source with ast, so that imports
+"""Imports follow the data flow: every module of the package sits in a layer, and imports only
+its own layer and the layers below. The order is that of the work: the foundations (errors,
+config, atomic files, provenance) under the physics (solver), coarse-graining, the datasets
+and the metrics; the score model under the samplers that run it, the samplers under the
+rollouts that use them as closures, plots above what they draw; the stages (command lines
+around the library) and the CLI on top. So the solver knows nothing of datasets or models,
+and the library never reaches up into a stage. Read from the source with ast, so that imports
 inside functions count too."""
 
 from __future__ import annotations
@@ -8,16 +12,27 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parents[1] / "workflow" / "diffclosure"
-LIBRARY = ("solver", "coarse", "data", "metrics", "model", "sampling", "rollout", "plots")
-ABOVE_SOLVER = ("data", "coarse", "rollout", "model", "sampling")
+ROOT = "diffclosure"  # the package's own __init__ (__version__)
+# Bottom to top.
+LAYERS = (
+    ROOT, "errors", "config", "atomic", "provenance", "progress", "devices",
+    "solver", "coarse", "data", "metrics",
+    "model", "sampling", "rollout", "plots",
+    "stages", "cli", "__main__",
+)
+# Upward imports left in place, each with its reason; test_known_exceptions_are_still_real
+# makes the entry go when the import does.
+KNOWN_UPWARD = {
+    # Distillation trains the one-step student on the configured sampler's steps (a model fed
+    # by sampling); moving model/distill.py up a layer waits for the samplers' rework.
+    ("model/distill.py", "sampling"),
+}
 
 
 def imported(path) -> set[str]:
     """Every diffclosure module a package file imports (see :func:`imports_of`)."""
-    package = ("diffclosure", *path.relative_to(PACKAGE).parent.parts)
+    package = (ROOT, *path.relative_to(PACKAGE).parent.parts)
     return imports_of(path.read_text(), package)
 
 
@@ -33,36 +48,66 @@ def imports_of(source: str, package: tuple[str, ...]) -> set[str]:
             module = ".".join(base + ([node.module] if node.module else []))
             out.add(module)
             out.update(f"{module}.{alias.name}" for alias in node.names)
-    return {m for m in out if m == "diffclosure" or m.startswith("diffclosure.")}
+    return {m for m in out if m == ROOT or m.startswith(ROOT + ".")}
 
 
-def layer_of(module: str) -> str | None:
+def top_level_names() -> set[str]:
+    """The package's modules and subpackages (the names a layer can have)."""
+    return ({p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+            | {p.parent.name for p in PACKAGE.glob("*/__init__.py")})
+
+
+def layer_of(module: str) -> str:
+    """The layer of a dotted module name; a name that is no module of its own (diffclosure.
+    __version__) belongs to the package root."""
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 else None
+    return parts[1] if len(parts) > 1 and parts[1] in top_level_names() else ROOT
 
 
-def files(layer: str):
-    found = sorted((PACKAGE / layer).rglob("*.py"))
-    assert found, f"no modules under {layer}/"
-    return found
+def layer_of_file(path: Path) -> str:
+    rel = path.relative_to(PACKAGE)
+    if len(rel.parts) > 1:
+        return rel.parts[0]
+    return ROOT if rel.stem == "__init__" else rel.stem
 
 
-@pytest.mark.parametrize("layer", LIBRARY)
-def test_library_does_not_import_stages(layer):
-    bad = [f"{p.relative_to(PACKAGE)} imports {m}" for p in files(layer)
-           for m in sorted(imported(p)) if layer_of(m) == "stages"]
-    assert not bad, bad
+def upward(layer: str, modules) -> list[str]:
+    """The modules among `modules` in a layer above `layer`."""
+    own = LAYERS.index(layer)
+    return sorted(m for m in modules if LAYERS.index(layer_of(m)) > own)
 
 
-def test_solver_imports_nothing_above_it():
-    bad = [f"{p.relative_to(PACKAGE)} imports {m}" for p in files("solver")
-           for m in sorted(imported(p)) if layer_of(m) in ABOVE_SOLVER]
-    assert not bad, bad
+def violations() -> set[tuple[str, str]]:
+    """(package file, layer it reaches up to) for every upward import in the package."""
+    out = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for m in upward(layer_of_file(path), imported(path)):
+            out.add((path.relative_to(PACKAGE).as_posix(), layer_of(m)))
+    return out
+
+
+def test_every_module_has_a_layer():
+    assert top_level_names() == set(LAYERS) - {ROOT}
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    bad = violations() - KNOWN_UPWARD
+    assert not bad, sorted(bad)
+
+
+def test_known_exceptions_are_still_real():
+    """Also shows the package-wide check finds a real upward import."""
+    assert KNOWN_UPWARD <= violations()
 
 
 def test_the_check_sees_a_violation():
-    """The reader is not blind: both spellings of an upward import, inside a function, count."""
-    source = "def f():\n    from diffclosure import stages\n    from ..rollout import registry\n"
-    got = imports_of(source, ("diffclosure", "solver"))
+    """The reader is not blind: both spellings of an upward import, inside a function, count,
+    and the verdict names them while passing an import from below."""
+    source = ("def f():\n    from diffclosure import stages\n    from ..rollout import registry\n"
+              "    from diffclosure.atomic import atomic_path\n")
+    got = imports_of(source, (ROOT, "solver"))
     assert "diffclosure.stages" in got and "diffclosure.rollout.registry" in got
-    assert layer_of("diffclosure.stages") == "stages"
+    assert upward("solver", got) == ["diffclosure.rollout", "diffclosure.rollout.registry",
+                                      "diffclosure.stages"]
+    assert upward("stages", got) == []
+    assert layer_of("diffclosure.__version__") == ROOT

@@ -17,8 +17,8 @@ import pytest
 from diffclosure import __version__, atomic
 from diffclosure import provenance as prov_mod
 from diffclosure.data import h5io
-from diffclosure.data.datasets import load_stats
 from diffclosure.data.h5io import DataFileError
+from diffclosure.data.stats import load_stats
 from diffclosure.stages import info, report
 
 KEYS = ("diffclosure_version", "git_commit", "config_hash", "stage", "created")

@@ -14,9 +14,9 @@ from test_rollout_stage import make_inputs, make_model, run_stage
 from test_rollout_stage import sections as rollout_sections
 from test_train import TINY
 
-import diffclosure.model.train as train_mod
+import diffclosure.model.resume as resume_mod
 from diffclosure.cli import main as cli_main
-from diffclosure.data.datasets import load_stats
+from diffclosure.data.stats import load_stats
 
 pytestmark = pytest.mark.slow  # the quick tier (-m "not slow") skips this module
 
@@ -92,7 +92,7 @@ def test_unchanged_rerun_resumes_and_code_change_retrains(coarse, tmp_path, capl
     assert "no training done" in caplog.text and "starting over" not in caplog.text
     assert same(weights(model), old_weights)
 
-    monkeypatch.setattr(train_mod, "code_version", lambda: "diffclosure 0.1.0, sources edited")
+    monkeypatch.setattr(resume_mod, "code_version", lambda: "diffclosure 0.1.0, sources edited")
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="diffclosure"):
         assert train_stage(data, model) == 0

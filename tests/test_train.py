@@ -17,7 +17,8 @@ from diffclosure.cli import main as cli_main
 from diffclosure.data.datasets import load_split
 from diffclosure.data.h5io import DataFileError, add_coordinate, add_field, atomic_h5
 from diffclosure.model.checkpoint import load_model
-from diffclosure.model.train import train
+from diffclosure.stages import train as train_stage
+from diffclosure.stages.train import train
 
 torch.set_num_threads(1)
 N = 8
@@ -105,12 +106,10 @@ def _states_equal(a, b):
 
 @pytest.mark.slow
 def test_resume_is_bit_exact(dataset, tmp_path, monkeypatch, caplog):
-    import diffclosure.model.train as train_mod
-
     full = train(cfg(), dataset, tmp_path / "full")
 
     # kill after epoch 3: write_history runs right after last.pt is saved
-    real = train_mod.write_history
+    real = train_stage.write_history
     calls = []
 
     def dying(*args):
@@ -119,12 +118,12 @@ def test_resume_is_bit_exact(dataset, tmp_path, monkeypatch, caplog):
         if len(calls) == 3:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_mod, "write_history", dying)
+    monkeypatch.setattr(train_stage, "write_history", dying)
     with pytest.raises(KeyboardInterrupt):
         train(cfg(), dataset, tmp_path / "killed")
     assert not (tmp_path / "killed" / "score.pt").exists()
-    monkeypatch.setattr(train_mod, "write_history", real)
-    with caplog.at_level(logging.INFO, logger="diffclosure.model.train"):
+    monkeypatch.setattr(train_stage, "write_history", real)
+    with caplog.at_level(logging.INFO, logger="diffclosure"):
         resumed = train(cfg(), dataset, tmp_path / "killed")
     assert "resuming" in caplog.text and resumed.resumed_from == 3
 
@@ -142,7 +141,7 @@ def test_resume_is_bit_exact(dataset, tmp_path, monkeypatch, caplog):
 
     # a different seed is a different run: last.pt is not reused and the weights differ
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="diffclosure.model.train"):
+    with caplog.at_level(logging.WARNING, logger="diffclosure"):
         other = train(cfg(seed=1), dataset, tmp_path / "killed")
     assert "starting over" in caplog.text and other.resumed_from == 0
     assert not _states_equal(other.net.state_dict(), full.net.state_dict())

@@ -394,6 +394,31 @@ def load(source: str | Path | dict | None = None, sections: list[str] | None = N
     return cfg
 
 
+def load_sections(source, sections: list[str], dns_facts: dict) -> dict:
+    """config.load(source, sections), with the input's own dns facts when the source has no dns.
+
+    A Snakemake rule hands a stage only its own sections, and config.load then checks only
+    those, so the cross-field rules that involve dns (every grid divides dns.n, enough
+    dns.trajectories for the val/test split) would not run at all. Adding a dns section built
+    from the actual input (n, length, trajectories) makes them run, against the real data,
+    before any work starts; tests/test_dataset_stage.py relies on it. A source that has a dns
+    section is validated as it is.
+    """
+    raw = None
+    if isinstance(source, dict):
+        raw = dict(source)
+    elif isinstance(source, str) and source.lstrip().startswith("{"):
+        try:
+            raw = json.loads(source)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--config: not valid JSON: {exc}") from None
+    elif source is not None and Path(source).is_file():
+        raw = read_yaml(source)
+    if isinstance(raw, dict) and "dns" not in raw:
+        return load({**raw, "dns": {"shards": 1, **dns_facts}}, sections=sections)
+    return load(source, sections=sections)
+
+
 def read_yaml(path: str | Path):
     """The contents of a YAML (or JSON) config file; a syntax error names the file and line."""
     path = Path(path)

@@ -41,10 +41,11 @@ def git_commit() -> str:
         return "unknown"
 
 
-# The parts of the package that a trained model depends on: the network, loss, SDE and training
-# loop (model/), how datasets are read and normalised (data/), and the device policy. Editing
-# plots, reports, rollouts or samplers leaves training's result unchanged and must not restart it.
-TRAINING_SOURCES = ("model", "data", "devices.py", "config.py")
+# The parts of the package that a trained model depends on: the network, loss, SDE and fit loop
+# (model/), how datasets are read and normalised (data/), the device policy and the training
+# stage that drives them (stages/train.py). Editing plots, reports, rollouts or samplers leaves
+# training's result unchanged and must not restart it.
+TRAINING_SOURCES = ("model", "data", "devices.py", "config.py", "stages/train.py")
 
 
 @functools.cache

@@ -7,7 +7,8 @@ the (trajectory, time) pairs flattened to one index.
 
 Both dataset kinds expose `get_batch(indices) -> (target (B,1,n,n), cond (B,C,n,n))` so the
 training loop does not care whether the data sit in memory (default when they fit) or are read
-lazily from HDF5.
+lazily from HDF5; `place_splits` moves in-memory splits to a GPU when they fit there. stats.json
+is read by data.stats, which needs no torch.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 from pathlib import Path
 
@@ -24,51 +24,10 @@ import numpy as np
 import torch
 
 from diffclosure.data.h5io import DataFileError, open_input
+from diffclosure.data.stats import load_stats, stats_key
 from diffclosure.errors import remake_hint
 
 log = logging.getLogger(__name__)
-
-
-def stats_key(channel: str) -> str:
-    """Measurements of the target are normalised with the target's statistics."""
-    return "target" if channel == "measurements" else channel
-
-
-# Top-level keys of stats.json that are bookkeeping, not channel statistics.
-STATS_META_KEYS = ("conditions", "note", "split", "provenance", "stochastic_forcing", "window")
-
-
-def load_stats(dataset_dir: str | Path) -> dict:
-    """stats.json of a dataset folder, checked; without its "provenance" entry.
-
-    The provenance (creation time, commit) describes the file, not the statistics: leaving it
-    out keeps the training identity and the settings stored in score.pt independent of when
-    the dataset was written.
-    """
-    path = Path(dataset_dir) / "stats.json"
-    if not path.exists():
-        raise DataFileError(f"{path}: file not found; run the dataset stage first")
-    try:
-        stats = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataFileError(f"{path}: not valid JSON ({exc}). {remake_hint(path)}") from None
-    if not isinstance(stats, dict) or "target" not in stats:
-        raise DataFileError(f"{path}: lacks the 'target' statistics. {remake_hint(path)}")
-    stats.pop("provenance", None)
-    for name, entry in stats.items():
-        if name in STATS_META_KEYS:
-            continue
-        if not (isinstance(entry, dict) and "mean" in entry and "std" in entry):
-            raise DataFileError(f"{path}: entry '{name}' lacks mean/std. {remake_hint(path)}")
-        # null is how a non-finite value is written (strict JSON has no NaN).
-        if not all(isinstance(entry[k], (int, float)) and math.isfinite(entry[k])
-                   for k in ("mean", "std")):
-            raise DataFileError(f"{path}: '{name}' has mean {entry['mean']}, std {entry['std']}"
-                                " (non-finite data in the training split?); rerun the dataset"
-                                " stage on finite data")
-        if not float(entry["std"]) > 0:
-            raise DataFileError(f"{path}: '{name}' has std {entry['std']} (constant field?)")
-    return stats
 
 
 def content_digest(paths) -> str:
@@ -304,3 +263,29 @@ def load_split(
     target = chans[0][:, None].contiguous()
     cond = torch.stack(chans[1:], dim=1) if conditions else torch.zeros(n_samples, 0, n, n)
     return InMemorySplit(target, cond, conditions, path)
+
+
+# Fraction of the free GPU memory the in-memory training and validation splits may take to be
+# kept on the device (the rest is for the network, activations and the optimiser).
+DEVICE_DATA_FRACTION = 0.3
+
+
+def place_splits(train_set, val_set, device: torch.device):
+    """Move in-memory splits to a CUDA device when they fit (batches are then gathered there,
+    with no per-step host-to-device copy); otherwise leave them on the host."""
+    if device.type != "cuda" or not all(isinstance(s, InMemorySplit)
+                                        for s in (train_set, val_set)):
+        return train_set, val_set
+    need = train_set.nbytes + val_set.nbytes
+    free, _ = torch.cuda.mem_get_info(device)
+    if need > DEVICE_DATA_FRACTION * free:
+        log.info("data (%.2f GiB) kept on the host: more than %.0f%% of the free GPU memory",
+                 need / 2**30, 100 * DEVICE_DATA_FRACTION)
+        return train_set, val_set
+    log.info("data (%.2f GiB) kept on %s", need / 2**30, device)
+    return train_set.to(device), val_set.to(device)
+
+
+def index_device(split) -> torch.device:
+    """Where a split wants its batch indices: its own device (in memory) or the host."""
+    return split.device if isinstance(split, InMemorySplit) else torch.device("cpu")

@@ -36,6 +36,7 @@ import numpy as np
 
 from diffclosure.config import ConfigError, rollout_start
 from diffclosure.data.h5io import DataFileError
+from diffclosure.data.stats import load_stats
 from diffclosure.errors import BlowUpError
 from diffclosure.progress import progress
 from diffclosure.rollout import closures as cl
@@ -302,8 +303,6 @@ def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, 
     spec = registry.lookup(closure)
     if spec.needs_model and sampler_obj is None:
         raise ConfigError(f"--model: the {closure} closure needs the trained model (score.pt)")
-    from diffclosure.data.datasets import load_stats  # imports torch: only here
-
     stats = load_stats(data_dir)
     device = ref.solver_device(cfg)
     S = ro["initial_states"]

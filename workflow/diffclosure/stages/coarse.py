@@ -9,9 +9,7 @@ the same physical target sampled more finely.
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 
 import numpy as np
 
@@ -34,31 +32,6 @@ _CHUNK_POINTS = 2**22
 def add_arguments(parser) -> None:
     parser.add_argument("--input", required=True, help="DNS shard (HDF5) from the dns stage")
     parser.add_argument("--output", required=True, help="coarse shard to write (HDF5)")
-
-
-def load_sections(source, sections: list[str], dns_facts: dict) -> dict:
-    """config.load(source, sections), with the input's own dns facts when the source has no dns.
-
-    A Snakemake rule hands a stage only its own sections, and config.load then checks only
-    those, so the cross-field rules that involve dns (every grid divides dns.n, enough
-    dns.trajectories for the val/test split) would not run at all. Adding a dns section built
-    from the actual input (n, length, trajectories) makes them run, against the real data,
-    before any work starts; tests/test_dataset_stage.py relies on it. A source that has a dns
-    section is validated as it is.
-    """
-    raw = None
-    if isinstance(source, dict):
-        raw = dict(source)
-    elif isinstance(source, str) and source.lstrip().startswith("{"):
-        try:
-            raw = json.loads(source)
-        except json.JSONDecodeError as exc:
-            raise cfgmod.ConfigError(f"--config: not valid JSON: {exc}") from None
-    elif source is not None and Path(source).is_file():
-        raw = cfgmod.read_yaml(source)
-    if isinstance(raw, dict) and "dns" not in raw:
-        return cfgmod.load({**raw, "dns": {"shards": 1, **dns_facts}}, sections=sections)
-    return cfgmod.load(source, sections=sections)
 
 
 def resolutions(coarse: dict) -> list[int]:
@@ -211,7 +184,7 @@ def main(args) -> int:
         n_traj, n_time, n, _ = fh["vorticity"].shape
         # Not this shard's trajectory count: the dataset checks concern all shards together.
         facts = {"n": n, "length": float(dns_attrs["length"])}
-        coarse = load_sections(args.config, ["coarse"], facts)["coarse"]
+        coarse = cfgmod.load_sections(args.config, ["coarse"], facts)["coarse"]
         target = coarse["target"]
         paper = _paper_g_split(coarse, dns_attrs, args.input)
         fields = _check_fields(fh, args.input, target, paper)

@@ -38,7 +38,6 @@ from diffclosure.errors import remake_hint
 from diffclosure.metrics.spectra import power_spectrum
 from diffclosure.progress import progress
 from diffclosure.provenance import provenance
-from diffclosure.stages.coarse import load_sections
 
 log = logging.getLogger(__name__)
 
@@ -387,7 +386,7 @@ def _write_stats(path: Path, stats: dict, stochastic, steadiness, channels, spli
 
 
 def main(args) -> int:
-    cfg = load_sections(
+    cfg = cfgmod.load_sections(
         args.config, ["coarse", "measurements", "dataset"], _dns_facts(args.inputs)
     )
     coarse, meas, dataset = cfg["coarse"], cfg["measurements"], cfg["dataset"]

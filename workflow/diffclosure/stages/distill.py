@@ -69,7 +69,8 @@ def main(args) -> int:
         raise cfgmod.ConfigError(f"--threads: must be >= 1, got {args.threads}")
     import torch
 
-    from diffclosure.data.datasets import load_split, load_stats
+    from diffclosure.data.datasets import load_split
+    from diffclosure.data.stats import load_stats
     from diffclosure.devices import resolve_device
     from diffclosure.model import distill as dm
     from diffclosure.model.sde import make_sde

@@ -73,7 +73,7 @@ def check_stats(cs, model_path, data_dir) -> None:
     stats.json, the sampler normalises with the stats stored in score.pt: a model and a dataset
     of two different runs would otherwise be mixed without a word.
     """
-    from diffclosure.data.datasets import load_stats, stats_key
+    from diffclosure.data.stats import load_stats, stats_key
     from diffclosure.model.checkpoint import CheckpointError
 
     path = Path(data_dir) / "stats.json"

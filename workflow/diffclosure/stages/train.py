@@ -4,19 +4,57 @@
 
 Reads DATASET_DIR/{train,val}.h5 and stats.json; writes MODEL_DIR/score.pt (final model with EMA
 weights and the settings to rebuild it), last.pt (resumable state, every epoch), history.csv and
-curves.png. Rerunning after a kill resumes from last.pt. Under torchrun it trains on all GPUs
-(docs/multi-gpu.md).
+curves.png. Rerunning after a kill resumes from last.pt (model.resume says when). Under torchrun
+it trains on all GPUs and only rank 0 writes (model.distributed, docs/multi-gpu.md).
+
+The stage reads the dataset, sets up the processes, resumes or builds the run, hands it to the
+fit loop (model.fit) with a callback that saves last.pt and history.csv after every epoch, and
+writes the final files (model.training_files, plots.training).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from diffclosure import config
+from diffclosure.config import ConfigError
+from diffclosure.data.datasets import content_digest, load_split, place_splits
+from diffclosure.data.stats import load_stats
+from diffclosure.errors import remake_hint
+from diffclosure.model.distributed import (
+    Dist,
+    configure_determinism,
+    setup_distributed,
+    teardown_distributed,
+)
+from diffclosure.model.fit import TrainingRun, build_run, fit
+from diffclosure.model.resume import save_last, training_identity, try_resume
+from diffclosure.model.score_net import ScoreNet
+from diffclosure.model.sde import make_sde
+from diffclosure.model.training_files import (
+    CURVES,
+    HISTORY,
+    LAST,
+    SCORE,
+    write_history,
+    write_score,
+)
+from diffclosure.plots.training import plot_curves
 
 log = logging.getLogger(__name__)
 SECTIONS = ["device", "sde", "model", "train"]
+
+
+@dataclass
+class TrainResult:
+    net: ScoreNet  # raw weights after the last epoch
+    ema_net: ScoreNet  # EMA weights (used for validation and sampling)
+    history: list[dict] = field(default_factory=list)
+    resumed_from: int = 0  # epochs already done when this call started
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,8 +71,6 @@ def main(args: argparse.Namespace) -> int:
     cfg = config.load(args.config, sections=SECTIONS)
     if args.threads is not None and args.threads < 1:
         raise config.ConfigError(f"--threads: must be >= 1, got {args.threads}")
-    from diffclosure.model.train import train  # torch import only when the stage runs
-
     result = train(cfg, args.data, args.outdir, threads=args.threads,
                    in_memory=False if args.stream else None)
     if result.history:
@@ -42,3 +78,74 @@ def main(args: argparse.Namespace) -> int:
         log.info("done: %d epochs, final train loss %.5g, val loss %.5g",
                  last["epoch"], last["train_loss"], last["val_loss"])
     return 0
+
+
+def train(
+    cfg: dict,
+    data_dir: str | Path,
+    outdir: str | Path,
+    threads: int | None = None,
+    in_memory: bool | None = None,
+) -> TrainResult:
+    """Train on DATA_DIR/{train,val}.h5 and write MODEL_DIR/{score.pt,last.pt,history.csv,
+    curves.png}. `cfg` holds the validated sections device, sde, model and train."""
+    # Inputs first: a missing or broken file fails before any work.
+    stats, data, content = read_dataset(data_dir, in_memory)
+    dctx, device = setup_distributed(cfg.get("device", "auto"))
+    try:
+        configure_determinism(device, threads or cfg["train"]["threads"])
+        data = place_splits(*data, device)
+        return _train(cfg, stats, content, data, Path(outdir), dctx, device)
+    finally:
+        teardown_distributed(dctx)
+
+
+def read_dataset(data_dir: str | Path, in_memory: bool | None):
+    """(stats, (train split, val split), content digest of train.h5 and val.h5), checked."""
+    stats = load_stats(data_dir)
+    train_set = load_split(data_dir, "train", stats, in_memory)
+    val_set = load_split(data_dir, "val", stats, in_memory)
+    if train_set.conditions != val_set.conditions or train_set.n != val_set.n:
+        raise ConfigError(f"{data_dir}: train.h5 and val.h5 differ in conditions or grid size."
+                          f" {remake_hint(Path(data_dir) / 'train.h5')}")
+    if len(train_set) == 0 or len(val_set) == 0:
+        raise ConfigError(f"{data_dir}: the train or validation split is empty")
+    content = content_digest([Path(data_dir) / "train.h5", Path(data_dir) / "val.h5"])
+    return stats, (train_set, val_set), content
+
+
+def _train(cfg, stats, content: str, data, outdir: Path, dctx: Dist, device) -> TrainResult:
+    train_set = data[0]
+    conditions = list(train_set.conditions)
+    sde = make_sde(cfg["sde"])
+    run = build_run(cfg, sde, len(conditions), device)
+    identity = training_identity(cfg, stats, conditions, train_set.n, len(train_set), content)
+    if dctx.main:
+        outdir.mkdir(parents=True, exist_ok=True)
+    dctx.barrier()
+    start, history = try_resume(outdir / LAST, identity, run, cfg["train"]["epochs"])
+
+    def save_epoch(epoch: int, history: list[dict]) -> None:
+        save_last(outdir / LAST, run, identity, epoch, history)
+        write_history(outdir / HISTORY, history, cfg)
+
+    history = fit(run, cfg, sde, data, dctx, device, start, history, save_epoch)
+    if dctx.main:
+        dataset = {"conditions": conditions, "stats": stats, "n": train_set.n}
+        _write_final(outdir, cfg, sde, dataset, identity, run, history)
+    dctx.barrier()
+    if history and not all(math.isfinite(r["val_loss"]) for r in history):
+        log.warning("non-finite validation loss in the history; check the data normalisation")
+    return TrainResult(run.net, run.ema.model, history, start)
+
+
+def _write_final(outdir: Path, cfg: dict, sde, dataset: dict, identity: dict,
+                 run: TrainingRun, history: list[dict]) -> None:
+    """score.pt with its settings and provenance, history.csv and curves.png."""
+    write_score(outdir / SCORE, cfg, sde, dataset, identity, run)
+    write_history(outdir / HISTORY, history, cfg)
+    if history:
+        plot_curves(outdir / CURVES, history)
+    final = history[-1] if history else {}
+    log.info("wrote %s (final val loss %s)", outdir / SCORE,
+             f"{final['val_loss']:.5g}" if final else "n/a")

@@ -1,0 +1,209 @@
+"""The fit loop of the conditional score model: DSM loss, Adam + StepLR, clipping, EMA.
+
+Reproducibility: every random draw of an epoch (batch order, times, noise) comes from generators
+seeded by (train.seed, epoch, rank), never from a running global stream. A run resumed from
+last.pt after k epochs (model.resume) therefore continues with exactly the draws the
+uninterrupted run would have made, and (same device, same thread count) ends with the same
+weights bit for bit.
+
+The loop writes no file: after each epoch it hands the history to the caller's `on_epoch` (on
+rank 0), which saves last.pt and history.csv (stages.train).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DistributedSampler
+
+from diffclosure.data.datasets import index_device
+from diffclosure.model.distributed import Dist, forward_model
+from diffclosure.model.ema import EMA
+from diffclosure.model.loss import dsm_loss, uniform_times
+from diffclosure.model.score_net import ScoreNet, build_score_net, count_parameters
+from diffclosure.progress import progress
+
+log = logging.getLogger(__name__)
+
+_VALIDATION_STREAM = 2**31 - 1  # the "epoch" index of the fixed validation noise
+
+
+@dataclass
+class TrainingRun:
+    """What a training step changes, and what last.pt saves."""
+    net: ScoreNet
+    ema: EMA
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+
+
+@dataclass
+class _Steps:
+    """What every step of the loop uses, fixed for the run."""
+    tr: dict  # the train section
+    sde: object
+    dctx: Dist
+    device: torch.device
+    per_rank: int  # samples per step on this rank
+    forward: Callable  # the network as the steps call it (DDP, compiled)
+    autocast: Callable
+
+
+def build_run(cfg: dict, sde, n_conditions: int, device) -> TrainingRun:
+    """net, ema, optimizer and scheduler, the weights drawn from train.seed."""
+    tr = cfg["train"]
+    torch.manual_seed(tr["seed"])  # same initial weights on every rank and every rerun
+    net = build_score_net(cfg["model"], sde, n_conditions).to(device)
+    ema = EMA(net, tr["ema"])
+    optimizer = torch.optim.Adam(net.parameters(), lr=tr["lr"])
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, tr["lr_step"], tr["lr_gamma"])
+    return TrainingRun(net, ema, optimizer, scheduler)
+
+
+def stream_seed(seed: int, epoch: int, rank: int) -> int:
+    """Independent 63-bit seed per (seed, epoch, rank), from NumPy's SeedSequence hashing."""
+    a, b = np.random.SeedSequence([seed, epoch, rank]).generate_state(2, np.uint32)
+    return (int(a) << 31) ^ int(b)
+
+
+def make_generator(device: torch.device, seed: int) -> torch.Generator:
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    return gen
+
+
+def validate(ema_net, val, steps: _Steps) -> float:
+    """Mean DSM loss of the EMA weights on the validation split with fixed times and noise."""
+    tr, dctx, device, batch = steps.tr, steps.dctx, steps.device, steps.per_rank
+    sampler = uniform_times(tr["t_min"], tr["t_max"])
+    gen = make_generator(device, stream_seed(tr["seed"], _VALIDATION_STREAM, dctx.rank))
+    idx = torch.arange(len(val))[dctx.rank :: dctx.world].to(index_device(val))
+    # Summed on the device: one host sync per validation, not one per batch.
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    count = 0
+    with torch.no_grad():
+        for start in range(0, len(idx), batch):
+            x0, cond = (a.to(device, non_blocking=True)
+                        for a in val.get_batch(idx[start : start + batch]))
+            with steps.autocast():
+                per = dsm_loss(ema_net, x0, cond, ema_net.sde, sampler, gen, reduce=False)
+            total += per.double().sum()
+            count += per.shape[0]
+    total, count = dctx.all_sum_tensor(
+        torch.stack([total, torch.tensor(float(count), dtype=torch.float64, device=device)]))
+    return total / max(count, 1.0)
+
+
+def _train_epoch(run: TrainingRun, steps: _Steps, train_set, order, t_sampler, gen):
+    """One pass over `order`: the loss summed on the device (float64) and the samples seen."""
+    net, ema, optimizer, device = run.net, run.ema, run.optimizer, steps.device
+    grad_clip = steps.tr["grad_clip"]
+    # The loss is summed on the device and checked once per epoch: a float() or an
+    # isfinite() test per step would stall the host on every step. A non-finite loss
+    # makes the sum non-finite, so nothing is missed; only the report comes at the epoch's
+    # end, before anything of the epoch is written.
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    seen = 0
+    for b in range(0, len(order), steps.per_rank):
+        x0, cond = (a.to(device, non_blocking=True) for a in train_set.get_batch(
+            order[b : b + steps.per_rank]))
+        with steps.autocast():
+            loss = dsm_loss(steps.forward, x0, cond, steps.sde, t_sampler, gen)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+        optimizer.step()
+        ema.update(net)
+        loss_sum += loss.detach().double() * x0.shape[0]
+        seen += x0.shape[0]
+    return loss_sum, seen
+
+
+def _summed_loss(loss_sum, seen: int, steps: _Steps, epoch: int, scheduler):
+    """The epoch's loss sum and sample count over all ranks; FloatingPointError if the loss
+    is not finite."""
+    # Summed over ranks before the test, so every rank sees the same verdict (no rank
+    # waits in a collective for one that raised).
+    loss_sum, seen = steps.dctx.all_sum_tensor(torch.stack(
+        [loss_sum, torch.tensor(float(seen), dtype=torch.float64, device=steps.device)]))
+    if not math.isfinite(loss_sum):
+        raise FloatingPointError(
+            f"training loss is {loss_sum} (non-finite) in epoch {epoch + 1}; lower "
+            f"train.lr (now {scheduler.get_last_lr()[0]:g}) or set train.grad_clip"
+        )
+    return loss_sum, seen
+
+
+def _epoch(run: TrainingRun, steps: _Steps, data, sampler, t_sampler, epoch: int) -> dict:
+    """Train one epoch, step the learning rate, validate: the epoch's history row."""
+    train_set, val_set = data
+    tic = time.perf_counter()
+    run.net.train()
+    sampler.set_epoch(epoch)
+    order = torch.tensor(list(iter(sampler)), dtype=torch.long).to(index_device(train_set))
+    gen = make_generator(steps.device, stream_seed(steps.tr["seed"], epoch, steps.dctx.rank))
+    loss_sum, seen = _train_epoch(run, steps, train_set, order, t_sampler, gen)
+    loss_sum, seen = _summed_loss(loss_sum, seen, steps, epoch, run.scheduler)
+    lr = run.scheduler.get_last_lr()[0]
+    run.scheduler.step()
+    val_loss = validate(run.ema.model, val_set, steps)
+    return dict(epoch=epoch + 1, train_loss=loss_sum / seen, val_loss=val_loss, lr=lr,
+                seconds=time.perf_counter() - tic)
+
+
+def _log_start(net, steps: _Steps, train_set, val_set) -> None:
+    world = steps.dctx.world
+    log.info(
+        "training %d parameters on %s: %d train / %d val samples of %d^2, conditions %s, "
+        "batch %d%s", count_parameters(net), steps.device, len(train_set), len(val_set),
+        train_set.n, list(train_set.conditions), steps.tr["batch_size"],
+        f" ({steps.per_rank} on each of {world} ranks)" if world > 1 else "",
+    )
+
+
+def _steps(run: TrainingRun, tr: dict, sde, dctx: Dist, device) -> _Steps:
+    use_bf16 = tr["bf16"] and device.type == "cuda"
+    autocast = functools.partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16,
+                                 enabled=use_bf16)
+    return _Steps(tr, sde, dctx, device, max(1, tr["batch_size"] // dctx.world),
+                  forward_model(run.net, dctx, device, tr["compile"]), autocast)
+
+
+def fit(run: TrainingRun, cfg: dict, sde, data, dctx: Dist, device, start: int,
+        history: list[dict], on_epoch: Callable[[int, list[dict]], None]) -> list[dict]:
+    """Epochs start+1 .. train.epochs on `data` = (train split, validation split), appending
+    to `history`. After each epoch rank 0 calls on_epoch(epochs done, history); every rank
+    then waits, so that none races ahead while rank 0 writes."""
+    tr = cfg["train"]
+    train_set = data[0]
+    steps = _steps(run, tr, sde, dctx, device)
+    if dctx.main:
+        _log_start(run.net, steps, *data)
+    sampler = DistributedSampler(
+        range(len(train_set)), num_replicas=dctx.world, rank=dctx.rank, shuffle=True,
+        seed=tr["seed"], drop_last=False,
+    )
+    t_sampler = uniform_times(tr["t_min"], tr["t_max"])
+    bar = progress(total=tr["epochs"], initial=start, desc="train", unit="epoch",
+                   enabled=dctx.main)
+    for epoch in range(start, tr["epochs"]):
+        row = _epoch(run, steps, data, sampler, t_sampler, epoch)
+        history.append(row)
+        if dctx.main:
+            on_epoch(epoch + 1, history)
+            log.info("epoch %d/%d: train %.5g, val %.5g, lr %.3g, %.1f s", epoch + 1,
+                     tr["epochs"], row["train_loss"], row["val_loss"], row["lr"],
+                     row["seconds"])
+            bar.set_postfix(train=f"{row['train_loss']:.4g}", val=f"{row['val_loss']:.4g}")
+        bar.update(1)
+        dctx.barrier()
+    bar.close()
+    return history

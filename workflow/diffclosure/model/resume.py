@@ -1,0 +1,117 @@
+"""The resumable state of a training run (last.pt) and when it may be resumed.
+
+Policy: when MODEL_DIR/last.pt exists and was written by the same training identity (model, sde
+and train sections except `threads` and `epochs`; the dataset's stats, conditions, size and
+content digest; the code version) training continues from it and the log says so; raising
+train.epochs therefore extends a finished run, and a resume with no epoch left is warned
+about. If the identity differs (the warning names the part), or last.pt is unreadable,
+training starts over (last.pt is overwritten after the first epoch): changing a setting, the
+data or the code is an intentional rerun, not an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from diffclosure.config import section_hash
+from diffclosure.model.checkpoint import CheckpointError, read_torch, save_torch_atomic
+from diffclosure.provenance import code_version
+
+log = logging.getLogger(__name__)
+
+TRAIN_FORMAT = "diffclosure-train/1"
+
+# The parts of a training identity, as a refused resume names them.
+IDENTITY_PARTS = {
+    "settings": "model/sde/train settings",
+    "data": "dataset (train.h5, val.h5, stats.json)",
+    "code": "code version",
+}
+
+
+def training_identity(cfg: dict, stats: dict, conditions: list[str], n: int, n_train: int,
+                      content: str) -> dict[str, str]:
+    """Everything that determines the weights after a given epoch, in IDENTITY_PARTS.
+
+    `threads` is left out (a resumed job may get other cores) and so is `epochs`: the draws of an
+    epoch do not depend on the total, so raising train.epochs continues a finished run exactly
+    as an uninterrupted longer run would have gone. The stats alone do not identify the data:
+    measurements.lattice or .noise change the measurements but not their stats (the target's),
+    hence `content` (datasets.content_digest of train.h5 and val.h5).
+    """
+    train = {k: v for k, v in cfg["train"].items() if k not in ("threads", "epochs")}
+    return {
+        "settings": section_hash({"model": cfg["model"], "sde": cfg["sde"], "train": train}),
+        "data": section_hash({"stats": stats, "conditions": conditions, "n": n,
+                              "samples": n_train, "content": content}),
+        "code": code_version(),
+    }
+
+
+def _identity_changes(old, identity: dict[str, str]) -> list[str]:
+    """What differs between the identity stored in last.pt and this run's, in words."""
+    if not isinstance(old, dict):  # a last.pt of an older version: one opaque hash
+        return ["identity format (older version)"]
+    changes = []
+    for key, what in IDENTITY_PARTS.items():
+        if old.get(key) != identity[key]:
+            detail = f" ({old.get(key)} -> {identity[key]})" if key == "code" else ""
+            changes.append(what + detail)
+    return changes
+
+
+def _resumable(path: Path, identity: dict[str, str], epochs: int) -> dict | None:
+    """The state in last.pt if it belongs to this run, else None (the log says why)."""
+    try:
+        state = read_torch(path, "training checkpoint")
+        if state.get("format") != TRAIN_FORMAT:
+            raise CheckpointError(f"{path}: not a diffclosure training checkpoint")
+    except CheckpointError as exc:
+        log.warning("%s; starting over", exc)
+        return None
+    if int(state.get("epoch", 0)) > epochs:
+        log.warning("%s holds %d epochs, more than train.epochs=%d; starting over", path,
+                    state["epoch"], epochs)
+        return None
+    changes = _identity_changes(state.get("identity"), identity)
+    if changes:
+        log.warning("%s was written with another %s; starting over from scratch (it is "
+                    "overwritten after the first epoch)", path, ", ".join(changes))
+        return None
+    return state
+
+
+def try_resume(path: Path, identity: dict[str, str], run, epochs: int) -> tuple[int, list[dict]]:
+    """Load last.pt into `run` (a fit.TrainingRun) if it belongs to this run; return (epochs
+    done, history)."""
+    if not path.exists():
+        return 0, []
+    state = _resumable(path, identity, epochs)
+    if state is None:
+        return 0, []
+    run.net.load_state_dict(state["model"])
+    run.ema.load_state_dict(state["ema"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    log.info("resuming from %s after epoch %d of %d", path, state["epoch"], epochs)
+    if int(state["epoch"]) == epochs:
+        log.warning("%s already holds all %d epochs of this run (same settings, data and code): "
+                    "no training done, score.pt is rewritten from it. To train again from "
+                    "scratch, delete %s", path, epochs, path)
+    return int(state["epoch"]), list(state["history"])
+
+
+def save_last(path: Path, run, identity: dict, epoch: int, history: list) -> None:
+    """The resumable state after `epoch` epochs (last.pt)."""
+    save_torch_atomic(
+        {"format": TRAIN_FORMAT, "identity": identity, "epoch": epoch,
+         "model": run.net.state_dict(), "ema": run.ema.state_dict(),
+         "optimizer": run.optimizer.state_dict(),
+         "scheduler": run.scheduler.state_dict(),
+         "rng": {"torch": torch.get_rng_state()}, "history": history},
+        path,
+    )
