@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from diffclosure.coarse import classical, closures, coarsen, filters
+from diffclosure.coarse import classical, coarsen, filters, targets
 from diffclosure.solver.grid import Grid, advection, laplacian
 
 
@@ -16,7 +16,7 @@ def test_pi_vanishes_for_a_single_fourier_mode(kind):
     # psi is proportional to w for one mode, so u.grad(w) = J(psi, w) = 0 at every scale.
     X, Y = Grid(32).mesh
     w = 1.7 * np.sin(2 * np.pi * (3 * X - 2 * Y) + 0.4)
-    w_bar, pi = closures.subgrid_term(w, 16, kind, 1 / 16)
+    w_bar, pi = targets.subgrid_term(w, 16, kind, 1 / 16)
     assert np.abs(pi).max() < 1e-12
     assert np.abs(w_bar).max() > 0.1
 
@@ -33,7 +33,7 @@ def test_pi_of_two_modes_matches_the_hand_derivation():
     a, b = 0.7, 1.3
     X, Y = Grid(32).mesh
     w = a * np.cos(2 * np.pi * (2 * X + Y)) + b * np.cos(2 * np.pi * 3 * X)
-    w_bar, pi = closures.subgrid_term(w, 16, "sharp", 0.25)
+    w_bar, pi = targets.subgrid_term(w, 16, "sharp", 0.25)
     Xc, Yc = X[::2, ::2], Y[::2, ::2]
     np.testing.assert_allclose(w_bar, a * np.cos(2 * np.pi * (2 * Xc + Yc)), atol=1e-12)
     np.testing.assert_allclose(pi, 2 * a * b / 15 * np.cos(2 * np.pi * (Xc - Yc)), atol=1e-12)
@@ -55,7 +55,7 @@ def test_les_identity_with_the_sharp_filter(width_cells):
         return coarsen.filter_truncate(field, m, "sharp", delta, length)
 
     rhs_fine = -advection(fine, w) + nu * laplacian(fine, w) - mu * w + f
-    w_bar, pi = closures.subgrid_term(w, m, "sharp", delta, length)
+    w_bar, pi = targets.subgrid_term(w, m, "sharp", delta, length)
     rhs_coarse = -advection(coarse, w_bar) + nu * laplacian(coarse, w_bar) - mu * w_bar + bar(f)
     lhs = bar(rhs_fine)
     scale = np.abs(lhs).max()
@@ -66,7 +66,7 @@ def test_les_identity_with_the_sharp_filter(width_cells):
 def test_coarse_state_and_target_for_g_h_subsample_are_the_fine_points():
     fields = {k: rng_field(i, (3,), 32) for i, k in enumerate(("vorticity", "G", "H"))}
     for target in ("G", "H"):
-        w, y = closures.coarse_state_and_target(fields, target, 8, "subsample", 1.0, "box", 0.1)
+        w, y = targets.coarse_state_and_target(fields, target, 8, "subsample", 1.0, "box", 0.1)
         np.testing.assert_array_equal(y, fields[target][..., ::4, ::4])
         np.testing.assert_array_equal(w, fields["vorticity"][..., ::4, ::4])
 
