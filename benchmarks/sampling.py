@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from diffclosure.model.sde import VESDE
+from diffclosure.sampling.denoiser import Denoiser
 from diffclosure.sampling.samplers import make_sampler
 
 CASES = [
@@ -109,7 +110,7 @@ def main() -> None:
         for _ in range(args.repeats if s.steps < 1000 else 1):
             gen = torch.Generator().manual_seed(0)
             t0 = time.perf_counter()
-            res = s(score, cond, (b, 1, n, n), gen, sde)
+            res = s(Denoiser(score, sde, cond), (b, 1, n, n), gen)
             times.append(time.perf_counter() - t0)
         rows.append((s.label, res.nfe, statistics.median(times) / b))
     base = rows[0][2]

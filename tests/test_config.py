@@ -129,6 +129,8 @@ def test_every_schema_field_is_documented_or_self_explaining():
                 undocumented.append(p)
 
     walk(schema, "")
+    for name, node in schema["$defs"].items():  # shared definitions, used through $ref
+        walk(node, f"$defs.{name}")
     assert not undocumented, f"schema fields without description or default: {undocumented}"
 
 
@@ -278,3 +280,67 @@ def test_output_paths_are_checked_before_any_work(tmp_path, caplog, monkeypatch,
                                  str(tmp_path / "file")]}[case]
     assert cli.main(args) == 1
     assert ("is a folder" if case == "output is a folder" else "is a file") in caplog.text
+
+
+def _with_samplers(cfg: dict, rollout: dict, entries: list) -> dict:
+    cfg = copy.deepcopy(cfg)
+    cfg["rollout"]["sampler"] = rollout
+    cfg["sampling"]["samplers"] = entries
+    return cfg
+
+
+SAMPLER_DEFAULTS = {"schedule": "karras", "t_min": 1e-3, "rho": 7.0, "snr": 0.01,
+                    "denoise": True, "start": "auto"}
+
+
+def test_one_sampler_definition_with_the_defaults_of_each_site(default_cfg):
+    """sampling.samplers and rollout.sampler refer to $defs.sampler; each adds its own defaults
+    (the rollout: the paper's 10 steps from t = 0.1) and the definition fills the rest."""
+    cfg = C.load(_with_samplers(default_cfg, {"name": "pc"}, [{"name": "em", "steps": 3}]))
+    assert cfg["rollout"]["sampler"] == {"name": "pc", "steps": 10, "t_max": 0.1,
+                                         **SAMPLER_DEFAULTS}
+    assert cfg["sampling"]["samplers"] == [{"name": "em", "steps": 3, "t_max": 1.0,
+                                            **SAMPLER_DEFAULTS}]
+    assert C.load(_with_samplers(default_cfg, {}, []))["rollout"]["sampler"]["name"] == "em"
+    # A stage validates only its sections: the definition travels with them.
+    alone = C.load(json.dumps({"rollout": {**default_cfg["rollout"], "sampler": {"steps": 4}}}))
+    assert alone["rollout"]["sampler"]["snr"] == 0.01 and alone["rollout"]["sampler"]["steps"] == 4
+
+
+def test_snakemake_reads_the_shared_sampler_definition(default_cfg):
+    """The Snakefile validates with Snakemake too: it must resolve $ref and fill as we do."""
+    from snakemake.utils import validate as snakemake_validate
+
+    raw = _with_samplers(default_cfg, {"name": "pc"}, [{"name": "em", "steps": 3}])
+    theirs = copy.deepcopy(raw)
+    snakemake_validate(theirs, str(C.SCHEMA_PATH))
+    ours = C.load(raw)
+    assert theirs["rollout"]["sampler"] == ours["rollout"]["sampler"]
+    assert theirs["sampling"]["samplers"] == ours["sampling"]["samplers"]
+
+
+@pytest.mark.parametrize(
+    ("rollout", "entries", "field", "words"),
+    [
+        ({"name": "pc", "corrector": 1}, [], "rollout.sampler.corrector", "unknown key"),
+        ({}, [{"name": "em", "steps": 3, "snr": -1}], "sampling.samplers.0.snr", "minimum"),
+        ({}, [{"name": "ddim", "steps": 3}], "sampling.samplers.0.name", "is not one of"),
+        ({}, [{"name": "em"}], "sampling.samplers.0", "'steps' is a required property"),
+        ({"name": "em", "steps": 0}, [], "rollout.sampler.steps", "minimum"),
+    ],
+)
+def test_bad_sampler_entries_name_the_field(default_cfg, rollout, entries, field, words):
+    with pytest.raises(C.ConfigError) as err:
+        C.load(_with_samplers(default_cfg, rollout, entries))
+    assert f"{field}: " in str(err.value) and words in str(err.value)
+
+
+def test_make_sampler_takes_the_schemas_defaults(default_cfg):
+    """A sampler entry built as the code writes it (no defaults) and as the config holds it
+    (defaults filled by validation) are the same sampler."""
+    from diffclosure.sampling.samplers import make_sampler
+
+    raw = {"name": "pc", "steps": 3}
+    filled = C.load(_with_samplers(default_cfg, {}, [raw]))["sampling"]["samplers"][0]
+    assert make_sampler(raw) == make_sampler(filled)
+    assert make_sampler(raw).snr == 0.01 and make_sampler(raw).t_max == 1.0

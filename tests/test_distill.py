@@ -33,6 +33,7 @@ from diffclosure.data.datasets import InMemorySplit
 from diffclosure.model.distill import distil, load_onestep, teacher_sampler
 from diffclosure.model.sde import VESDE
 from diffclosure.sampling.closure_sampler import ClosureSampler, ConditionError
+from diffclosure.sampling.denoiser import Denoiser
 from diffclosure.sampling.samplers import make_sampler
 
 N = 8
@@ -102,7 +103,7 @@ def distilled_samples(student_cls, batch=4000):
     assert [r["round"] for r in result.history][-1] == 2  # 4 -> 2 -> 1
     one = make_sampler({"name": "onestep", "t_max": T_MAX})
     gen = torch.Generator().manual_seed(7)
-    res = one(result.student, MU.expand(batch, N, N), (batch, N, N), gen, SDE,
+    res = one(Denoiser(result.student, SDE, MU.expand(batch, N, N)), (batch, N, N), gen,
               prior_mean=MU, dtype=torch.float64)
     return res
 

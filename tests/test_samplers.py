@@ -16,13 +16,11 @@ import pytest
 import torch
 
 from diffclosure.config import ConfigError
+from diffclosure.model.score_net import build_score_net
 from diffclosure.model.sde import VESDE
-from diffclosure.sampling.samplers import (
-    SAMPLERS,
-    Sampler,
-    expected_nfe,
-    make_sampler,
-)
+from diffclosure.sampling.closure_sampler import ClosureSampler
+from diffclosure.sampling.denoiser import Denoiser
+from diffclosure.sampling.samplers import SAMPLERS, make_sampler, run_sampler
 from diffclosure.sampling.schedules import karras, make_schedule, uniform
 
 N = 8
@@ -90,7 +88,8 @@ def test_samples_match_gaussian_mean_and_mode_variances(cfg):
     batch = 2000
     sampler = make_sampler(cfg)
     gen = torch.Generator().manual_seed(11)
-    res = sampler(gaussian_score, MU, (batch, N, N), gen, SDE, prior_mean=MU, dtype=torch.float64)
+    res = sampler(Denoiser(gaussian_score, SDE, MU), (batch, N, N), gen, prior_mean=MU,
+                  dtype=torch.float64)
     assert res.samples.shape == (batch, N, N)
     modes = torch.fft.fft2(res.samples - MU, norm="ortho")
     mean_modes = modes.mean(0)
@@ -109,8 +108,8 @@ def test_pc_default_snr_keeps_the_variance_within_one_percent():
     """At generous steps the default corrector's unadjusted-Langevin bias stays below 1%."""
     batch = 4000
     sampler = make_sampler({"name": "pc", "steps": 400, "schedule": "karras", "t_max": 1.0})
-    res = sampler(gaussian_score, MU, (batch, N, N), torch.Generator().manual_seed(5), SDE,
-                  prior_mean=MU, dtype=torch.float64)
+    res = sampler(Denoiser(gaussian_score, SDE, MU), (batch, N, N),
+                  torch.Generator().manual_seed(5), prior_mean=MU, dtype=torch.float64)
     modes = torch.fft.fft2(res.samples - MU, norm="ortho")
     ratio = ((modes - modes.mean(0)).abs() ** 2).mean(0) / LAM
     # Pooled over 64 modes the Monte Carlo error is sqrt(2 / batch) / 8 ~ 0.3%.
@@ -119,9 +118,10 @@ def test_pc_default_snr_keeps_the_variance_within_one_percent():
 
 def _ode_error(name: str, steps: int, t_max: float = 0.5, t_min: float = 1e-3) -> float:
     batch = 8
-    sampler = Sampler(name, steps, "karras", t_max, t_min, denoise=False)
-    res = sampler(gaussian_score, MU, (batch, N, N), torch.Generator().manual_seed(3), SDE,
-                  prior_mean=MU, dtype=torch.float64)
+    sampler = make_sampler({"name": name, "steps": steps, "t_max": t_max, "t_min": t_min,
+                            "denoise": False})
+    res = sampler(Denoiser(gaussian_score, SDE, MU), (batch, N, N),
+                  torch.Generator().manual_seed(3), prior_mean=MU, dtype=torch.float64)
     # The same start the sampler drew, then the exact flow to sigma_min.
     big_t, s_min = SDE.std(t_max), SDE.std(t_min)
     x_start = torch.randn((batch, N, N), generator=torch.Generator().manual_seed(3),
@@ -141,29 +141,87 @@ def test_probability_flow_convergence_order(name, order):
     assert errors[-1] < errors[0]
 
 
-@pytest.mark.parametrize("name", sorted(SAMPLERS))
-@pytest.mark.parametrize("denoise", [True, False])
-def test_nfe_equals_score_calls(name, denoise):
+def _small_fno_sampler(onestep: bool = False) -> ClosureSampler:
+    """The learned-closure path with a small random FNO score network (2 conditions)."""
+    torch.manual_seed(0)
+    model = {"width": 4, "modes": 2, "layers": 1, "embedding_features": 4,
+             "embedding_scale": 30.0, "head": [4], "coords": False}
+    settings = {"sde": {"kind": "ve", "s": 26.0}, "conditions": ["vorticity", "measurements"],
+                "stats": {"target": {"mean": 0.5, "std": 2.0},
+                          "vorticity": {"mean": 0.0, "std": 3.0}}}
+    if onestep:  # the same network posing as the distilled generator
+        settings["onestep"] = {"t_max": 0.1, "start": "measurements"}
+    return ClosureSampler(build_score_net(model, SDE, 2).eval(), settings)
+
+
+# Network evaluations of N = 5 steps, from the definition of each method. With denoise the
+# grid ends with a step to sigma = 0.
+NFE_OF_5_STEPS = [
+    ("em", True, 5), ("em", False, 5),  # one score per Euler-Maruyama step
+    ("pc", True, 10), ("pc", False, 10),  # a Langevin corrector and a predictor per step
+    ("ode_euler", True, 5), ("ode_euler", False, 5),  # one data prediction per step
+    # Heun: a predictor and a corrector evaluation per step, 2N; the step to sigma = 0 is an
+    # Euler step (the corrector would need the score at sigma = 0), so 2N - 1 with denoise.
+    ("ode_heun", True, 9), ("ode_heun", False, 10),
+    # DPM-Solver++(2M) is multistep: it reuses the last step's data prediction, one new per step.
+    ("dpm2m", True, 5), ("dpm2m", False, 5),
+    ("onestep", True, 1),  # the distilled generator: one jump, whatever `steps` says
+]
+
+
+@pytest.mark.parametrize(("name", "denoise", "nfe"), NFE_OF_5_STEPS)
+def test_nfe_is_the_network_calls_the_method_defines(name, denoise, nfe):
+    cs = _small_fno_sampler(onestep=name == "onestep")
     calls = []
 
-    def counted(x, t, cond):
-        calls.append(t.shape)
-        assert t.shape == (x.shape[0],)
-        return gaussian_score(x, t, cond)
+    def seen(module, args, output):
+        x, t, cond = args
+        calls.append((x.shape[0], tuple(t.shape), cond.shape[0]))
 
-    sampler = Sampler(name, 5, "karras", 0.1, 1e-3, denoise=denoise)
-    res = sampler(counted, MU, (3, N, N), torch.Generator().manual_seed(0), SDE)
-    assert res.nfe == len(calls) == sampler.nfe == expected_nfe(name, 5, denoise)
-    assert res.samples.dtype == torch.float32 and torch.isfinite(res.samples).all()
+    cs.net.register_forward_hook(seen)
+    sampler = make_sampler({"name": name, "steps": 5, "t_max": 0.1, "denoise": denoise})
+    vorticity, measurements = torch.randn(2, 8, 8), torch.randn(2, 8, 8)
+    out, counted = cs.sample(sampler, vorticity, measurements, ensemble=3, return_nfe=True)
+    assert len(calls) == counted == nfe
+    # Each evaluation is one call on the whole batch (2 conditions x 3 members).
+    assert set(calls) == {(6, (6,), 6)}
+    assert out.shape == (2, 3, 8, 8) and torch.isfinite(out).all()
+
+
+def test_the_deterministic_samplers_draw_no_noise():
+    """Only em and pc take the generator: the probability-flow solvers and the one-step jump
+    are functions of their start state."""
+    x = torch.randn(3, N, N, generator=torch.Generator().manual_seed(1))
+    times = [0.1, 0.05, 0.01, 0.0]
+    for name in sorted(SAMPLERS):
+        gen = torch.Generator().manual_seed(2)
+        state = gen.get_state()
+        run_sampler(name, Denoiser(gaussian_score, SDE, MU), x, times, gen, snr=0.01)
+        assert torch.equal(gen.get_state(), state) == (name not in ("em", "pc")), name
+
+
+def test_snr_reaches_pc_and_the_other_samplers_ignore_it():
+    """snr is the Langevin corrector's; the schema documents that the others ignore it."""
+    def samples(name, snr):
+        sampler = make_sampler({"name": name, "steps": 4, "t_max": 0.1, "snr": snr})
+        gen = torch.Generator().manual_seed(4)
+        return sampler(Denoiser(gaussian_score, SDE, MU), (3, N, N), gen, prior_mean=MU).samples
+
+    assert not torch.equal(samples("pc", 0.01), samples("pc", 0.5))
+    for name in ("em", "ode_euler", "ode_heun", "dpm2m", "onestep"):
+        assert torch.equal(samples(name, 0.01), samples(name, 0.5)), name
+    with pytest.raises(TypeError, match="snr"):
+        run_sampler("pc", Denoiser(gaussian_score, SDE, MU), MU[None], [0.1, 0.0],
+                    torch.Generator())
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLERS))
 def test_seed_reproducibility(name):
-    sampler = Sampler(name, 4, "karras", 0.1, 1e-3)
+    sampler = make_sampler({"name": name, "steps": 4, "t_max": 0.1})
 
     def run(seed):
         gen = torch.Generator().manual_seed(seed)
-        return sampler(gaussian_score, MU, (4, N, N), gen, SDE).samples
+        return sampler(Denoiser(gaussian_score, SDE, MU), (4, N, N), gen).samples
 
     a, b, c = run(5), run(5), run(6)
     assert torch.equal(a, b)
@@ -179,9 +237,9 @@ def test_one_step_em_shrinks_each_mode_by_the_exact_factor(t_max):
     Tweedie's lam / (lam + sigma^2).) t = 0.1 is the paper's truncated start: f in [0.2, 0.84];
     t = 1e-3 moves the samples by ~0.1-1%, still far above round-off."""
     batch = 64
-    sampler = Sampler("em", 1, "karras", t_max, 1e-4)
-    res = sampler(gaussian_score, MU, (batch, N, N), torch.Generator().manual_seed(0), SDE,
-                  prior_mean=MU, dtype=torch.float64)
+    sampler = make_sampler({"name": "em", "steps": 1, "t_max": t_max, "t_min": 1e-4})
+    res = sampler(Denoiser(gaussian_score, SDE, MU), (batch, N, N),
+                  torch.Generator().manual_seed(0), prior_mean=MU, dtype=torch.float64)
     assert res.nfe == 1
     # The starting state the sampler drew from the same seed, in the eigenbasis of C.
     sigma = SDE.std(t_max)
@@ -201,5 +259,9 @@ def test_make_sampler_errors_name_the_field():
         make_sampler({"name": "em", "steps": 4, "t_max": 0.1, "t_min": 0.5})
     with pytest.raises(ConfigError, match="steps"):
         make_sampler({"name": "em", "steps": 0})
+    with pytest.raises(ConfigError, match=r"rollout\.sampler\.steps_: unknown key"):
+        make_sampler({"name": "em", "steps_": 4}, where="rollout.sampler")
+    with pytest.raises(ConfigError, match=r"sampling\.samplers\[2\]: 'steps' is a required"):
+        make_sampler({"name": "pc"}, where="sampling.samplers[2]")
     s = make_sampler({"name": "dpm2m", "steps": 4, "schedule": "karras", "t_max": 0.1})
-    assert s.nfe == 4 and s.label.startswith("dpm2m-4")
+    assert s.label == "dpm2m-4-karras-t0.1"

@@ -8,6 +8,7 @@ defaults, so a stage run alone sees exactly the settings the pipeline would give
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import math
@@ -144,14 +145,15 @@ def _field(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
-def _explain(err: jsonschema.ValidationError) -> str:
-    field = _field(err.absolute_path)
+def _explain(err: jsonschema.ValidationError, prefix: tuple = ()) -> str:
+    """One line naming the field; `prefix` is the path of an entry validated on its own."""
+    path = [*prefix, *err.absolute_path]
+    field = _field(path)
     if err.validator == "additionalProperties":
         extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
         known = ", ".join(sorted(err.schema.get("properties", {})))
-        where = _field(list(err.absolute_path) + extra[:1])
-        return f"{where}: unknown key; known keys here: {known}"
-    if err.validator == "required":
+        return f"{_field(path + extra[:1])}: unknown key; known keys here: {known}"
+    if err.validator == "required" and not path:
         return f"{field}: {err.message}; add the section (an empty mapping {{}} takes the defaults)"
     if err.validator == "multipleOf" and err.validator_value == 2:
         return f"{field}: must be even, got {err.instance}"
@@ -186,6 +188,7 @@ def validate_sections(sections: dict, schema: dict | None = None) -> dict:
     sub = {
         "type": "object",
         "properties": {k: schema["properties"][k] for k in sections},
+        "$defs": schema.get("$defs", {}),  # what the sections' $ref point at
     }
     errors = sorted(
         _Validator(sub).iter_errors(sections), key=lambda e: [str(p) for p in e.absolute_path]
@@ -194,6 +197,29 @@ def validate_sections(sections: dict, schema: dict | None = None) -> dict:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(_explain(e) for e in errors))
     check_consistency(sections)
     return sections
+
+
+def validate_entry(entry: dict, node: tuple[str, ...], where: str) -> dict:
+    """A copy of `entry` checked against the schema node at the path `node` (keys of the
+    schema itself, e.g. ("$defs", "sampler")) and completed with its defaults; errors name the
+    fields under `where`, the entry's place in a config."""
+    schema = _schema()
+    sub = schema
+    for key in node:
+        sub = sub[key]
+    entry = copy.deepcopy(entry)
+    errors = sorted(_Validator({**sub, "$defs": schema.get("$defs", {})}).iter_errors(entry),
+                    key=lambda e: [str(p) for p in e.absolute_path])
+    if errors:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(
+            _explain(e, (where,)) for e in errors))
+    return entry
+
+
+@functools.cache
+def _schema() -> dict:
+    """The schema read once, for validate_entry (callers must not change it)."""
+    return load_schema()
 
 
 def check_consistency(cfg: dict) -> None:

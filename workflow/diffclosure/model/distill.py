@@ -42,7 +42,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from diffclosure.sampling.samplers import SAMPLERS, Sampler
+from diffclosure.sampling.denoiser import Denoiser
+from diffclosure.sampling.samplers import Sampler, run_sampler
 
 log = logging.getLogger(__name__)
 
@@ -76,18 +77,10 @@ def teacher_sampler(cfg: dict) -> Sampler:
     return make_sampler({**cfg, "name": name, "denoise": True}, where="distill.teacher")
 
 
-def data_prediction(net: Callable, x: torch.Tensor, t: float, sigma: float,
-                    cond: torch.Tensor) -> torch.Tensor:
-    """x0 = x + sigma^2 net(x, t, cond): one DDIM step to sigma = 0 with a score network."""
-    tv = torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
-    return x + (sigma * sigma) * net(x, tv, cond)
-
-
 def _teacher_pair(fn: Callable, name: str, times: list[float], x, cond, sde, gen) -> torch.Tensor:
     """Two steps of sampler `name` with score `fn` from x over times [t_a, t_mid, t_b]."""
-    sched = torch.tensor(times, dtype=torch.float64)
-    out = SAMPLERS[name](fn, cond, x.shape, sched, gen, sde, x_start=x, dtype=x.dtype)
-    return out.samples.clone()  # out of inference mode: a target autograd may keep
+    out = run_sampler(name, Denoiser(fn, sde, cond), x, times, gen)
+    return out.clone()  # out of inference mode: a target autograd may keep
 
 
 def _states(data, idx, j: int, times, sde, start_mean, gen):
@@ -124,7 +117,7 @@ def distil_round(teacher: Callable, teacher_name: str, student: nn.Module, times
             x, cond = _states(data, order[b:b + batch_size], 2 * j, times, sde, start_mean, gen)
             target = _teacher_pair(teacher, teacher_name, [ta, tm, tb], x, cond, sde, gen)
             sa, sb = sde.std(ta), sde.std(tb)
-            pred = data_prediction(student, x, ta, sa, cond)
+            pred = Denoiser(student, sde, cond).denoised(x, ta)  # with autograd
             land = (sb / sa) * x + (1.0 - sb / sa) * pred
             loss = ((land - target) ** 2).flatten(1).sum(1).mean()
             opt.zero_grad(set_to_none=True)

@@ -2,8 +2,9 @@
 
 ClosureSampler hides the network and its normalisation from its callers (the sample benchmark,
 the coupled rollouts): it normalises the condition fields with the training statistics,
-repeats each condition `ensemble` times, runs a sampler on the normalised target and maps
-the samples back to physical units.
+repeats each condition `ensemble` times, runs a sampler on the normalised target through a
+Denoiser of its score (sampling.denoiser, which counts the NFE) and maps the samples back to
+physical units.
 
 Network contract (model/checkpoint.load_model): net(x (B,1,n,n), t (B,), cond (B,C,n,n)) ->
 score of the normalised target; settings["conditions"] names the C channels in order
@@ -21,6 +22,7 @@ import torch
 
 from diffclosure.errors import UserFacingError
 from diffclosure.model.sde import make_sde
+from diffclosure.sampling.denoiser import Denoiser
 from diffclosure.sampling.samplers import Sampler
 
 log = logging.getLogger(__name__)
@@ -157,8 +159,8 @@ class ClosureSampler:
             prior_mean = cond[:, i : i + 1]
         else:
             raise ConditionError(f"start: '{start}' needs a 'measurements' condition or use 'zero'")
-        res = sampler(self.score_fn, cond, (b * ensemble, 1, n, n), generator, self.sde,
-                      dtype=torch.float32, prior_mean=prior_mean)
+        res = sampler(Denoiser(self.score_fn, self.sde, cond), (b * ensemble, 1, n, n),
+                      generator, dtype=torch.float32, prior_mean=prior_mean)
         out = res.samples.reshape(b, ensemble, n, n) * self.target_std + self.target_mean
         return (out, res.nfe) if return_nfe else out
 
