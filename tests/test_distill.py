@@ -30,10 +30,10 @@ from torch import nn
 
 from diffclosure import config as cfgmod
 from diffclosure.data.datasets import InMemorySplit
-from diffclosure.model.distill import distil, load_onestep, teacher_sampler
 from diffclosure.model.sde import VESDE
 from diffclosure.sampling.closure_sampler import ClosureSampler, ConditionError
 from diffclosure.sampling.denoiser import Denoiser
+from diffclosure.sampling.distill import distil, load_onestep, teacher_sampler
 from diffclosure.sampling.samplers import make_sampler
 
 N = 8

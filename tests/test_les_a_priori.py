@@ -1,4 +1,4 @@
-"""A priori LES scores (stages/les_a_priori.py): anchors with known answers, the sign of the
+"""A priori LES scores (rollout/les_a_priori.py): anchors with known answers, the sign of the
 eddy-viscosity closures' transfer, and the files the sample_benchmark stage writes."""
 
 import csv
@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from diffclosure.rollout.closures import CLASSICAL
+from diffclosure.rollout.les_a_priori import LES_A_PRIORI_COLUMNS, les_a_priori
 from diffclosure.solver.grid import Grid, laplacian
-from diffclosure.stages.les_a_priori import LES_A_PRIORI_COLUMNS, les_a_priori, write_les_a_priori
+from diffclosure.stages.sample_benchmark import write_les_a_priori
 
 N = 32
 COARSE = {"filter_width": 2.0, "n": N, "smagorinsky_cs": 0.16, "leith_cl": 0.2}

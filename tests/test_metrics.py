@@ -182,3 +182,11 @@ def test_noise_spectrum_matches_the_solver_noise_term():
     assert expected[0] == 0 and expected[n // 2 + 1 :].sum() < 1e-12 * expected.sum()
     _, doubled = noise_spectrum(n, 1.0, spec.sigma, spec.alpha, spec.kappa, dt, scale=2.0)
     np.testing.assert_allclose(doubled, 4 * expected)
+
+
+def test_report_times_are_the_records_nearest_each_fraction_of_the_last():
+    from diffclosure.metrics.times import report_times
+
+    times = [20.0, 0.0, 7.5, 5.0, 10.0, 10.0, 15.0, 2.5]  # unsorted, one repeated
+    assert report_times(times, [0.25, 0.5, 1.0]) == [5.0, 10.0, 20.0]
+    assert report_times(times, [0.3]) == [5.0]  # 6.0 is nearer 5.0 than 7.5

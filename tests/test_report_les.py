@@ -1,7 +1,7 @@
 """The report's LES section: the ranking of rollout/les.csv and the a-priori table."""
 
 from diffclosure.provenance import csv_text
-from diffclosure.stages.les_a_priori import LES_A_PRIORI_COLUMNS
+from diffclosure.rollout.les_a_priori import LES_A_PRIORI_COLUMNS
 from diffclosure.stages.report import les_ranking, les_section
 from diffclosure.stages.rollout_metrics import LES_COLUMNS
 

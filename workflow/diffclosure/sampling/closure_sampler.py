@@ -17,10 +17,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
+from diffclosure.data.stats import load_stats, stats_key
 from diffclosure.errors import UserFacingError
+from diffclosure.model.checkpoint import CheckpointError
 from diffclosure.model.sde import make_sde
 from diffclosure.sampling.denoiser import Denoiser
 from diffclosure.sampling.samplers import Sampler
@@ -165,3 +168,30 @@ class ClosureSampler:
         return (out, res.nfe) if return_nfe else out
 
     __call__ = sample
+
+
+def check_stats(cs, model_path, data_dir) -> None:
+    """Fail unless DATA_DIR/stats.json holds the statistics the model normalises with.
+
+    The rollout takes the target's scale (measurement and hold noise) and the test split from
+    stats.json, the sampler normalises with the stats stored in score.pt: a model and a dataset
+    of two different runs would otherwise be mixed without a word.
+    """
+    path = Path(data_dir) / "stats.json"
+    stats = load_stats(data_dir)
+    differ = []
+    for channel, (mean, std) in {"target": (cs.target_mean, cs.target_std), **cs.norms}.items():
+        entry = stats.get(stats_key(channel)) or {}
+        if (entry.get("mean"), entry.get("std")) != (mean, std):
+            differ.append(f"{channel} mean/std {entry.get('mean')}/{entry.get('std')} there, "
+                          f"{mean}/{std} in the model")
+    if "conditions" in stats and list(stats["conditions"]) != cs.conditions:
+        differ.append(f"conditions {stats['conditions']} there, {cs.conditions} in the model")
+    if differ:
+        raise CheckpointError(
+            f"{path} does not match the statistics stored in {model_path} ({'; '.join(differ)}):"
+            " the model was trained on another dataset. Retrain it on this one: snakemake "
+            f"--cores all --forcerun train (standalone: python -m diffclosure train --data "
+            f"{data_dir} --outdir {Path(model_path).parent} --config CFG), or pass --data the "
+            "dataset folder the model was trained on."
+        )

@@ -159,7 +159,7 @@ def onestep(denoiser: Denoiser, x, times: list[float]) -> torch.Tensor:
     """One jump from t_0 to sigma = 0: x0 = x + sigma_0^2 score(x, t_0), a single score call.
 
     With a score model this is Tweedie's posterior mean (the first step of every ODE sampler);
-    with the student of the distill stage (model/distill.py) it is the one-step generator
+    with the student of the distill stage (sampling/distill.py) it is the one-step generator
     G(z, condition) that reproduces its teacher's many-step samples. Only t_0 is used.
     """
     return denoiser.denoised(x, times[0])

@@ -6,7 +6,7 @@
 Reads score.pt (the teacher, EMA weights), DATASET_DIR/train.h5 and stats.json (the conditions
 the generator learns on, and the check that the model belongs to this dataset); writes
 onestep.pt (atomic): the student's weights, the teacher's settings and settings["onestep"] =
-{t_max, start, teacher, score_model, history}. How and why: model/distill.py. The sampler
+{t_max, start, teacher, score_model, history}. How and why: sampling/distill.py. The sampler
 `onestep` (sampling.samplers, rollout.sampler) runs it at one network evaluation per sample.
 """
 
@@ -51,8 +51,7 @@ def start_mean_fn(mode: str, conditions: list[str]):
 def _teacher(cfg: dict, model_path, data_dir, device):
     """(score network, settings, ClosureSampler) after checking it against the dataset."""
     from diffclosure.model.checkpoint import load_model
-    from diffclosure.sampling.closure_sampler import ClosureSampler
-    from diffclosure.stages.rollout import check_stats
+    from diffclosure.sampling.closure_sampler import ClosureSampler, check_stats
 
     net, settings = load_model(model_path, device)
     if dict(settings["sde"]) != dict(cfg["sde"]):
@@ -72,9 +71,9 @@ def main(args) -> int:
     from diffclosure.data.datasets import load_split
     from diffclosure.data.stats import load_stats
     from diffclosure.devices import resolve_device
-    from diffclosure.model import distill as dm
     from diffclosure.model.sde import make_sde
     from diffclosure.provenance import provenance
+    from diffclosure.sampling import distill as dm
 
     dc = cfg["distill"]
     teacher = dm.teacher_sampler(dc["teacher"])  # config errors before any work

@@ -33,8 +33,8 @@ from diffclosure import atomic
 from diffclosure import config as cfgmod
 from diffclosure.data import h5io
 from diffclosure.data.h5io import DataFileError
+from diffclosure.metrics.times import report_times
 from diffclosure.provenance import footer, provenance
-from diffclosure.stages.rollout_metrics import report_times
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,6 @@ cost_dns_s_per_time, cost_ratio_vs_dns), blow-up (blowup, blowup_time), the conf
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 
@@ -66,36 +65,6 @@ def write_result(path, result: RolloutResult, cfg: dict, prov: dict) -> None:
         h5io.set_attrs(fh, prov)
 
 
-def check_stats(cs, model_path, data_dir) -> None:
-    """Fail unless DATA_DIR/stats.json holds the statistics the model normalises with.
-
-    The rollout takes the target's scale (measurement and hold noise) and the test split from
-    stats.json, the sampler normalises with the stats stored in score.pt: a model and a dataset
-    of two different runs would otherwise be mixed without a word.
-    """
-    from diffclosure.data.stats import load_stats, stats_key
-    from diffclosure.model.checkpoint import CheckpointError
-
-    path = Path(data_dir) / "stats.json"
-    stats = load_stats(data_dir)
-    differ = []
-    for channel, (mean, std) in {"target": (cs.target_mean, cs.target_std), **cs.norms}.items():
-        entry = stats.get(stats_key(channel)) or {}
-        if (entry.get("mean"), entry.get("std")) != (mean, std):
-            differ.append(f"{channel} mean/std {entry.get('mean')}/{entry.get('std')} there, "
-                          f"{mean}/{std} in the model")
-    if "conditions" in stats and list(stats["conditions"]) != cs.conditions:
-        differ.append(f"conditions {stats['conditions']} there, {cs.conditions} in the model")
-    if differ:
-        raise CheckpointError(
-            f"{path} does not match the statistics stored in {model_path} ({'; '.join(differ)}):"
-            " the model was trained on another dataset. Retrain it on this one: snakemake "
-            f"--cores all --forcerun train (standalone: python -m diffclosure train --data "
-            f"{data_dir} --outdir {Path(model_path).parent} --config CFG), or pass --data the "
-            "dataset folder the model was trained on."
-        )
-
-
 def expected_bytes(cfg: dict, closure: str) -> int:
     """Size of the rollout file's fields: members plus the reference, float32."""
     p, ro, n = plan(cfg, closure), cfg["rollout"], cfg["coarse"]["n"]
@@ -111,8 +80,8 @@ def rollout_sampler(cfg: dict, model_path, data_dir, threads: int, compile: bool
 
     from diffclosure.devices import resolve_device
     from diffclosure.model.checkpoint import load_model
-    from diffclosure.model.distill import load_onestep
-    from diffclosure.sampling.closure_sampler import ClosureSampler
+    from diffclosure.sampling.closure_sampler import ClosureSampler, check_stats
+    from diffclosure.sampling.distill import load_onestep
 
     device = resolve_device(cfg["device"])
     torch.set_num_threads(threads)

@@ -69,6 +69,7 @@ from diffclosure.metrics.probabilistic import (
     spread_skill,
 )
 from diffclosure.metrics.spectra import energy_spectrum, spectrum_error
+from diffclosure.metrics.times import report_times
 from diffclosure.provenance import provenance, write_table
 
 log = logging.getLogger(__name__)
@@ -149,13 +150,6 @@ def rollout_metrics(ro: dict) -> dict:
     # A single member has no spread: 0 rather than the nan of an undefined variance.
     out["spread"] = spread(v, axis=1, over=(-2, -1)) if m >= 2 else np.zeros(r.shape[:2])
     return out
-
-
-def report_times(times, fractions) -> list[float]:
-    """The record times nearest each fraction of the last one (report.times): the columns of
-    the report's tables, the paper's 35/40/45/50 s of its 30 -> 50 s rollout being quarters."""
-    times = sorted({float(t) for t in times})
-    return [min(times, key=lambda t, f=f: abs(t - f * times[-1])) for f in fractions]
 
 
 def probabilistic_rows(ro: dict, mt: dict, at) -> tuple[list[dict], dict]:

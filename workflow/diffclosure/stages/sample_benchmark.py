@@ -40,13 +40,18 @@ from diffclosure.metrics.probabilistic import crps, rank_flatness, rank_histogra
 from diffclosure.metrics.spectra import noise_spectrum, power_spectrum, spectrum_error
 from diffclosure.model.sde import make_sde
 from diffclosure.plots.rollout import rank_histogram_figure
-from diffclosure.plots.sampling import pareto_figure, samples_figure, spectra_figure
+from diffclosure.plots.sampling import (
+    les_pi_spectra_figure,
+    pareto_figure,
+    samples_figure,
+    spectra_figure,
+)
 from diffclosure.progress import progress
 from diffclosure.provenance import csv_text, write_table
+from diffclosure.rollout.les_a_priori import LES_A_PRIORI_COLUMNS, les_a_priori
 from diffclosure.sampling.closure_sampler import ClosureSampler, bind_onestep
 from diffclosure.sampling.paper import paper_sampler
 from diffclosure.sampling.samplers import Sampler, make_sampler
-from diffclosure.stages.les_a_priori import write_les_a_priori
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +97,7 @@ def load_model(path, device):
 
 def onestep_sampler(path, model_path, settings: dict, device, samp: dict) -> ClosureSampler:
     """The one-step generator behind a ClosureSampler, checked against the score model."""
-    from diffclosure.model.distill import load_onestep
+    from diffclosure.sampling.distill import load_onestep
 
     net, one = load_onestep(path, device)
     if one["stats"] != settings["stats"] or list(one["conditions"]) != list(
@@ -403,14 +408,25 @@ def main(args) -> int:
 
 
 def write_les(outdir: Path, data: dict, learned: dict, whole: dict, prov_cfg: dict) -> None:
-    """The a-priori LES scores of an sgs run (stages/les_a_priori.py); _check_inputs made
-    sure the config has the coarse and dns sections."""
+    """The a-priori LES scores of an sgs run (rollout/les_a_priori.py), les_a_priori.csv and
+    les_pi_spectra.png; _check_inputs made sure the config has the coarse and dns sections."""
     rows = write_les_a_priori(outdir, data, learned, whole["coarse"], whole["dns"],
                               {**prov_cfg, "coarse": whole["coarse"], "dns": whole["dns"]})
     for r in rows:
         log.info("a priori LES, %s: correlation %.3f, enstrophy transfer x%.3f, backscatter "
                  "%.3f (true %.3f)", r["closure"], r["correlation"],
                  r["enstrophy_transfer_ratio"], r["backscatter_model"], r["backscatter_true"])
+
+
+def write_les_a_priori(outdir: Path, data: dict, learned: dict, coarse: dict, dns: dict,
+                       prov_cfg: dict) -> list[dict]:
+    """les_a_priori.csv and les_pi_spectra.png in `outdir`; returns the rows."""
+    rows, spectra = les_a_priori(data["vorticity"], data["target"], learned, coarse, dns)
+    write_table(Path(outdir) / "les_a_priori.csv", csv_text(rows, LES_A_PRIORI_COLUMNS),
+                prov_cfg, "sample_benchmark")
+    les_pi_spectra_figure(Path(outdir) / "les_pi_spectra.png", spectra,
+                          cutoff=data["vorticity"].shape[-1] // 2)
+    return rows
 
 
 def noise_line(data_dir: Path, dns: dict, n: int):

@@ -1,6 +1,6 @@
 """A priori LES scores of every closure on the held-out filtered states (target sgs only).
 
-Part of the sample_benchmark stage: on the same test states as the sampler benchmark, the
+Written by the sample_benchmark stage: on the same test states as the sampler benchmark, the
 subgrid term Pi modelled by each closure against the true Pi (metrics.les.a_priori_scores):
 correlation, energy and enstrophy transfer relative to the true transfer (1 = the right
 amount, 0 = none), the backscatter fraction, and the error of Pi's log power spectrum over the
@@ -9,18 +9,16 @@ resolved shells. The classical closures are built exactly as the rollout builds 
 one realisation of the stochastic closure, as in a rollout) and as its ensemble mean. `none`
 (Pi = 0) and `true` anchor the scale.
 
-Writes les_a_priori.csv (one row per closure, LES_A_PRIORI_COLUMNS) and les_pi_spectra.png.
+The stage writes the rows to les_a_priori.csv (LES_A_PRIORI_COLUMNS) and the spectra to
+les_pi_spectra.png.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 
 from diffclosure.metrics.les import a_priori_scores, transfer_spectrum
 from diffclosure.metrics.spectra import power_spectrum, spectrum_error
-from diffclosure.provenance import csv_text, write_table
 from diffclosure.rollout.closures import CLASSICAL, ClassicalClosure
 
 LES_A_PRIORI_COLUMNS = [
@@ -81,17 +79,3 @@ def _spectra(w, pi, length: float):
     k, p = power_spectrum(pi)
     _, t = transfer_spectrum(w, pi, length, "enstrophy")
     return k, p.reshape(-1, k.size).mean(0), t.reshape(-1, k.size).mean(0)
-
-
-def write_les_a_priori(outdir: Path, data: dict, learned: dict, coarse: dict, dns: dict,
-                       prov_cfg: dict) -> list[dict]:
-    """les_a_priori.csv and les_pi_spectra.png in `outdir`; returns the rows."""
-    from diffclosure.plots.sampling import les_pi_spectra_figure
-
-    rows, spectra = les_a_priori(data["vorticity"], data["target"], learned, coarse, dns)
-    write_table(Path(outdir) / "les_a_priori.csv", csv_text(rows, LES_A_PRIORI_COLUMNS),
-                prov_cfg, "sample_benchmark")
-    les_pi_spectra_figure(Path(outdir) / "les_pi_spectra.png", spectra,
-                          cutoff=data["vorticity"].shape[-1] // 2)
-    return rows
-
