@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import breakeven  # noqa: E402
 import cost_accuracy  # noqa: E402
-from helpers_pipeline import TINY, completed_tiny_run, results  # noqa: E402
+
+from support.pipeline import TINY, completed_tiny_run, results  # noqa: E402
 
 # Seconds per simulated time unit, growing like a DNS does (hand-made, not measured).
 COSTS = {128: 1.3, 256: 8.0, 512: 70.0, 1024: 600.0}

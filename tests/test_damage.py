@@ -24,14 +24,21 @@ from pathlib import Path
 
 import h5py
 import pytest
-from helpers_pipeline import completed_tiny_run, env, results, run_cli, sections_json
-from test_reliability import assert_clear_failure
 
 from diffclosure import atomic, cli
 from diffclosure.stages import coarse as coarse_stage
 from diffclosure.stages import dataset as dataset_stage
 from diffclosure.stages import dns as dns_stage
 from diffclosure.stages import rollout as rollout_stage
+
+from support.pipeline import (
+    assert_clear_failure,
+    completed_tiny_run,
+    env,
+    results,
+    run_cli,
+    sections_json,
+)
 
 pytestmark = pytest.mark.slow  # the quick tier (-m "not slow") skips this module
 

@@ -1,6 +1,5 @@
 """The coarse and dataset stages on small synthetic DNS shards written here."""
 
-import argparse
 import json
 
 import h5py
@@ -11,52 +10,19 @@ from diffclosure.coarse import classical
 from diffclosure.config import ConfigError
 from diffclosure.data import h5io
 from diffclosure.data.h5io import DataFileError
-from diffclosure.stages import coarse as coarse_stage
-from diffclosure.stages import dataset as dataset_stage
+
+from support.dns_shards import (
+    DNS_ATTRS,
+    TIMES,
+    N,
+    coarse_cfg,
+    run_coarse,
+    run_dataset,
+    sections,
+    write_dns,
+)
 
 pytestmark = pytest.mark.slow  # the quick tier (-m "not slow") skips this module
-
-N, TIMES = 32, 6
-DNS_ATTRS = {
-    "n": N, "length": 1.0, "nu": 1e-3, "dt": 1e-3, "drag": 0.0, "forcing.kind": "paper",
-    "forcing.amplitude": 0.1, "forcing.wavenumber": 4, "noise.sigma": 5e-5, "seed": 0,
-    "config_hash": "synthetic",
-}
-
-
-def write_dns(path, ids, fields=("vorticity", "G", "H"), offset_per_id=0.0, n=N, times=TIMES):
-    """A DNS shard in the documented layout; trajectory `i` gets offset `offset_per_id * i`."""
-    rng = np.random.default_rng(int(ids[0]))
-    with h5io.atomic_h5(path) as fh:
-        h5io.add_coordinate(fh, "trajectory", np.asarray(ids, dtype=np.int64))
-        h5io.add_coordinate(fh, "time", 5.0 + 0.1 * np.arange(times))
-        xs = np.arange(n) / n
-        h5io.add_coordinate(fh, "y", xs)
-        h5io.add_coordinate(fh, "x", xs)
-        offsets = offset_per_id * np.asarray(ids, dtype=float)[:, None, None, None]
-        for name in fields:
-            data = rng.standard_normal((len(ids), times, n, n)) + offsets
-            h5io.add_field(fh, name, data, ("trajectory", "time", "y", "x"))
-        h5io.add_field(fh, "forcing", np.zeros((n, n)), ("y", "x"))
-        h5io.set_attrs(fh, {"dns": {**DNS_ATTRS, "n": n}})  # as the dns stage writes them
-
-
-def coarse_cfg(**over):
-    cfg = {"target": "H", "n": 16, "method": "subsample", "test_resolutions": [16, 32]}
-    cfg.update(over)
-    return cfg
-
-
-def run_coarse(cfg, src, dst):
-    args = argparse.Namespace(config=json.dumps({"coarse": cfg}), input=str(src), output=str(dst))
-    return coarse_stage.main(args)
-
-
-def run_dataset(sections, inputs, outdir):
-    args = argparse.Namespace(
-        config=json.dumps(sections), inputs=[str(p) for p in inputs], outdir=str(outdir)
-    )
-    return dataset_stage.main(args)
 
 
 @pytest.mark.parametrize("target", ["G", "H"])
@@ -124,13 +90,6 @@ def shards(tmp_path):
         run_coarse(cfg, tmp_path / f"dns-{i}.h5", tmp_path / f"coarse-{i}.h5")
         paths.append(tmp_path / f"coarse-{i}.h5")
     return cfg, paths
-
-
-def sections(cfg, **meas):
-    m = {"lattice": 4, "encoder": "conv"}
-    m.update(meas)
-    return {"coarse": cfg, "measurements": m,
-            "dataset": {"val_trajectories": 2, "test_trajectories": 2, "start": 0.2, "stride": 2}}
 
 
 def test_dataset_splits_statistics_and_measurements(tmp_path, shards):

@@ -17,15 +17,6 @@ import math
 
 import pytest
 import torch
-from helpers_pipeline import (
-    completed_tiny_run,
-    planned_jobs,
-    results,
-    run_cli,
-    snakemake,
-    tiny_config,
-    write_config,
-)
 from torch import nn
 
 from diffclosure import config as cfgmod
@@ -35,6 +26,16 @@ from diffclosure.sampling.closure_sampler import ClosureSampler, ConditionError
 from diffclosure.sampling.denoiser import Denoiser
 from diffclosure.sampling.distill import distil, load_onestep, teacher_sampler
 from diffclosure.sampling.samplers import make_sampler
+
+from support.pipeline import (
+    completed_tiny_run,
+    planned_jobs,
+    results,
+    run_cli,
+    snakemake,
+    tiny_config,
+    write_config,
+)
 
 N = 8
 SDE = VESDE(26.0)

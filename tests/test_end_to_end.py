@@ -19,7 +19,11 @@ import h5py
 import numpy as np
 import pytest
 import xarray as xr
-from helpers_pipeline import (
+
+import diffclosure as pkg
+from diffclosure import config as cfgmod
+
+from support.pipeline import (
     REPO,
     completed_tiny_run,
     planned_jobs,
@@ -29,9 +33,6 @@ from helpers_pipeline import (
     tiny_config,
     write_config,
 )
-
-import diffclosure as pkg
-from diffclosure import config as cfgmod
 
 pytestmark = pytest.mark.slow  # the quick tier (-m "not slow") skips this module
 

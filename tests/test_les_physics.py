@@ -82,20 +82,3 @@ def test_dns_energy_and_enstrophy_budgets_close_to_the_schemes_order(scheme, ord
         if order == 1:
             assert observed < 1.2
         assert r_fine < (0.03 if order == 1 else 1e-3)
-
-
-@pytest.mark.parametrize("name", ["les-turbulence", "les-turbulence-gpu"])
-def test_les_presets_are_an_les_without_measurements(repo_root, name):
-    from test_presets import _preset
-
-    from diffclosure import config as C
-
-    cfg = _preset(repo_root, name)
-    dns, coarse, ro = cfg["dns"], cfg["coarse"], cfg["rollout"]
-    assert coarse["target"] == "sgs" and dns["forcing"]["kind"] == "ring"
-    assert not cfg["measurements"]["enabled"] and "measurements" not in ro["closures"]
-    # The sgs reference is the filtered DNS: the rollout must lie inside the recorded window.
-    start = C.rollout_start(dns, ro)
-    assert dns["spinup"] <= start and start + ro["duration"] <= dns["spinup"] + dns["duration"]
-    # The forcing scale is resolved well inside the LES grid's band, the subgrid part is not.
-    assert dns["forcing"]["wavenumber"] <= coarse["n"] // 8

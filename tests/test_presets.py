@@ -1,20 +1,18 @@
 """The presets that claim to be the paper's carry its physics, window, sampler and precision."""
 
-import copy
 
 import pytest
 import yaml
 
 from diffclosure import config as C
-from diffclosure.config import merge
 from diffclosure.model.sde import VESDE
 from diffclosure.sampling.paper import PAPER_TARGET_RMS, paper_sampler, paper_times
 
 
 def _preset(repo_root, name):
-    base = yaml.safe_load((repo_root / "config.yaml").read_text())
-    override = yaml.safe_load((repo_root / "workflow" / "presets" / f"{name}.yaml").read_text())
-    return C.load(merge(copy.deepcopy(base), override))
+    """The preset as Snakemake sees it: merged over config.yaml, validated."""
+    preset = repo_root / "workflow" / "presets" / f"{name}.yaml"
+    return C.load(C.read_run_config([preset], cwd=repo_root)[0])
 
 
 @pytest.mark.parametrize("target", ["H", "G"])
@@ -54,3 +52,18 @@ def test_default_rollouts_start_after_the_training_window(repo_root):
     dns, ds = cfg["dns"], cfg["dataset"]
     train_end = dns["spinup"] + ds["start"] + ds["duration"]
     assert C.rollout_start(dns, cfg["rollout"]) > train_end
+
+
+@pytest.mark.parametrize("name", ["les-turbulence", "les-turbulence-gpu"])
+def test_les_presets_are_an_les_without_measurements(repo_root, name):
+    from diffclosure import config as C
+
+    cfg = _preset(repo_root, name)
+    dns, coarse, ro = cfg["dns"], cfg["coarse"], cfg["rollout"]
+    assert coarse["target"] == "sgs" and dns["forcing"]["kind"] == "ring"
+    assert not cfg["measurements"]["enabled"] and "measurements" not in ro["closures"]
+    # The sgs reference is the filtered DNS: the rollout must lie inside the recorded window.
+    start = C.rollout_start(dns, ro)
+    assert dns["spinup"] <= start and start + ro["duration"] <= dns["spinup"] + dns["duration"]
+    # The forcing scale is resolved well inside the LES grid's band, the subgrid part is not.
+    assert dns["forcing"]["wavenumber"] <= coarse["n"] // 8

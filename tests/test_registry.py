@@ -40,7 +40,7 @@ def test_learned_closure_is_the_one_that_needs_the_model():
 
 
 def test_a_new_closure_is_one_function_and_one_registry_line(tmp_path, monkeypatch):
-    from test_rollout_stage import make_inputs, sections
+    from support.rollout_inputs import make_inputs, sections
 
     steps_seen = []
 

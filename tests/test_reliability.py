@@ -19,15 +19,17 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from helpers_pipeline import (
+
+from diffclosure import __version__
+
+from support.pipeline import (
+    assert_clear_failure,
     completed_tiny_run,
     results,
     run_cli,
     sections_json,
     start_cli,
 )
-
-from diffclosure import __version__
 
 pytestmark = pytest.mark.slow  # the quick tier (-m "not slow") skips this module
 
@@ -53,16 +55,6 @@ def sigkill(proc) -> None:
     assert proc.poll() is None, "the job finished before it could be killed; make it longer"
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait(timeout=30) == -signal.SIGKILL
-
-
-def assert_clear_failure(res, *needles: str) -> None:
-    """Non-zero exit, a one-line reason in stderr naming what is wrong, no traceback."""
-    assert res.returncode != 0
-    assert "Traceback" not in res.stderr, res.stderr
-    errors = [line for line in res.stderr.splitlines() if " ERROR " in line]
-    assert errors, res.stderr
-    for needle in needles:
-        assert needle in errors[-1], (needle, errors[-1])
 
 
 def h5_contents(path: Path) -> dict:

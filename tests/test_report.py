@@ -8,7 +8,6 @@ import json
 import h5py
 import numpy as np
 import pytest
-from test_rollout_stage import make_inputs, make_model, run_stage, sections
 
 from diffclosure import cli
 from diffclosure.data.h5io import DataFileError
@@ -18,6 +17,8 @@ from diffclosure.stages.rollout_metrics import (
     rollout_metrics,
     time_to_decorrelation,
 )
+
+from support.rollout_inputs import make_inputs, make_model, run_stage, sections
 
 pytestmark = pytest.mark.slow  # the quick tier (-m "not slow") skips this module
 

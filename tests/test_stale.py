@@ -8,20 +8,21 @@ import logging
 
 import pytest
 import torch
-from test_dataset_stage import coarse_cfg, run_coarse, run_dataset, write_dns
-from test_dataset_stage import sections as dataset_sections
-from test_rollout_stage import make_inputs, make_model, run_stage
-from test_rollout_stage import sections as rollout_sections
-from test_train import TINY
 
 import diffclosure.model.resume as resume_mod
 from diffclosure.cli import main as cli_main
 from diffclosure.data.stats import load_stats
 
+from support.dns_shards import coarse_cfg, run_coarse, run_dataset, write_dns
+from support.dns_shards import sections as dataset_sections
+from support.rollout_inputs import make_inputs, make_model, run_stage
+from support.rollout_inputs import sections as rollout_sections
+from support.training import TRAIN_SECTIONS
+
 pytestmark = pytest.mark.slow  # the quick tier (-m "not slow") skips this module
 
 EPOCHS = 2
-TRAIN_CFG = {**TINY, "train": {**TINY["train"], "epochs": EPOCHS}}
+TRAIN_CFG = {**TRAIN_SECTIONS, "train": {**TRAIN_SECTIONS["train"], "epochs": EPOCHS}}
 
 
 @pytest.fixture(scope="module")

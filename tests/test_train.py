@@ -20,20 +20,12 @@ from diffclosure.model.checkpoint import load_model
 from diffclosure.stages import train as train_stage
 from diffclosure.stages.train import train
 
+from support.training import TRAIN_SECTIONS
+
 torch.set_num_threads(1)
 N = 8
 CONDITIONS = ["vorticity", "measurements"]
 TARGET_MEAN, TARGET_STD, A, S0 = 2.0, 5.0, 1.5, 0.3
-TINY = {
-    "device": "cpu",
-    "sde": {},
-    "model": {"width": 4, "modes": 3, "layers": 1, "embedding_features": 8,
-              "embedding_scale": 4.0, "head": [8]},
-    "train": {"epochs": 6, "batch_size": 8, "lr": 1e-2, "lr_step": 4, "ema": 0.9,
-              "t_min": 1e-2, "t_max": 1.0, "threads": 1, "seed": 0},
-}
-
-
 def write_split(path, n_traj, n_time, seed):
     """A conditional Gaussian in physical units: target = mean + std*(A*w + S0*noise)."""
     rng = np.random.default_rng(seed)
@@ -64,7 +56,7 @@ def dataset(tmp_path_factory):
 
 
 def cfg(**train_changes):
-    c = json.loads(json.dumps(TINY))
+    c = json.loads(json.dumps(TRAIN_SECTIONS))
     c["train"].update(train_changes)
     return config.load(c, sections=["device", "sde", "model", "train"])
 
@@ -77,7 +69,7 @@ def read_history(path):
 @pytest.mark.slow
 def test_stage_end_to_end(dataset, tmp_path):
     out = tmp_path / "model"
-    rc = cli_main(["train", "--config", json.dumps(TINY), "--data", str(dataset),
+    rc = cli_main(["train", "--config", json.dumps(TRAIN_SECTIONS), "--data", str(dataset),
                    "--outdir", str(out), "--threads", "1"])
     assert rc == 0
     for name in ("score.pt", "last.pt", "history.csv", "curves.png"):

@@ -19,7 +19,8 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from helpers_pipeline import REPO, TINY, env
+
+from support.pipeline import REPO, TINY, env
 
 # The workflow folder a user gets beside an installed package: everything but its sources.
 # envs/ too: Snakemake records each rule's conda file with a finished job, conda or not.

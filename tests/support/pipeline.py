@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "tests" / "data" / "tiny.yaml"
 RUN = "tiny"  # tiny.yaml's `run`: outputs land in <workdir>/results/tiny
 
@@ -124,3 +124,13 @@ def completed_tiny_run(tmp_path_factory) -> Path:
 
 def results(workdir: Path) -> Path:
     return workdir / "results" / RUN
+
+
+def assert_clear_failure(res, *needles: str) -> None:
+    """Non-zero exit, a one-line reason in stderr naming what is wrong, no traceback."""
+    assert res.returncode != 0
+    assert "Traceback" not in res.stderr, res.stderr
+    errors = [line for line in res.stderr.splitlines() if " ERROR " in line]
+    assert errors, res.stderr
+    for needle in needles:
+        assert needle in errors[-1], (needle, errors[-1])
