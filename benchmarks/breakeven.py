@@ -114,10 +114,6 @@ def coupled_sections(s: Settings) -> dict:
                        sections=["dns", "coarse", "measurements", "sde", "rollout"])
 
 
-def solver_device(s: Settings):
-    return torch.device(s.device) if s.device.startswith("cuda") else None
-
-
 def median_cost(measure, steps: int, dt: float, s: Settings, repeats: int | None = None):
     """Median of measure(steps) (seconds per time unit) over repeats, steps first quadrupled
     until one timing spans s.min_wall_s."""
@@ -168,7 +164,7 @@ def dns_rows(s: Settings) -> list[dict]:
         dt = time_step(dns, w, limit)
         cfg = {**dns_section(s, n), "dt": dt}
         cost = median_cost(lambda k, cfg=cfg, w=w: dns_cost(
-            cfg, w, steps=k, threads=s.threads, device=solver_device(s)), s.dns_steps, dt, s)
+            cfg, w, steps=k, threads=s.threads, device=s.device), s.dns_steps, dt, s)
         rows.append({"n": n, "dt": dt, "cfl": cfl_number(dns, w, dt), "s_per_time": cost,
                      "ms_per_step": 1e3 * cost * dt})
     return rows
@@ -227,7 +223,7 @@ def coupled_cost(name: str, s: Settings, cfg: dict, w0: np.ndarray, members: int
 
     def measure(timed: int) -> float:
         solver = ref.known_solver(cfg["dns"], s.coarse, s.target, threads=s.threads,
-                                  device=solver_device(s))
+                                  device=s.device)
         clo = make_closure(name, s, cfg, w0, members, obj, resample)
         # At least two samplings are timed, whatever the interval.
         steps = RESAMPLE_EVERY + max(timed, 2 * resample)

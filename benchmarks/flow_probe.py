@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
 
 from diffclosure import config as cfgmod  # noqa: E402
+from diffclosure.solver.factory import solver_for  # noqa: E402
 from diffclosure.solver.initial import gaussian_random_field, trajectory_streams  # noqa: E402
-from diffclosure.stages.dns import build_solver  # noqa: E402
 
 
 def main() -> int:
@@ -41,7 +41,7 @@ def main() -> int:
     cfg, _ = cfgmod.read_run_config([args.config] if args.config else [], cwd=ROOT)
     dns = dict(cfgmod.load(cfg, sections=["dns"])["dns"], n=args.n)
     dns["dt"] = args.dt or dns["dt"]
-    solver = build_solver(dns, 1)
+    solver = solver_for(dns, threads=1)
     ids = [int(i) for i in args.ids.split(",")]
     streams = [trajectory_streams(dns["seed"], j) for j in ids]
     init = dns["initial"]

@@ -218,7 +218,7 @@ def main(argv=None) -> int:
     check.section("tests", ["CUDA / device tests"], 20 if q else 60, False,
                   lambda: run_tests(q, max(10.0, min(180.0, check.left() - 30))))
     check.section("solver", [f"DNS step {n_solver}^2, pyfftw/torch on cpu"], 5, False,
-                  lambda: solver_rows(n_solver, args.threads, [("pyfftw", None), ("torch", None)]))
+                  lambda: solver_rows(n_solver, args.threads, [("pyfftw", None), ("torch", "cpu")]))
     check.section("solver", [f"DNS step {n_solver}^2, torch on cuda"], 5, True,
                   lambda: solver_rows(n_solver, args.threads,
                                       [("pyfftw", None), ("torch", "cuda")])[1:])

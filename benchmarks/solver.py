@@ -1,13 +1,18 @@
-"""Cost of one right-hand-side evaluation of the solver, per FFT backend, against its FFT floor.
+"""Cost of the solver: one right-hand-side evaluation against its FFT floor, and one full step.
 
-For n in 128, 256, 512 and each backend: the time of one evaluation of the nonlinear term
-exactly as a step does it (spectral multipliers for u, v, dw/dx, dw/dy, four inverse real FFTs,
-the product, one forward real FFT, 2/3-rule masking), batch 1, float64, one thread, warm, median
-of repeats; next to the "FFT floor": the same backend's planned transforms alone (4 inverse + 1
-forward, the transforms one evaluation needs), and their ratio. Then the speed-up of pyfftw over
-numpy, and fluidsim's ns2d `tendencies_nonlin` with its pyfftw backend if fluidsim is installed.
+RHS table: for n in 128, 256, 512 and each backend, the time of one evaluation of the advection
+term exactly as a step does it (spectral multipliers for u, v, dw/dx, dw/dy, four inverse real
+FFTs, the product, one forward real FFT, 2/3-rule masking), batch 1, float64, one thread, warm,
+median of repeats; next to the "FFT floor": the same backend's planned transforms alone (4
+inverse + 1 forward, the transforms one evaluation needs), and their ratio. Then the speed-up
+of pyfftw over numpy, and fluidsim's ns2d `tendencies_nonlin` with its pyfftw backend if
+fluidsim is installed.
 
-    python benchmarks/solver.py [--sizes 128 256 512] [--repeats 50]
+Step table: one full in-place step (``solver.step(state, eta, out=state)``, the DNS stage's hot
+path) of the paper's physics with noise and forcing, per scheme (euler_cn, heun_cn), backend
+(pyfftw, numpy), n (128, 256) and batch (1, 4): median ms per step and per trajectory-step.
+
+    python benchmarks/solver.py [--sizes 128 256 512] [--step-sizes 128 256] [--repeats 50]
 
 Targets at 256^2: pyfftw >= 1.5x faster than numpy, and within 1.5x of its FFT floor.
 """
@@ -26,7 +31,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
+from diffclosure.solver.forcing import make_forcing  # noqa: E402
 from diffclosure.solver.navier_stokes import Solver  # noqa: E402
+from diffclosure.solver.noise import NoiseSpec  # noqa: E402
 
 
 def _median_time(fn, repeats: int, before=None) -> float:
@@ -49,25 +56,53 @@ def bench_backend(name: str, n: int, repeats: int) -> tuple[float, float]:
     solver = Solver(n, backend=name, threads=1, planner="FFTW_MEASURE")
     rng = np.random.default_rng(0)
     state = solver.from_physical(rng.standard_normal((1, n, n)))
-    ws = solver._workspace(1)
-    rhs = _median_time(lambda: solver.nonlinear(state, ws), repeats)
+    rhs = _median_time(lambda: solver.explicit_tendency(state), repeats)
 
     # The floor: the very plans the evaluation uses, on realistic (refilled) input.
-    solver.nonlinear(state, ws)
+    solver.explicit_tendency(state)
+    inv, fwd = solver.workspace(1).scratch[0]  # the advection term's plans
     bk = solver.backend
-    saved = bk.to_numpy(ws.inv.input).copy() if not bk.is_torch else ws.inv.input.clone()
-    saved_fwd = bk.to_numpy(ws.fwd.input).copy() if not bk.is_torch else ws.fwd.input.clone()
+    saved = bk.to_numpy(inv.input).copy() if not bk.is_torch else inv.input.clone()
+    saved_fwd = bk.to_numpy(fwd.input).copy() if not bk.is_torch else fwd.input.clone()
 
     def refill():
-        ws.inv.input[...] = saved
-        ws.fwd.input[...] = saved_fwd
+        inv.input[...] = saved
+        fwd.input[...] = saved_fwd
 
     def transforms():
-        ws.inv.execute()
-        ws.fwd.execute()
+        inv.execute()
+        fwd.execute()
 
     floor = _median_time(transforms, repeats, before=refill)
     return rhs, floor
+
+
+def bench_step(scheme: str, backend: str, n: int, batch: int, repeats: int) -> float:
+    """Median seconds of one in-place step with noise and forcing."""
+    from diffclosure.solver.grid import Grid
+
+    solver = Solver(n, 1.0, 1e-3, 1e-4, forcing=make_forcing("paper", Grid(n)),
+                    noise=NoiseSpec(5e-5, 0.005, 10.0), scheme=scheme, backend=backend,
+                    threads=1, planner="FFTW_MEASURE")
+    rngs = [np.random.default_rng([0, i]) for i in range(batch)]
+    state = solver.from_physical(np.random.default_rng(1).standard_normal((batch, n, n)))
+    eta = solver.sample_noise(rngs)
+    return _median_time(lambda: solver.step(state, eta, out=state), repeats)
+
+
+def step_table(sizes, repeats: int) -> None:
+    print(f"one full step (in place, noise and forcing), 1 thread, median of {repeats}")
+    header = (f"{'scheme':>9} {'backend':>8} {'n':>5} {'batch':>6} {'ms/step':>9} "
+              f"{'ms/traj-step':>13}")
+    print(header)
+    print("-" * len(header))
+    for scheme in ("euler_cn", "heun_cn"):
+        for backend in ("pyfftw", "numpy"):
+            for n in sizes:
+                for batch in (1, 4):
+                    t = bench_step(scheme, backend, n, batch, repeats)
+                    print(f"{scheme:>9} {backend:>8} {n:>5} {batch:>6} {t * 1e3:>9.3f} "
+                          f"{t * 1e3 / batch:>13.3f}")
 
 
 def bench_fluidsim(n: int, repeats: int) -> float | None:
@@ -97,6 +132,7 @@ def bench_fluidsim(n: int, repeats: int) -> float | None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512])
+    parser.add_argument("--step-sizes", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--repeats", type=int, default=50)
     args = parser.parse_args(argv)
     try:
@@ -129,6 +165,8 @@ def main(argv=None) -> int:
     print(f"{'n':>5} {'pyfftw speed-up over numpy':>28}")
     for n in args.sizes:
         print(f"{n:>5} {results[n, 'numpy'] / results[n, 'pyfftw']:>28.2f}")
+    print()
+    step_table(args.step_sizes, args.repeats)
     return 0
 
 

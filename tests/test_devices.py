@@ -1,5 +1,6 @@
-"""diffclosure.devices.resolve_device: the rules of the `device` field, with CUDA faked present
-or absent (torch.cuda.is_available / device_count patched), so it runs on any machine."""
+"""diffclosure.devices.resolve_device: the rules of the `device` field, and the solvers' one device
+policy (solver/factory.py) through the DNS stage's and the rollout's call paths, with CUDA faked
+present or absent (torch.cuda.is_available / device_count patched), so it runs on any machine."""
 
 import pytest
 import torch
@@ -57,3 +58,39 @@ def test_explicit_gpu_is_kept_and_checked_against_the_count(two_gpus):
 def test_not_a_device_names_the_field():
     with pytest.raises(ConfigError, match="device: 'gpu' is not a torch device"):
         resolve_device("gpu")
+
+
+# ----------------------------------------------------------------------------- solvers
+def _dns(backend="torch"):
+    from diffclosure import config as cfgmod
+
+    return cfgmod.load({"dns": {"n": 16, "backend": backend, "threads": 1}},
+                       sections=["dns"])["dns"]
+
+
+def _stage_solvers(dns, **device):
+    """A solver from each stage's call path: the DNS stage's, the rollout's full and known."""
+    from diffclosure.rollout import reference as ref
+    from diffclosure.stages import dns as dns_stage
+
+    return [dns_stage.build_solver(dns, **device), ref.full_solver(dns, 16, **device),
+            ref.known_solver(dns, 16, "G", **device)]
+
+
+def test_torch_solvers_without_cuda_run_on_the_cpu(no_cuda):
+    for solver in _stage_solvers(_dns()):  # the default device: auto
+        assert solver.backend.device == torch.device("cpu")
+    with pytest.raises(ConfigError, match=r"^device: 'cuda' requested but torch sees no CUDA"):
+        _stage_solvers(_dns(), device="cuda")
+
+
+def test_device_cpu_is_honoured_with_a_gpu_present(two_gpus):
+    from diffclosure.solver.factory import solver_device
+
+    for solver in _stage_solvers(_dns(), device="cpu"):
+        assert solver.backend.device == torch.device("cpu")
+    assert solver_device("torch", "auto") == torch.device("cuda", 0)
+    # The host backends keep their arrays on the host whatever the device says.
+    assert solver_device("numpy", "cuda") is None
+    for solver in _stage_solvers(_dns("numpy"), device="cuda"):
+        assert solver.backend.device is None

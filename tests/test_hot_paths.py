@@ -209,16 +209,6 @@ def test_oracle_on_the_torch_backend_reproduces_the_reference(target):
     assert np.abs(res.records - reference).max() < 1e-12 * np.abs(reference).max()
 
 
-def test_solver_device_follows_the_config():
-    cfg = cfgmod.load({"dns": {"backend": "torch"}, "device": "cpu"}, sections=["dns"])
-    assert ref.solver_device({**cfg, "device": "cpu"}) == torch.device("cpu")
-    solver = ref.known_solver(cfg["dns"], N, "G", device=ref.solver_device(
-        {**cfg, "device": "cpu"}))
-    assert solver.backend.device == torch.device("cpu")
-    cfg = cfgmod.load({"dns": {"backend": "numpy"}}, sections=["dns"])
-    assert ref.solver_device({**cfg, "device": "cuda"}) is None  # host backends ignore it
-
-
 # ----------------------------------------------------------------------------- helpers
 def test_whole_steps_and_plan_messages():
     assert whole_steps(0.3, 0.1, "x") == 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from diffclosure.solver.equation import no_advection
 from diffclosure.solver.grid import Grid
 from diffclosure.solver.navier_stokes import Solver
 from diffclosure.solver.noise import NoiseSampler, NoiseSpec, box_size, covariance
@@ -56,8 +57,7 @@ def test_noise_depends_only_on_each_trajectorys_generator():
 def test_variance_grows_linearly_at_rate_sigma2_kappa_q(dt):
     n, B, T = 16, 600, 0.1
     spec = NoiseSpec(sigma=0.3, alpha=0.01, kappa=2.0)
-    solver = Solver(n, 1.0, 1e-3, dt, noise=spec, advection=False, viscosity=False,
-                    backend="numpy")
+    solver = Solver(n, 1.0, 0.0, dt, noise=spec, physics=no_advection, backend="numpy")
     grid = solver.grid
     q = covariance(grid, spec.alpha)
     forced = q > 1e-3
@@ -97,8 +97,8 @@ def _research_increments(n, dt, sigma, alpha, kappa, draws, rng, length=1.0):
 
 def _our_increments(n, dt, sigma, alpha, kappa, draws, seed):
     """One step of the solver from w = 0 with only the noise acting: its increment."""
-    solver = Solver(n, 1.0, 0.0, dt, noise=NoiseSpec(sigma, alpha, kappa), advection=False,
-                    viscosity=False, backend="numpy")
+    solver = Solver(n, 1.0, 0.0, dt, noise=NoiseSpec(sigma, alpha, kappa),
+                    physics=no_advection, backend="numpy")
     return solver.physical(solver.step(solver.zeros(draws), solver.sample_noise(
         _rngs(draws, seed))))
 

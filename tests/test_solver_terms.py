@@ -7,6 +7,7 @@ import pytest
 
 from diffclosure.errors import BlowUpError
 from diffclosure.solver import grid as gridmod
+from diffclosure.solver.equation import no_advection, no_viscosity
 from diffclosure.solver.forcing import make_forcing
 from diffclosure.solver.grid import Grid
 from diffclosure.solver.initial import gaussian_random_field, trajectory_streams
@@ -58,14 +59,14 @@ def test_terms_reproduce_the_update(scheme, backend):
         assert np.allclose(terms["advection"], -gridmod.advection(grid, w0), atol=tol)
 
 
-def test_switches_remove_terms():
+def test_known_physics_equations_lack_their_terms():
     n = 16
     grid = Grid(n)
     w0 = gaussian_random_field(grid, [np.random.default_rng(0)])
-    solver = Solver(n, nu=0.01, dt=0.01, advection=False, backend="numpy")
+    solver = Solver(n, nu=0.01, dt=0.01, physics=no_advection, backend="numpy")
     _, terms = solver.step(solver.from_physical(w0), return_terms=True)
     assert np.all(terms["advection"] == 0)
-    solver = Solver(n, nu=0.01, dt=0.01, viscosity=False, backend="numpy")
+    solver = Solver(n, nu=0.01, dt=0.01, physics=no_viscosity, backend="numpy")
     new, terms = solver.step(solver.from_physical(w0), return_terms=True)
     assert np.all(terms["viscous"] == 0)
     # Pure Euler advection: the update is exactly dt * advection.

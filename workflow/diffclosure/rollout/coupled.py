@@ -42,6 +42,7 @@ from diffclosure.progress import progress
 from diffclosure.rollout import closures as cl
 from diffclosure.rollout import reference as ref
 from diffclosure.rollout import registry
+from diffclosure.solver.factory import solver_device
 from diffclosure.solver.navier_stokes import whole_steps
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ class ClosureSpectrum:
         hat = self._spectrum(held)
         if extra is None:
             return hat
-        extra = s._spectral(extra, self.shape[0], "closure noise spectrum")
+        extra = s.spectral(extra, self.shape[0], "closure noise spectrum")
         if hat is None:
             return extra
         if self._sum is None:
@@ -304,7 +305,7 @@ def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, 
     if spec.needs_model and sampler_obj is None:
         raise ConfigError(f"--model: the {closure} closure needs the trained model (score.pt)")
     stats = load_stats(data_dir)
-    device = ref.solver_device(cfg)
+    device = solver_device(dns["backend"], cfg.get("device", "auto"))  # a bad one fails here
     S = ro["initial_states"]
     M = registry.members(closure, ro["ensemble"])
     ids = ref.test_ids(stats, S, Path(data_dir) / "stats.json")

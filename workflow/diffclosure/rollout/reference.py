@@ -18,13 +18,16 @@ References:
 - sgs: the filtered DNS of the held-out trajectory at the DNS record times; no coarse run can
   stand in for it. The rollout is therefore limited to the recorded window (the stage logs it).
 
-Solvers: :func:`full_solver` (full physics with noise, any grid) and :func:`known_solver`, the
-coarse solver with only the physics a closure for `target` does not supply:
+Solvers (both from solver/factory.py's solver_for, on the device its policy gives the config's
+`device`): :func:`full_solver` (full physics with noise, any grid) and :func:`known_solver`,
+the coarse solver with only the physics a closure for `target` does not supply, an equation of
+solver/equation.py (:func:`known_physics`):
 
-- G (nu lap w + noise): advection on, viscosity off, no noise; under coarse.g_split paper (the
-  research code's G = nu lap w^n + 2 noise, entering as 0.5 G) the implicit half of the
-  Crank-Nicolson viscosity stays known, as in the research code's coupled runs;
-- H (-u.grad w + noise): advection off, viscosity on, no noise;
+- G (nu lap w + noise): ``no_viscosity``, without noise; under coarse.g_split paper (the
+  research code's G = nu lap w^n + 2 noise, entering as 0.5 G) ``implicit_half_viscosity``: the
+  implicit half of the Crank-Nicolson viscosity stays known, as in the research code's coupled
+  runs;
+- H (-u.grad w + noise): ``no_advection``, without noise;
 - sgs (Pi): the filtered equation's known physics: the coarse advection, viscosity and drag,
   the FILTERED forcing f_bar and the filtered DNS's own noise realisation (:class:`FilteredNoise`,
   handed to the coupled loop step by step); the closure supplies -Pi. With -Pi of every DNS
@@ -50,7 +53,8 @@ from diffclosure.config import ConfigError
 from diffclosure.data import h5io
 from diffclosure.data.h5io import DataFileError
 from diffclosure.errors import remake_hint
-from diffclosure.solver.forcing import make_forcing
+from diffclosure.solver import equation
+from diffclosure.solver.factory import dns_forcing, solver_for
 from diffclosure.solver.grid import Grid
 from diffclosure.solver.initial import trajectory_streams
 from diffclosure.solver.navier_stokes import Solver, whole_steps
@@ -68,44 +72,22 @@ def noise_generators(seed: int, states: int) -> list[np.random.Generator]:
             for i in range(states)]
 
 
-def solver_device(cfg: dict):
-    """Device of the rollout solvers: the config's `device` (resolved like training's:
-    auto -> CUDA when present) on the torch backend; None (host arrays) otherwise."""
-    if cfg["dns"]["backend"] != "torch":
-        return None
-    from diffclosure.devices import resolve_device  # imports torch: only when needed
-
-    return resolve_device(cfg.get("device", "auto"))
-
-
-def _forcing(dns: dict, grid: Grid):
-    f = dns["forcing"]
-    return make_forcing(f["kind"], grid, f["amplitude"], f["wavenumber"])
-
-
-def _solver(dns: dict, n: int, *, noise: bool, advection: bool = True, viscosity: bool = True,
-            threads: int = 1, backend: str | None = None, device=None,
-            forcing: np.ndarray | None = None) -> Solver:
-    grid = Grid(n, dns["length"])
-    nz = dns["noise"]
-    spec = NoiseSpec(nz["sigma"], nz["alpha"], nz["kappa"]) if noise else None
-    return Solver(
-        n, dns["length"], dns["nu"], dns["dt"], drag=dns["drag"],
-        forcing=_forcing(dns, grid) if forcing is None else forcing,
-        noise=spec, scheme=dns["scheme"], backend=backend or dns["backend"], threads=threads,
-        planner=dns.get("planner", "FFTW_MEASURE"), device=device, advection=advection,
-        viscosity=viscosity, cfl_max=dns["cfl_max"], check_every=dns["check_every"],
-    )
+def known_physics(target: str, g_split: str = "full"):
+    """The equation constructor of the G or H target's known physics (module docstring)."""
+    if target == "H":
+        return equation.no_advection
+    return equation.implicit_half_viscosity if g_split == "paper" else equation.no_viscosity
 
 
 def full_solver(dns: dict, n: int, threads: int = 1, backend: str | None = None,
-                device=None) -> Solver:
-    """The dns section's full stochastic physics on an n-grid."""
-    return _solver(dns, n, noise=True, threads=threads, backend=backend, device=device)
+                device="auto") -> Solver:
+    """The dns section's full stochastic physics on an n-grid (device: the config's `device`,
+    see solver/factory.py)."""
+    return solver_for(dns, n, threads=threads, backend=backend, device=device)
 
 
 def known_solver(dns: dict, n: int, target: str, threads: int = 1, backend: str | None = None,
-                 device=None, coarse: dict | None = None) -> Solver:
+                 device="auto", coarse: dict | None = None) -> Solver:
     """The coarse solver with the known physics of `target` only (module docstring).
 
     sgs needs the `coarse` section (its filter makes f_bar); its noise is switched on but drawn
@@ -115,18 +97,16 @@ def known_solver(dns: dict, n: int, target: str, threads: int = 1, backend: str 
     if target not in TARGETS:
         raise ConfigError(f"coarse.target: unknown target {target!r}; choose one of {TARGETS}")
     if target != "sgs":
-        paper = target == "G" and (coarse or {}).get("g_split", "full") == "paper"
-        viscosity = "implicit" if paper else target != "G"
-        return _solver(dns, n, noise=False, advection=target != "H", viscosity=viscosity,
-                       threads=threads, backend=backend, device=device)
+        physics = known_physics(target, (coarse or {}).get("g_split", "full"))
+        return solver_for(dns, n, physics, noise=False, threads=threads, backend=backend,
+                          device=device)
     if coarse is None:
         raise ValueError("known_solver: the sgs target needs the coarse section (its filter)")
-    f = _forcing(dns, Grid(dns["n"], dns["length"]))
+    f = dns_forcing(dns, Grid(dns["n"], dns["length"]))
     f_bar = (None if f is None else
              filtered_state(f, n, coarse["filter"], filter_width(coarse, dns["length"]),
                             dns["length"]))
-    return _solver(dns, n, noise=True, threads=threads, backend=backend, device=device,
-                   forcing=f_bar)
+    return solver_for(dns, n, threads=threads, backend=backend, device=device, forcing=f_bar)
 
 
 class FilteredNoise:

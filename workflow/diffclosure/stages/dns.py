@@ -32,11 +32,9 @@ from diffclosure.data.flow_stats import energy_enstrophy
 from diffclosure.errors import UserFacingError
 from diffclosure.progress import progress as progress_bar
 from diffclosure.provenance import provenance
-from diffclosure.solver.forcing import make_forcing
-from diffclosure.solver.grid import Grid
+from diffclosure.solver.factory import solver_for
 from diffclosure.solver.initial import gaussian_random_field, trajectory_streams
 from diffclosure.solver.navier_stokes import Solver, whole_steps
-from diffclosure.solver.noise import NoiseSpec
 
 log = logging.getLogger(__name__)
 
@@ -74,34 +72,15 @@ def shard_ids(dns: dict, shard: int) -> np.ndarray:
     return np.array_split(np.arange(dns["trajectories"]), dns["shards"])[shard]
 
 
-def build_solver(dns: dict, threads: int | None = None) -> Solver:
-    """The DNS solver described by a (validated) dns config section."""
-    grid = Grid(dns["n"], dns["length"])
-    fc = dns["forcing"]
-    forcing = make_forcing(fc["kind"], grid, fc["amplitude"], fc["wavenumber"])
-    nz = dns["noise"]
-    noise = NoiseSpec(nz["sigma"], nz["alpha"], nz["kappa"])
+def build_solver(dns: dict, threads: int | None = None, device="auto") -> Solver:
+    """The DNS solver of a (validated) dns section: solver_for's, with `threads` (default
+    dns.threads) also set as torch's thread count on the torch backend."""
     threads = threads or dns["threads"]
     if dns["backend"] == "torch":
         import torch
 
         torch.set_num_threads(threads)
-    return Solver(
-        dns["n"], dns["length"], dns["nu"], dns["dt"],
-        drag=dns["drag"], forcing=forcing, noise=noise, scheme=dns["scheme"],
-        backend=dns["backend"], threads=threads, planner=dns["planner"],
-        device="cuda" if dns["backend"] == "torch" and _cuda() else None,
-        cfl_max=dns["cfl_max"], check_every=dns["check_every"],
-    )
-
-
-def _cuda() -> bool:
-    try:
-        import torch
-
-        return torch.cuda.is_available()
-    except ImportError:
-        return False
+    return solver_for(dns, threads=threads, device=device)
 
 
 def run_shard(dns: dict, shard: int, output, threads: int | None = None) -> None:
