@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start and stop a throwaway one-node SLURM cluster on this machine, for tests/test_slurm.py.
+# Start and stop a throwaway one-node SLURM cluster on this machine, for tests/workflow/test_slurm.py.
 #
 #   .ci/slurm-cluster.sh install          apt-get slurm-wlm + munge, pip the executor plugin (idempotent)
 #   .ci/slurm-cluster.sh start [STATE]    write /etc/slurm/{slurm,gres}.conf, start munged (unless one
@@ -17,7 +17,7 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-TEMPLATES="$HERE/tests/slurm"
+TEMPLATES="$HERE/tests/fixtures/slurm"
 MARKER="DIFFCLOSURE-TEST-CLUSTER"
 CONF=/etc/slurm/slurm.conf
 GRES=/etc/slurm/gres.conf

@@ -103,7 +103,7 @@ class Check:
 def test_files(quick: bool) -> list[str]:
     """Test modules that mention CUDA (the device tests alone in quick mode)."""
     if quick:
-        return ["tests/test_devices.py"]
+        return ["tests/package/test_devices.py"]
     return sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_*.py")
                   if re.search("cuda", p.read_text(), re.IGNORECASE))
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = REPO / "tests" / "data" / "tiny.yaml"
+TINY = REPO / "tests" / "fixtures" / "tiny.yaml"
 RUN = "tiny"  # tiny.yaml's `run`: outputs land in <workdir>/results/tiny
 
 # The pipeline's rules (rule `all` included: Snakemake lists it as a job).

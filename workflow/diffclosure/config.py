@@ -90,9 +90,9 @@ def read_run_config(files=(), cwd: str | Path | None = None) -> tuple[dict, str]
 
 # Settings that change how fast a stage runs, not what it computes: each trajectory gets its own
 # transforms whatever the batch; threads and FFTW planners at most let FFTW pick other algorithms
-# (round-off, as on another machine; bit-identical in tests/test_dns_stage.py); training's resume
-# identity leaves its threads out. The rules keep them out of the params Snakemake compares and
-# hand them over with --speed (workflow/rules/common.smk), so changing one reruns nothing.
+# (round-off, as on another machine; bit-identical in tests/stages/test_dns_stage.py); training's
+# resume identity leaves its threads out. The rules keep them out of the params Snakemake compares
+# and hand them over with --speed (workflow/rules/common.smk), so changing one reruns nothing.
 SPEED_ONLY = {"dns": ("threads", "batch", "planner"), "train": ("threads",)}
 
 # PyYAML follows YAML 1.1, where a float needs a dot and a signed exponent: `2e-3` and `1.0e3`
@@ -427,7 +427,7 @@ def load_sections(source, sections: list[str], dns_facts: dict) -> dict:
     those, so the cross-field rules that involve dns (every grid divides dns.n, enough
     dns.trajectories for the val/test split) would not run at all. Adding a dns section built
     from the actual input (n, length, trajectories) makes them run, against the real data,
-    before any work starts; tests/test_dataset_stage.py relies on it. A source that has a dns
+    before any work starts; tests/stages/test_dataset_stage.py relies on it. A source that has a dns
     section is validated as it is.
     """
     raw = None

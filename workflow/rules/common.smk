@@ -29,7 +29,7 @@ def sections(*names):
 class Untracked:
     """A params value that reaches the shell command but that Snakemake does not compare: it
     records and compares only params of builtin types (str, numbers, lists, dicts). The rerun
-    test in tests/test_end_to_end.py holds Snakemake to this."""
+    test in tests/workflow/test_end_to_end.py holds Snakemake to this."""
 
     def __init__(self, text):
         self.text = text

@@ -33,7 +33,7 @@ solver/equation.py (:func:`known_physics`):
   handed to the coupled loop step by step); the closure supplies -Pi. With -Pi of every DNS
   step, an euler_cn coarse step is then the filtered DNS step itself (filter, truncation and the
   diagonal Crank-Nicolson operators commute), so the oracle is exact up to how often Pi is
-  known (tests/test_rollout.py measures it).
+  known (tests/rollout/test_rollout.py measures it).
 
 Drag and forcing are always known physics.
 """

@@ -5,7 +5,7 @@ comparing names: the rules (inputs, the rollout settings a job receives, the GPU
 the rollout stage (the model it loads), :func:`~diffclosure.rollout.coupled.run_rollout`
 (building the closure, members, timing, extra attributes), the figures (colours) and the
 report (the animation). The schema's enum of rollout.closures lists the same names, in this
-order (tests/test_registry.py holds them equal). A new closure is one builder function plus
+order (tests/rollout/test_registry.py holds them equal). A new closure is one builder function plus
 one :class:`Closure` entry in :data:`REGISTRY`.
 
 The closures (objects in rollout/closures.py):

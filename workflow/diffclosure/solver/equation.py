@@ -23,7 +23,7 @@ G = viscous + noise), :func:`implicit_half_viscosity` (G under g_split paper) an
 :func:`no_advection` (H = advection + noise). A new physical model is one more such function;
 a new state-dependent term needs ``name``, ``kind = "state"`` and ``bind(grid, backend)``
 returning an object with ``scratch(batch)`` (its buffers) and ``__call__(state, scratch)`` (its
-tendency spectrum), as :class:`Advection` does (tests/test_solver_equations.py adds the
+tendency spectrum), as :class:`Advection` does (tests/solver/test_solver_equations.py adds the
 beta-plane term in a few lines).
 """
 

@@ -28,7 +28,7 @@ says) and each step adds ``dt * sigma_r * rfft2(dW)`` once. The per-step increme
 ``sigma_r * sqrt(dt) * eta / L`` (the real part of their non-Hermitian complex field has the
 law of eta above): our convention, so sigma = sigma_r / L, and at the paper's L = 1 their
 sigma_r = 5e-5 IS our sigma = 5e-5, at any dt. The one difference: their q_0 = 1 also forces
-the mean (k = 0) mode, which ours leaves alone. tests/test_solver_noise.py rebuilds their
+the mean (k = 0) mode, which ours leaves alone. tests/solver/test_solver_noise.py rebuilds their
 increment from these formulas and compares it with ours.
 """
 

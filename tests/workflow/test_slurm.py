@@ -3,14 +3,15 @@
 The test installs SLURM and munge from Debian's packages when they are missing
 (.ci/slurm-cluster.sh install), starts slurmctld, slurmd and munged on this machine, runs
 workflows through `--executor slurm --profile workflow/profiles/slurm`, and stops every daemon it
-started. Needs root; skipped otherwise. Run it alone: `pytest -m slurm tests/test_slurm.py`.
+started. Needs root; skipped otherwise. Run it alone:
+`pytest -m slurm tests/workflow/test_slurm.py`.
 
-1. tests/slurm/Snakefile, a toy with the pipeline's rule names and resource shapes, whose jobs
-   only record what SLURM gave them: checks that every non-local job went through sbatch with
-   the profile's partition, threads, memory, wall time and GPU request, that SLURM's own job
-   record (scontrol) agrees, and that the local rule never reached SLURM. The node declares one
-   fake GPU (a GRES backed by /dev/null), so GPU jobs are scheduled and run for real; what is
-   proven is the request and SLURM's allocation, not CUDA.
+1. tests/fixtures/slurm/Snakefile, a toy with the pipeline's rule names and resource shapes,
+   whose jobs only record what SLURM gave them: checks that every non-local job went through
+   sbatch with the profile's partition, threads, memory, wall time and GPU request, that SLURM's
+   own job record (scontrol) agrees, and that the local rule never reached SLURM. The node
+   declares one fake GPU (a GRES backed by /dev/null), so GPU jobs are scheduled and run for
+   real; what is proven is the request and SLURM's allocation, not CUDA.
 2. The real Snakefile up to the DNS stage with a tiny config, once `python -m diffclosure dns`
    exists (skipped before).
 """
@@ -30,10 +31,10 @@ import pytest
 
 pytestmark = pytest.mark.slurm
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HELPER = ROOT / ".ci" / "slurm-cluster.sh"
 PROFILE = ROOT / "workflow" / "profiles" / "slurm"
-TOY = ROOT / "tests" / "slurm" / "Snakefile"
+TOY = ROOT / "tests" / "fixtures" / "slurm" / "Snakefile"
 RUN_TIMEOUT_S = 240  # per workflow run; SIGKILL, since a stuck executor ignores SIGTERM
 
 # The profile's partitions and the threads it gives DNS shards (workflow/profiles/slurm).

@@ -1,4 +1,4 @@
-"""The whole pipeline through the real snakemake on tests/data/tiny.yaml (issues #6, #7).
+"""The whole pipeline through the real snakemake on tests/fixtures/tiny.yaml (issues #6, #7).
 
 One pipeline run (shared with test_reliability.py, see helpers_pipeline) is checked for:
 completeness (every declared output, Snakemake agrees nothing is left to do, no temporary
@@ -238,7 +238,7 @@ def test_dns_seed_change_reruns_everything(workdir, tmp_path):
     ("train", {"threads": 2}),
 ])
 def test_speed_only_settings_rerun_nothing(workdir, tmp_path, section, change):
-    """Threads, batch and planner leave the bits alone (tests/test_dns_stage.py), so changing
+    """Threads, batch and planner leave the bits alone (tests/stages/test_dns_stage.py), so changing
     one on a completed run plans no job."""
     assert set(change) <= set(cfgmod.SPEED_ONLY[section])
     assert dry_run(workdir, tmp_path, **{section: change}) == {}

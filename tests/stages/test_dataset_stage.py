@@ -210,7 +210,7 @@ def test_stats_report_the_noise_share_and_the_window_drift(tmp_path):
 
 def test_paper_g_split_target_is_built_from_w_and_h(tmp_path):
     """coarse.g_split paper: the target is the research code's G from the DNS's w and H
-    (coarse/targets.paper_g, itself checked against the solver in tests/test_rollout.py);
+    (coarse/targets.paper_g, itself checked against the solver in tests/rollout/test_rollout.py);
     a heun_cn DNS, whose H hides the noise, is refused naming the field."""
     from diffclosure.coarse.targets import paper_g
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-WORKFLOW = Path(__file__).resolve().parents[1] / "workflow"
+WORKFLOW = Path(__file__).resolve().parents[2] / "workflow"
 
 PROBE = """
 import sys

@@ -65,7 +65,7 @@ def test_check_config_names_the_config_it_starts_from(repo_root, monkeypatch, ca
     from diffclosure import cli
 
     monkeypatch.chdir(repo_root)
-    tiny = repo_root / "tests" / "data" / "tiny.yaml"
+    tiny = repo_root / "tests" / "fixtures" / "tiny.yaml"
     assert cli.main(["check-config", str(tiny)]) == 0
     assert f"valid: {tiny} on top of {repo_root / 'config.yaml'}" in capsys.readouterr().out
     monkeypatch.setattr(C, "CHECKOUT", None)
@@ -205,7 +205,7 @@ def test_numbers_written_like_2e_3_are_read_as_numbers(default_cfg, tmp_path):
 @pytest.mark.slow
 def test_snakefile_reads_2e_3_as_a_number(repo_root, tmp_path):
     """Snakemake loads --configfile itself (YAML 1.1 too); the jobs get the float."""
-    text = (repo_root / "tests" / "data" / "tiny.yaml").read_text()
+    text = (repo_root / "tests" / "fixtures" / "tiny.yaml").read_text()
     assert "dt: 2.0e-3" in text
     path = tmp_path / "tiny.yaml"
     path.write_text(text.replace("dt: 2.0e-3", "dt: 2e-3"))
@@ -250,7 +250,7 @@ def test_yaml_syntax_error_in_the_default_config_names_file_and_line(repo_root, 
 def test_speed_settings_travel_apart_and_rebuild_the_config(repo_root):
     """What a rule passes (--config without the speed-only settings, --speed with them) is
     the config the stage would read from the file."""
-    tiny = yaml.safe_load((repo_root / "tests" / "data" / "tiny.yaml").read_text())
+    tiny = yaml.safe_load((repo_root / "tests" / "fixtures" / "tiny.yaml").read_text())
     full = C.load(copy.deepcopy(tiny))
     science, speed = C.split_speed({n: full[n] for n in ("dns", "train")})
     assert "batch" not in science["dns"] and "threads" not in science["train"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "workflow" / "diffclosure"
+PACKAGE = Path(__file__).resolve().parents[2] / "workflow" / "diffclosure"
 ROOT = "diffclosure"  # the package's own __init__ (__version__)
 # Bottom to top.
 LAYERS = (

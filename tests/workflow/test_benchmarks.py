@@ -13,7 +13,7 @@ import torch
 from diffclosure import config as C
 from diffclosure.solver.grid import Grid
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import breakeven  # noqa: E402
 import cost_accuracy  # noqa: E402
