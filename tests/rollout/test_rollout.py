@@ -194,20 +194,33 @@ def test_diffusion_path_with_exact_sampler_reproduces_reference(target):
 
 
 def test_learned_sgs_closure_enters_the_equation_as_minus_pi():
-    """The model samples Pi; the coarse equation needs -Pi, as the oracle and classical closures."""
+    """The model samples Pi; the coarse equation needs -Pi, as the oracle and the classical
+    closures give it. Both closures are built by the registry from an sgs config, as a rollout
+    builds them, so a sign wired wrongly anywhere on that path shows here."""
+    from diffclosure.rollout import registry
+
     rng = np.random.default_rng(4)
     pi = rng.standard_normal((2, N, N))
-    meas = {"lattice": N, "encoder": "interp", "noise": 0.0, "conv_width": 1.75}
-    source = cl.Measurements(lambda k: pi, meas, N, 1.0, np.random.default_rng(0))
-    closure = cl.DiffusionClosure(StandIn(), None, states=2, members=1, resample_every=1,
-                                  hold="reuse", hold_std=0.0, measurements=source,
-                                  sign=cl.target_sign("sgs"))
-    oracle = cl.OracleSgs(pi[:, None], 1, 1)
+    cfg = cfgmod.load({
+        "dns": dns_section(), "coarse": {"target": "sgs", "n": N, "test_resolutions": [N]},
+        "measurements": {"lattice": N, "encoder": "interp", "noise": 0.0},
+        "rollout": {"resample_every": 1, "hold": "reuse", "hold_noise": 0.0,
+                    "measurements": True},
+    }, sections=["dns", "coarse", "measurements", "rollout"])
+
+    def build(name, **extra):
+        return registry.build(registry.Context(
+            name=name, cfg=cfg, stats={"target": {"std": 1.0}}, true_term=lambda step: pi,
+            states=2, members=1, sampler_obj=StandIn(), **extra))
+
+    learned = build(registry.learned())
+    oracle = build("true", pi=pi[:, None], steps_per_record=1)
+    smagorinsky = build("smagorinsky")
     w = rng.standard_normal((2, N, N))
-    np.testing.assert_allclose(closure.tendency(w, 0, 0.0), -pi, atol=1e-12)
-    np.testing.assert_allclose(closure.tendency(w, 0, 0.0), oracle.tendency(w, 0, 0.0),
-                               atol=1e-12)
-    assert cl.target_sign("G") == cl.target_sign("H") == 1.0
+    np.testing.assert_allclose(learned.tendency(w, 0, 0.0), -pi, atol=1e-12)
+    np.testing.assert_allclose(oracle.tendency(w, 0, 0.0), -pi, atol=1e-12)
+    # An eddy viscosity drains enstrophy: its tendency is -Pi_model with <w Pi_model> > 0.
+    assert (w * smagorinsky.tendency(w, 0, 0.0)).sum() < 0
 
 
 def test_diffusion_batches_resamples_and_holds():
