@@ -106,8 +106,7 @@ def test_summary_and_figures(results):
 
 def test_report_has_paper_numbers_and_animation(results):
     text = (results / "report" / "summary.md").read_text()
-    # Every number of the paper the report holds is shown beside ours (the values themselves
-    # are checked against the paper's text, not here).
+    # Every number of the paper the report holds is shown beside ours.
     paper = report_stage.PAPER
     rows = [*paper["a_posteriori"].values(), *paper["a_priori"].values()]
     for number in [f"{v:.3f}" for row in rows for v in row]:
@@ -123,6 +122,32 @@ def test_report_has_paper_numbers_and_animation(results):
         assert heading in text
     anim = [p for p in (results / "report").iterdir() if p.name.startswith("animation.")]
     assert len(anim) == 1 and anim[0].stat().st_size > 1000
+
+
+# The paper's numbers as the research code's notebook outputs give them (Dong, Chen & Wu, J.
+# Comput. Phys. 534 (2025) 114005; the tables of the project's PAPER.md), transcribed here on
+# their own, so that a typo in the report's copy shows.
+PAPER_A_POSTERIORI = {  # D_Fro at t = 35, 40, 45, 50 s, single trajectory
+    "G learned": (0.023, 0.044, 0.053, 0.071), "G dropped": (0.186, 0.348, 0.517, 0.695),
+    "H learned": (0.027, 0.032, 0.035, 0.047), "H dropped": (0.715, 0.951, 0.879, 0.725),
+}
+PAPER_A_PRIORI = {  # D_Fro of the sampled closure at 64^2, 128^2, 256^2
+    ("H", "interp"): (0.040, 0.058, 0.071), ("H", "conv"): (0.054, 0.081, 0.107),
+    ("G", "interp"): (0.092, 0.130, 0.166), ("G", "conv"): (0.093, 0.111, 0.135),
+}
+
+
+def test_the_reports_copy_of_the_papers_numbers_is_the_papers():
+    paper = report_stage.PAPER
+    assert paper["a_posteriori_times"] == [35.0, 40.0, 45.0, 50.0]
+    assert paper["resolutions"] == [64, 128, 256]
+    assert sorted(map(tuple, paper["a_posteriori"].values())) == sorted(
+        PAPER_A_POSTERIORI.values())
+    for (target, encoder), values in PAPER_A_PRIORI.items():
+        assert tuple(paper["a_priori"][f"{target}, {encoder}"]) == values
+    # 20,000 coupled steps: 208 s with the closure, 5.65 s without, 20 s simulated
+    assert paper["cost"] == {"with_closure_s": 208.0, "without_closure_s": 5.65,
+                             "simulated_time": 20.0}
 
 
 def test_report_without_diffusion_skips_animation(tmp_path, results):
