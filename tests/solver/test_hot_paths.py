@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from diffclosure import config as cfgmod
-from diffclosure.coarse.filters import filter_width
 from diffclosure.config import ConfigError
 from diffclosure.rollout import closures as cl
 from diffclosure.rollout import reference as ref
@@ -227,13 +226,17 @@ def test_whole_steps_and_plan_messages():
 
 
 def test_filter_width_is_coarse_spacings_in_physical_units():
-    coarse = {"filter_width": 2.0, "n": 32}
-    assert filter_width(coarse, 2.0) == pytest.approx(2.0 * 2.0 / 32)
-    closure = cl.ClassicalClosure("smagorinsky", "sgs",
-                                  cfgmod.load({"coarse": {"n": 32, "test_resolutions": [32]}},
-                                              sections=["coarse"])["coarse"],
-                                  1e-3, 2.0, 32)
-    assert closure.delta == pytest.approx(filter_width({"filter_width": 2.0, "n": 32}, 2.0))
+    """coarse.filter_width counts coarse grid spacings: 2 spacings of L/n = 2.0/32 on a box of
+    side dns.length 2.0 is Delta = 0.125, as the registry builds the classical closure."""
+    from diffclosure.rollout import registry
+
+    cfg = cfgmod.load({"dns": _dns(length=2.0),
+                       "coarse": {"target": "sgs", "n": 32, "test_resolutions": [32],
+                                  "filter_width": 2}},
+                      sections=["dns", "coarse"])
+    closure = registry.build(registry.Context(name="smagorinsky", cfg=cfg, stats={},
+                                              true_term=None, states=1, members=1))
+    assert closure.delta == pytest.approx(0.125, rel=1e-12)
 
 
 # ----------------------------------------------------------------------------- training data
