@@ -232,23 +232,17 @@ def test_diffusion_path_with_exact_sampler_reproduces_reference(target, g_split)
 
 def test_learned_sgs_closure_enters_the_equation_as_minus_pi():
     """The model samples Pi; the coarse equation needs -Pi, as the oracle and the classical
-    closures give it. Both closures are built by the registry from an sgs config, as a rollout
+    closures give it. All three are built by the registry from an sgs config, as a rollout
     builds them, so a sign wired wrongly anywhere on that path shows here."""
     from diffclosure.rollout import registry
 
     rng = np.random.default_rng(4)
     pi = rng.standard_normal((2, N, N))
-    cfg = cfgmod.load({
-        "dns": dns_section(), "coarse": {"target": "sgs", "n": N, "test_resolutions": [N]},
-        "measurements": {"lattice": N, "encoder": "interp", "noise": 0.0},
-        "rollout": {"resample_every": 1, "hold": "reuse", "hold_noise": 0.0,
-                    "measurements": True},
-    }, sections=["dns", "coarse", "measurements", "rollout"])
+    cfg = rollout_cfg(dns_section(), "sgs")
 
     def build(name, **extra):
-        return registry.build(registry.Context(
-            name=name, cfg=cfg, stats={"target": {"std": 1.0}}, true_term=lambda step: pi,
-            states=2, members=1, sampler_obj=StandIn(), **extra))
+        return build_closure(name, cfg, lambda step: pi, states=2, sampler_obj=StandIn(),
+                             **extra)
 
     learned = build(registry.learned())
     oracle = build("true", pi=pi[:, None], steps_per_record=1)
