@@ -22,6 +22,7 @@ from support.dns_shards import (
     sections,
     write_dns,
 )
+from support.noise_terms import solver_noise_terms
 
 pytestmark = pytest.mark.slow  # the quick tier (-m "not slow") skips this module
 
@@ -184,17 +185,13 @@ def test_too_few_trajectories_is_named(tmp_path, shards):
 
 
 def test_stats_report_the_noise_share_and_the_window_drift(tmp_path):
-    # The target of every record is a pure noise term drawn from the noise's own law, so its
-    # noise share must come out as 1; the vorticity grows by 2% per record, so the energy and
-    # enstrophy (both quadratic) grow by (1 + 0.02 j)^2.
-    from diffclosure.solver.grid import Grid
-    from diffclosure.solver.noise import NoiseSampler, NoiseSpec
-
+    # The target of every record is the noise term the solver reports at these dns settings
+    # (nothing else acting), so its noise share must come out as 1; the vorticity grows by 2%
+    # per record, so the energy and enstrophy (both quadratic) grow by (1 + 0.02 j)^2.
     noise = {"sigma": 5e-5, "alpha": 0.005, "kappa": 10.0}
     dt, ids, n = 1e-3, [0, 1, 2, 3, 4, 5], N
-    sampler = NoiseSampler(Grid(n), NoiseSpec(**noise))
     rngs = [np.random.default_rng([3, i]) for i in range(len(ids) * TIMES)]
-    term = np.fft.irfft2(sampler.sample(rngs), s=(n, n)) * noise["sigma"] / np.sqrt(dt)
+    term = solver_noise_terms(n, dt, noise, rngs, length=DNS_ATTRS["length"])
     w0 = np.random.default_rng(1).standard_normal((len(ids), 1, n, n))
     growth = (1 + 0.02 * np.arange(TIMES))[None, :, None, None]
     path = tmp_path / "dns.h5"
