@@ -122,12 +122,22 @@ def test_resample_up_reproduces_a_band_limited_field_exactly():
     np.testing.assert_allclose(coarsen.resample(fine[::8, ::8], 64), fine, atol=1e-12)
 
 
-def test_filter_then_truncate_equals_filter_then_truncate_by_hand():
-    w = np.random.default_rng(5).standard_normal((32, 32))
-    by_hand = coarsen.truncate(filters.filter_field(w, "gaussian", 0.3, L), 8)
-    np.testing.assert_allclose(
-        coarsen.coarsen(w, 8, "filter", L, "gaussian", 0.3), by_hand, atol=1e-12
-    )
+@pytest.mark.parametrize("a,b", [(0, 0), (1, 0), (0, -2), (3, -2), (-3, 3), (2, 1),
+                                 (4, 0), (0, -4), (5, 2), (-2, 7), (4, 4)])
+def test_filter_then_truncate_of_a_single_mode(a, b):
+    # coarsen(..., "filter") from 32^2 to 8^2 keeps integer wavenumbers |a|, |b| < 4, each
+    # multiplied by the Gaussian's transfer function exp(-|k|^2 Delta^2 / 24) (the kernel with
+    # second moment Delta^2 / 12), k = 2 pi (a, b) / L; the rest, the coarse Nyquist included,
+    # is removed.
+    n, m, delta = 32, 8, 0.3
+    w, kx, ky = mode(n, a, b)
+    out = coarsen.coarsen(w, m, "filter", L, "gaussian", delta)
+    if abs(a) < m // 2 and abs(b) < m // 2:
+        gain = np.exp(-(kx**2 + ky**2) * delta**2 / 24)
+        expected = gain * mode(m, a, b)[0]
+    else:
+        expected = np.zeros((m, m))
+    np.testing.assert_allclose(out, expected, atol=1e-12)
 
 
 def test_bad_coarse_grid_is_named():

@@ -6,25 +6,23 @@ import numpy as np
 import pytest
 
 from diffclosure.coarse.coarsen import coarsen
+from diffclosure.coarse.filters import filter_width
 from diffclosure.data import flow_stats
-from diffclosure.solver.grid import Grid
-from diffclosure.solver.noise import NoiseSampler, NoiseSpec
+
+from support.noise_terms import solver_noise_terms
 
 NOISE = {"sigma": 5e-5, "alpha": 0.005, "kappa": 10.0}
 
 
 @pytest.mark.parametrize("method", ["subsample", "spectral", "filter"])
 def test_noise_term_std_matches_sampled_noise_after_coarse_graining(method):
-    # The target holds the step's noise increment over dt; draw many of them on the fine grid,
-    # coarse-grain them as the coarse stage would, and compare the std with the formula.
+    # Draw many steps' noise terms with the real solver on the fine grid, coarse-grain them as
+    # the coarse stage would (its filter width rule), and compare the std with the formula.
     n, m, dt = 64, 16, 1e-3
-    spec = NoiseSpec(**NOISE)
-    sampler = NoiseSampler(Grid(n, 1.0), spec)
     rngs = [np.random.default_rng([7, i]) for i in range(600)]
-    eta = np.fft.irfft2(sampler.sample(rngs), s=(n, n))
-    term = spec.sigma * math.sqrt(dt) * eta / dt
-    coarse = {"n": m, "method": method, "filter": "box", "filter_width": 2.0}
-    width = 2.0 / m
+    term = solver_noise_terms(n, dt, NOISE, rngs)
+    coarse = {"n": m, "method": method, "filter": "box", "filter_width": 3.0}
+    width = filter_width(coarse, 1.0)
     sampled = np.sqrt(np.mean(coarsen(term, m, method, 1.0, "box", width) ** 2))
     exact = flow_stats.noise_term_std(n, 1.0, NOISE, dt, coarse, width)
     assert sampled == pytest.approx(exact, rel=0.03)

@@ -15,8 +15,11 @@ from scipy.integrate import quad
 from diffclosure.model.loss import dsm_loss, log_uniform_times, uniform_times
 from diffclosure.model.sde import VESDE
 
+from support.ve_sde import ve_std
+
 torch.set_num_threads(1)
-SDE = VESDE(26.0)
+S = 26.0
+SDE = VESDE(S)
 MU, S0, N = 0.7, 0.5, 8
 D = N * N
 
@@ -26,7 +29,7 @@ def gaussian_batch(b, gen):
 
 
 def exact_score(x, t, cond):
-    std = SDE.std(t).reshape(-1, 1, 1, 1)
+    std = ve_std(t, S).reshape(-1, 1, 1, 1)
     return -(x - MU) / (S0**2 + std**2)
 
 
@@ -37,7 +40,7 @@ def test_loss_at_exact_score_matches_closed_form(t_value):
     x0 = gaussian_batch(b, gen)
     t = torch.full((b,), t_value, dtype=torch.float64)
     per = dsm_loss(exact_score, x0, None, SDE, t=t, generator=gen, reduce=False)
-    sigma = SDE.std(t_value)
+    sigma = ve_std(t_value, S)
     v = S0**2 / (S0**2 + sigma**2)
     expected, stderr = D * v, v * math.sqrt(2 * D / b)
     assert abs(per.mean().item() - expected) < 5 * stderr
@@ -51,7 +54,7 @@ def test_exact_score_beats_perturbed_scores():
     x0 = gaussian_batch(b, gen)
     t = torch.full((b,), 0.4, dtype=torch.float64)
     z = torch.randn(x0.shape, generator=gen, dtype=torch.float64)
-    sigma = SDE.std(0.4)
+    sigma = ve_std(0.4, S)
     base = dsm_loss(exact_score, x0, None, SDE, t=t, z=z)
     # same noise for every candidate: differences are measured without sampling noise in z
     for delta in (0.05, -0.2, 0.5):
@@ -74,7 +77,7 @@ def test_time_averaged_loss_matches_integral():
     per = dsm_loss(exact_score, x0, None, SDE, uniform_times(t_min, t_max), gen, reduce=False)
 
     def v(t):
-        return S0**2 / (S0**2 + SDE.std(t) ** 2)
+        return S0**2 / (S0**2 + ve_std(t, S) ** 2)
 
     expected = D * quad(v, t_min, t_max)[0] / (t_max - t_min)
     stderr = per.std().item() / math.sqrt(b)

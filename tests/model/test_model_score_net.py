@@ -11,8 +11,11 @@ from diffclosure.model.loss import dsm_loss, uniform_times
 from diffclosure.model.score_net import ScoreNet, count_parameters
 from diffclosure.model.sde import VESDE
 
+from support.ve_sde import ve_std
+
 torch.set_num_threads(1)
-SDE = VESDE(26.0)
+S = 26.0
+SDE = VESDE(S)
 
 
 def tiny_net(coords=False, n_conditions=2, seed=0):
@@ -117,9 +120,9 @@ def test_output_is_the_head_output_divided_by_std(t, monkeypatch):
     assert head.abs().max() > 1e-3  # not vacuous
     # Dividing by a power of two is exact in floating point: the bits must match.
     assert torch.equal(scaled, head * 2.0**10)
-    # With the real SDE: h / std(t), std from the closed form in float64 (the network divides
-    # in float32, whose std(t) is good to a few 1e-6 even at t = 1e-4).
-    assert torch.allclose(score * SDE.std(t), head, rtol=2e-5, atol=0)
+    # With the real SDE: h / std(t), std from the VE closed form written in the test (float64;
+    # the network divides in float32, whose std(t) is good to a few 1e-6 even at t = 1e-4).
+    assert torch.allclose(score * ve_std(t, S), head, rtol=2e-5, atol=0)
 
 
 def test_bf16_autocast_runs_and_stays_close():
@@ -149,7 +152,7 @@ def test_learns_the_score_of_a_conditional_gaussian():
     ge = torch.Generator().manual_seed(2)
     x0e, ce = data(256, ge)
     te = uniform_times(t_min, t_max)(256, ge, "cpu")
-    std = SDE.std(te)[:, None, None, None]
+    std = ve_std(te, S)[:, None, None, None]
     xt = x0e + std * torch.randn(x0e.shape, generator=ge)
     true = -(xt - a * ce) / (s0**2 + std**2) * std  # std * score: order one at every t
 

@@ -10,6 +10,7 @@ from diffclosure.coarse import classical
 from diffclosure.config import ConfigError
 from diffclosure.data import h5io
 from diffclosure.data.h5io import DataFileError
+from diffclosure.rollout import closures as cl
 
 from support.dns_shards import (
     DNS_ATTRS,
@@ -21,6 +22,7 @@ from support.dns_shards import (
     sections,
     write_dns,
 )
+from support.noise_terms import solver_noise_terms
 
 pytestmark = pytest.mark.slow  # the quick tier (-m "not slow") skips this module
 
@@ -42,18 +44,31 @@ def test_subsampled_targets_are_the_fine_records_at_the_coarse_points(tmp_path, 
             assert g["target"].dtype == np.float32
 
 
-def test_sgs_target_with_smagorinsky_channel(tmp_path):
-    write_dns(tmp_path / "dns.h5", [0], fields=("vorticity",))
-    cfg = coarse_cfg(target="sgs", classical_estimate=True, test_resolutions=[16])
+# The Smagorinsky estimate in each target's convention, from the definitions: Pi enters the
+# coarse equation as -Pi, so Pi's estimate is the model Pi_model itself; H enters as +H and
+# carries the subgrid transfer as -Pi, so H's estimate is -Pi_model.
+ESTIMATE_SIGN = {"sgs": 1.0, "H": -1.0}
+
+
+@pytest.mark.parametrize("target", sorted(ESTIMATE_SIGN))
+def test_smagorinsky_channel_uses_the_configured_constant_width_and_sign(tmp_path, target):
+    write_dns(tmp_path / "dns.h5", [0])
+    cs, width_cells, m = 0.2, 3.0, 16  # neither is the schema default (0.16, 2.0)
+    cfg = coarse_cfg(target=target, classical_estimate=True, test_resolutions=[m],
+                     smagorinsky_cs=cs, filter_width=width_cells)
     assert run_coarse(cfg, tmp_path / "dns.h5", tmp_path / "c.h5") == 0
     with h5py.File(tmp_path / "c.h5") as out:
-        g = out["n16"]
+        g = out[f"n{m}"]
         w = g["vorticity"][()].astype(float)
-        delta = 2.0 / 16  # default filter_width 2 coarse cells
-        expected = classical.smagorinsky(w, 1.0, delta, 0.16)
+        got = g["smagorinsky"][()]
+        delta = width_cells * 1.0 / m  # filter_width coarse cells of coarse.n, L = 1
+        expected = ESTIMATE_SIGN[target] * classical.smagorinsky(w, 1.0, delta, cs)
         scale = np.abs(expected).max()
-        np.testing.assert_allclose(g["smagorinsky"][()], expected, atol=1e-5 * scale)
-        assert g.attrs["method"] == "filter"
+        np.testing.assert_allclose(got, expected, atol=1e-5 * scale)
+        # The rollout conditions a learned closure with its own function: it must agree.
+        rollout_channel = cl.smagorinsky_condition(target, cfg, 1.0)(w)
+        np.testing.assert_allclose(got, rollout_channel, atol=1e-5 * scale)
+        assert g.attrs["method"] == ("filter" if target == "sgs" else "subsample")
 
 
 def test_grids_are_checked_against_the_input_not_the_default_dns(tmp_path):
@@ -170,17 +185,13 @@ def test_too_few_trajectories_is_named(tmp_path, shards):
 
 
 def test_stats_report_the_noise_share_and_the_window_drift(tmp_path):
-    # The target of every record is a pure noise term drawn from the noise's own law, so its
-    # noise share must come out as 1; the vorticity grows by 2% per record, so the energy and
-    # enstrophy (both quadratic) grow by (1 + 0.02 j)^2.
-    from diffclosure.solver.grid import Grid
-    from diffclosure.solver.noise import NoiseSampler, NoiseSpec
-
+    # The target of every record is the noise term the solver reports at these dns settings
+    # (nothing else acting), so its noise share must come out as 1; the vorticity grows by 2%
+    # per record, so the energy and enstrophy (both quadratic) grow by (1 + 0.02 j)^2.
     noise = {"sigma": 5e-5, "alpha": 0.005, "kappa": 10.0}
     dt, ids, n = 1e-3, [0, 1, 2, 3, 4, 5], N
-    sampler = NoiseSampler(Grid(n), NoiseSpec(**noise))
     rngs = [np.random.default_rng([3, i]) for i in range(len(ids) * TIMES)]
-    term = np.fft.irfft2(sampler.sample(rngs), s=(n, n)) * noise["sigma"] / np.sqrt(dt)
+    term = solver_noise_terms(n, dt, noise, rngs, length=DNS_ATTRS["length"])
     w0 = np.random.default_rng(1).standard_normal((len(ids), 1, n, n))
     growth = (1 + 0.02 * np.arange(TIMES))[None, :, None, None]
     path = tmp_path / "dns.h5"

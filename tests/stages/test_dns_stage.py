@@ -61,8 +61,10 @@ def test_layout_attrs_and_xarray(tmp_path):
 
 
 def test_recorded_terms_reproduce_the_next_record(tmp_path):
-    """record_every = dt: w(t+dt) - w(t) = dt (G + advection + drag + f), float32 round-off."""
-    rc, out = _run(tmp_path, "a")
+    """record_every = dt: w(t+dt) - w(t) = dt (G + advection + drag + f), float32 round-off.
+    dns.nu is set off its default (1e-3), so a stage that ignored it would fail the H check."""
+    nu = 3e-3
+    rc, out = _run(tmp_path, "a", nu=nu)
     assert rc == 0
     d = _read(out)
     w, G, H = (d[k].astype(np.float64) for k in ("vorticity", "G", "H"))
@@ -73,7 +75,7 @@ def test_recorded_terms_reproduce_the_next_record(tmp_path):
     scale = np.abs(w).max()
     assert np.abs(lhs).max() > 1e-4 * scale
     assert np.allclose(lhs, dt * (G[:, 0] + adv + mid_drag + f), atol=2e-6 * scale)
-    visc = 1e-3 * gridmod.laplacian(grid, (w[:, 0] + w[:, 1]) / 2)
+    visc = nu * gridmod.laplacian(grid, (w[:, 0] + w[:, 1]) / 2)
     assert np.allclose(lhs, dt * (H[:, 0] + visc + mid_drag + f), atol=2e-6 * scale)
 
 
