@@ -110,8 +110,7 @@ def test_cost_accuracy_lever_drives_the_rollout_stage(tmp_path_factory):
     """The resampling curve on the tiny run's model: each point is a real rollout, so the
     learned closure samples ceil(steps / R) times; bf16 is named as skipped on a CPU."""
     run = cost_accuracy.run_files(results(completed_tiny_run(tmp_path_factory)))
-    base = C.read_yaml(ROOT / "config.yaml")
-    cfg = C.load(cost_accuracy.merge(base, C.read_yaml(TINY)), sections=cost_accuracy.SECTIONS)
+    cfg = C.load(C.read_run_config([TINY], cwd=ROOT)[0], sections=cost_accuracy.SECTIONS)
     cfg["rollout"]["duration"] = 0.1  # 100 steps: enough to tell the intervals apart
     steps = round(cfg["rollout"]["duration"] / cfg["dns"]["dt"])
     done = {}
