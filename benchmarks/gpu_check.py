@@ -104,7 +104,7 @@ def test_files(quick: bool) -> list[str]:
     """Test modules that mention CUDA (the device tests alone in quick mode)."""
     if quick:
         return ["tests/package/test_devices.py"]
-    return sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_*.py")
+    return sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").rglob("test_*.py")
                   if re.search("cuda", p.read_text(), re.IGNORECASE))
 
 

@@ -75,7 +75,7 @@ class _Sampler:
         return 1e-3 * rng.standard_normal((vorticity.shape[0], ensemble, *vorticity.shape[1:]))
 
 
-def closures(name: str, dns: dict, coarse: dict, n: int, batch: int):
+def closures(name: str, dns: dict, coarse: dict, n: int, batch: int, device="cpu"):
     if name == "none":
         return cl.NoClosure()
     if name == "held":
@@ -87,7 +87,8 @@ def closures(name: str, dns: dict, coarse: dict, n: int, batch: int):
                                    resample_every=10**9, hold="reuse_noise", hold_std=1e-4,
                                    measurements=None, rng=np.random.default_rng(1))
     if name == "oracle":
-        return cl.OracleGH(ref.full_solver(dns, n), ref.noise_generators(0, batch), "G")
+        return cl.OracleGH(ref.full_solver(dns, n, device=device), ref.noise_generators(0, batch),
+                           "G")
     return cl.ClassicalClosure(name, "G", coarse, dns["nu"], dns["length"], n)
 
 
@@ -98,6 +99,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--backend", default="pyfftw", choices=["pyfftw", "numpy", "torch"])
+    ap.add_argument("--device", default="cpu",
+                    help="device of the torch backend (cpu, cuda, auto; default cpu)")
     ap.add_argument("--closures", nargs="+",
                     default=["none", "held", "held-plain", "held+noise", "oracle",
                              "smagorinsky"])
@@ -110,7 +113,8 @@ def main() -> None:
         pass
 
     print(f"coupled rollout, target G, batch {args.batch}, {args.steps} steps, "
-          f"backend {args.backend}, 1 thread; ms/step (median of {args.repeats})")
+          f"backend {args.backend}" + (f" on {args.device}" if args.backend == "torch" else "")
+          + f", 1 thread; ms/step (median of {args.repeats})")
     print(f"{'closure':<14}" + "".join(f"{f'{n}^2':>10}" for n in args.sizes))
     rows = {}
     for n in args.sizes:
@@ -123,9 +127,9 @@ def main() -> None:
         for name in args.closures:
             times = []
             for _ in range(args.repeats):
-                solver = ref.known_solver(dns, n, "G")
-                res = run_coupled(solver, w0, closures(name, dns, coarse, n, args.batch),
-                                  args.steps, args.steps, warmup=5)
+                solver = ref.known_solver(dns, n, "G", device=args.device)
+                closure = closures(name, dns, coarse, n, args.batch, args.device)
+                res = run_coupled(solver, w0, closure, args.steps, args.steps, warmup=5)
                 times.append(res.wall_per_time * solver.dt * 1e3)
             rows.setdefault(name, []).append(statistics.median(times))
     for name, vals in rows.items():

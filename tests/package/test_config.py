@@ -344,3 +344,8 @@ def test_make_sampler_takes_the_schemas_defaults(default_cfg):
     filled = C.load(_with_samplers(default_cfg, {}, [raw]))["sampling"]["samplers"][0]
     assert make_sampler(raw) == make_sampler(filled)
     assert make_sampler(raw).snr == 0.01 and make_sampler(raw).t_max == 1.0
+    # `steps: 4.0` is a valid integer to the schema; the sampler gets the int its schedule needs.
+    from diffclosure.model.sde import VESDE
+
+    four = make_sampler({"name": "em", "steps": 4.0})
+    assert four.steps == 4 and type(four.steps) is int and len(four.times(VESDE(26.0))) == 5

@@ -21,8 +21,6 @@ LAYERS = (
     "model", "sampling", "rollout", "plots",
     "stages", "cli", "__main__",
 )
-# The commands that run the stages (cli.py, __main__.py) import them; nothing else does.
-DISPATCH = {"cli", "__main__"}
 
 
 def imported(path) -> set[str]:

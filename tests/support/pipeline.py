@@ -20,10 +20,6 @@ REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "tests" / "fixtures" / "tiny.yaml"
 RUN = "tiny"  # tiny.yaml's `run`: outputs land in <workdir>/results/tiny
 
-# The pipeline's rules (rule `all` included: Snakemake lists it as a job).
-RULES = ("dns", "coarse", "dataset", "train", "distill", "sample_benchmark", "rollout",
-         "rollout_metrics", "report", "all")
-
 
 def env() -> dict:
     """Subprocess environment: one thread per process (2 shared cores), no display."""

@@ -6,7 +6,7 @@ that names the file, the dataset and the command that remakes it (no traceback, 
 A full disk is simulated before the compute (free space reported by shutil.disk_usage) and while
 writing (ENOSPC from the write): a plain message, and nothing left that looks complete.
 
-Inputs come from the tiny pipeline run shared with test_end_to_end.py (helpers_pipeline); every
+Inputs come from the tiny pipeline run shared with test_end_to_end.py (support/pipeline.py); every
 damaged file is a copy.
 """
 

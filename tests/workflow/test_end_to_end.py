@@ -1,6 +1,6 @@
 """The whole pipeline through the real snakemake on tests/fixtures/tiny.yaml (issues #6, #7).
 
-One pipeline run (shared with test_reliability.py, see helpers_pipeline) is checked for:
+One pipeline run (shared with test_reliability.py, see support/pipeline.py) is checked for:
 completeness (every declared output, Snakemake agrees nothing is left to do, no temporary
 files left behind); the science (the learned closure beats no closure at the end of the rollout,
 the exact closure reproduces the reference to round-off, with D_Fro recomputed here from the

@@ -2,7 +2,7 @@
 blow-up, damaged inputs, foreign checkpoints, provenance of every output.
 
 Every stage runs as `python -m diffclosure ...` in a subprocess, as Snakemake runs it. Inputs
-come from the tiny pipeline run shared with test_end_to_end.py (helpers_pipeline); whatever a
+come from the tiny pipeline run shared with test_end_to_end.py (support/pipeline.py); whatever a
 drill damages is a copy.
 """
 

@@ -260,7 +260,8 @@ def make_sampler(cfg: dict, where: str = "sampling.samplers") -> Sampler:
     entry = validate_entry(cfg, ENTRY_NODE, where)
     # The one-step generator takes one step whatever `steps` says (rollout.sampler's schema
     # default fills in 10); its start time and mean come from onestep.pt (bind_onestep).
-    steps = 1 if entry["name"] == "onestep" else entry["steps"]
+    # The schema's integer admits 4.0 (YAML's `steps: 4.0`); the schedules need an int.
+    steps = 1 if entry["name"] == "onestep" else int(entry["steps"])
     sampler = Sampler(
         name=entry["name"], steps=steps, schedule=entry["schedule"],
         t_max=float(entry["t_max"]), t_min=float(entry["t_min"]), rho=float(entry["rho"]),

@@ -56,7 +56,6 @@ allocated in the hot path except the returned state (pass ``out`` to avoid even 
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable, Sequence
 
@@ -70,8 +69,6 @@ from diffclosure.solver.fft import Backend, get_backend
 from diffclosure.solver.grid import Grid
 from diffclosure.solver.noise import NoiseSampler, NoiseSpec
 from diffclosure.solver.steppers import STEPPERS, CrankNicolson, Workspace
-
-log = logging.getLogger(__name__)
 
 SCHEMES = tuple(STEPPERS)
 # Re-exported: callers name the budget's terms through the solver module.
@@ -94,8 +91,6 @@ def whole_steps(interval: float, unit: float, what: str, unit_name: str = "dns.d
         raise error(f"{what}: {interval} is not a {kind} of {unit_name}={unit}; choose "
                     f"{what} = k*{unit_name}" + (f" with k >= {minimum}" if minimum > 1 else ""))
     return int(round(k))
-
-
 
 
 class Solver:
