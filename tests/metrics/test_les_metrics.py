@@ -11,6 +11,8 @@ from diffclosure.metrics.spectra import energy_spectrum
 from diffclosure.solver.grid import Grid
 from diffclosure.solver.initial import gaussian_random_field
 
+from support.tables import csv_rows
+
 L = 2.0
 
 
@@ -124,7 +126,6 @@ def _write_rollout(path, closure, v, reference, blowup_time=None):
 
 @pytest.mark.slow
 def test_les_table_figure_and_ranking_through_the_stages(tmp_path):
-    import csv
     import json
 
     from diffclosure import cli
@@ -143,8 +144,7 @@ def test_les_table_figure_and_ranking_through_the_stages(tmp_path):
     assert cli.main(["rollout-metrics", "--config", cfg, "--inputs",
                      *(str(tmp_path / f"{c}.h5") for c in runs),
                      "--outdir", str(out / "rollout")]) == 0
-    with open(out / "rollout" / "les.csv", newline="") as fh:
-        rows = {r["closure"]: r for r in csv.DictReader(fh)}
+    rows = {r["closure"]: r for r in csv_rows(out / "rollout" / "les.csv")}
     true, none, blow = rows["true"], rows["none"], rows["smagorinsky"]
     for col in ("energy_spectrum_error", "enstrophy_error", "pdf_hellinger", "pdf_wasserstein1",
                 "short_d_fro_member_median"):

@@ -1,7 +1,6 @@
 """A priori LES scores (rollout/les_a_priori.py): anchors with known answers, the sign of the
 eddy-viscosity closures' transfer, and the files the sample_benchmark stage writes."""
 
-import csv
 
 import numpy as np
 import pytest
@@ -10,6 +9,8 @@ from diffclosure.rollout.closures import CLASSICAL
 from diffclosure.rollout.les_a_priori import LES_A_PRIORI_COLUMNS, les_a_priori
 from diffclosure.solver.grid import Grid, laplacian
 from diffclosure.stages.sample_benchmark import write_les_a_priori
+
+from support.tables import csv_rows
 
 N = 32
 COARSE = {"filter_width": 2.0, "n": N, "smagorinsky_cs": 0.16, "leith_cl": 0.2}
@@ -69,8 +70,7 @@ def test_stage_writes_the_table_and_the_figure(tmp_path):
     data = {"vorticity": w.astype(np.float32), "target": pi.astype(np.float32)}
     learned = {"EM-10": np.stack([pi, 0.5 * pi], axis=1).astype(np.float32)}
     rows = write_les_a_priori(tmp_path, data, learned, COARSE, DNS, {"coarse": COARSE})
-    with open(tmp_path / "les_a_priori.csv") as fh:
-        table = list(csv.DictReader(fh))
+    table = csv_rows(tmp_path / "les_a_priori.csv")
     assert list(table[0]) == LES_A_PRIORI_COLUMNS
     assert [t["closure"] for t in table] == [r["closure"] for r in rows]
     assert {"none", "true", *CLASSICAL, "diffusion EM-10 (per member)"} <= {

@@ -11,7 +11,6 @@ one per grid time, which can represent the exact flow.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 
@@ -36,6 +35,7 @@ from support.pipeline import (
     tiny_config,
     write_config,
 )
+from support.tables import csv_rows
 
 N = 8
 SDE = VESDE(26.0)
@@ -214,8 +214,7 @@ def test_stage_output_runs_in_the_benchmark_at_one_nfe(workdir, tmp_path):
     assert res.returncode == 1 and "pass --onestep" in res.stderr
     res = run_cli("sample-benchmark", *args, "--onestep", onestep)
     assert res.returncode == 0, res.stderr[-3000:]
-    with open(tmp_path / "bench" / "benchmark.csv") as fh:
-        rows = {r["name"]: r for r in csv.DictReader(fh)}
+    rows = {r["name"]: r for r in csv_rows(tmp_path / "bench" / "benchmark.csv")}
     assert rows["onestep"]["nfe"] == "1" and float(rows["onestep"]["t_max"]) == 0.1
     # It keeps a spread: the members of a condition differ (spread/skill well above 0).
     assert float(rows["onestep"]["spread_skill"]) > 0.2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 
 import h5py
@@ -19,6 +18,7 @@ from diffclosure.stages.rollout_metrics import (
 )
 
 from support.rollout_inputs import make_inputs, make_model, run_stage, sections
+from support.tables import csv_rows
 
 pytestmark = pytest.mark.slow  # the quick tier (-m "not slow") skips this module
 
@@ -47,13 +47,8 @@ def results(tmp_path_factory):
     return root
 
 
-def _rows(path):
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
 def test_metrics_csv(results):
-    rows = _rows(results / "rollout" / "metrics.csv")
+    rows = csv_rows(results / "rollout" / "metrics.csv")
     assert set(rows[0]) >= {"closure", "state", "member", "time", "d_fro", "mse", "correlation",
                             "spread", "crps", "enstrophy", "enstrophy_reference"}
     # 4 closures x 2 states x 7 records x (members + the mean row)
@@ -80,7 +75,7 @@ def test_metrics_csv(results):
 
 def test_summary_and_figures(results):
     out = results / "rollout"
-    summary = {r["closure"]: r for r in _rows(out / "summary.csv")}
+    summary = {r["closure"]: r for r in csv_rows(out / "summary.csv")}
     assert set(summary) == set(CLOSURES)
     for s in summary.values():
         assert float(s["cost_s_per_time"]) > 0 and float(s["dns_cost_s_per_time"]) > 0
@@ -89,7 +84,7 @@ def test_summary_and_figures(results):
     # one member: its value is the median, the paper's sample and the ensemble mean alike
     none = summary["none"]
     assert float(none["final_d_fro_member_median"]) == float(none["final_d_fro_ensemble_mean"])
-    prob = _rows(out / "probabilistic.csv")
+    prob = csv_rows(out / "probabilistic.csv")
     assert len(prob) == len(CLOSURES) * 4  # report.times: four fractions
     for p in prob:
         ensemble = p["closure"] == "diffusion"

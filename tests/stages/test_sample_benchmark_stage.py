@@ -7,7 +7,6 @@ so a faithful sampler gives a calibrated ensemble (spread/skill ~ 1).
 
 from __future__ import annotations
 
-import csv
 import json
 
 import h5py
@@ -20,6 +19,8 @@ from diffclosure.config import ConfigError
 from diffclosure.errors import UserFacingError
 from diffclosure.model.sde import VESDE
 from diffclosure.stages import sample_benchmark as stage
+
+from support.tables import csv_rows
 
 S0 = 0.3
 STATS = {"target": {"mean": 0.5, "std": 2.0}, "vorticity": {"mean": 0.0, "std": 3.0},
@@ -82,16 +83,11 @@ def _run(data, outdir, config=CONFIG):
     return stage.main(args)
 
 
-def _rows(path):
-    with open(path) as fh:
-        return list(csv.DictReader(fh))
-
-
 @pytest.mark.slow
 def test_stage_end_to_end(dataset, tmp_path):
     out = tmp_path / "out"
     assert _run(dataset, out) == 0
-    rows = _rows(out / "benchmark.csv")
+    rows = csv_rows(out / "benchmark.csv")
     got = [(r["name"], int(r["steps"]), r["schedule"]) for r in rows]
     # The configured samplers, the two references that were absent (the paper's, started
     # from zero), then the model-free baseline of the encoded measurements.
@@ -123,7 +119,7 @@ def test_stage_end_to_end(dataset, tmp_path):
     assert squeezed["rank_outer"] > 1.5
     assert baseline["rank_outer"] == "nan"  # one "member": nothing to rank among
 
-    res = _rows(out / "resolution.csv")
+    res = csv_rows(out / "resolution.csv")
     assert sorted({int(r["n"]) for r in res}) == [8, 16]
     assert {r["sampler"] for r in res} >= {"em-10-karras-t0.1-zero"}  # the paper's sampler
     for name in ("pareto.png", "samples.png", "spectra.png", "rank_histogram.png"):
@@ -133,11 +129,11 @@ def test_stage_end_to_end(dataset, tmp_path):
     # Same config and seed: the same numbers (wall time aside).
     out2 = tmp_path / "out2"
     assert _run(dataset, out2) == 0
-    rows2 = _rows(out2 / "benchmark.csv")
+    rows2 = csv_rows(out2 / "benchmark.csv")
     for a, b in zip(rows, rows2, strict=True):
         a.pop("seconds_per_sample"), b.pop("seconds_per_sample")
         assert a == b
-    assert _rows(out2 / "resolution.csv") == res
+    assert csv_rows(out2 / "resolution.csv") == res
 
 
 def _sampler_obj_and_data(data):

@@ -1,7 +1,6 @@
 """Training stage end to end on tiny synthetic dataset files: outputs, learning, bit-exact resume,
 clear input errors, streamed loading and two-process DistributedDataParallel on the CPU (gloo)."""
 
-import csv
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ from diffclosure.model.checkpoint import load_model
 from diffclosure.stages import train as train_stage
 from diffclosure.stages.train import train
 
+from support.tables import csv_rows
 from support.training import TRAIN_SECTIONS
 
 torch.set_num_threads(1)
@@ -61,11 +61,6 @@ def cfg(**train_changes):
     return config.load(c, sections=["device", "sde", "model", "train"])
 
 
-def read_history(path):
-    with open(path) as fh:
-        return list(csv.DictReader(fh))
-
-
 @pytest.mark.slow
 def test_stage_end_to_end(dataset, tmp_path):
     out = tmp_path / "model"
@@ -74,7 +69,7 @@ def test_stage_end_to_end(dataset, tmp_path):
     assert rc == 0
     for name in ("score.pt", "last.pt", "history.csv", "curves.png"):
         assert (out / name).stat().st_size > 0
-    rows = read_history(out / "history.csv")
+    rows = csv_rows(out / "history.csv")
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5, 6]
     assert set(rows[0]) == {"epoch", "train_loss", "val_loss", "lr", "seconds"}
     # StepLR: lr halves after lr_step=4 epochs
@@ -193,6 +188,6 @@ def test_two_process_ddp_on_cpu(dataset, tmp_path):
     assert _states_equal(r0, r1)  # DDP keeps the replicas identical
     for name in ("score.pt", "last.pt", "history.csv", "curves.png"):
         assert (out / name).exists()
-    rows = read_history(out / "history.csv")
+    rows = csv_rows(out / "history.csv")
     assert len(rows) == 6
     assert float(rows[-1]["val_loss"]) < 0.6 * float(rows[0]["val_loss"])

@@ -11,7 +11,6 @@ of the completed run: which rules a config change, --until or --forcerun would r
 
 from __future__ import annotations
 
-import csv
 import re
 import subprocess
 
@@ -33,6 +32,7 @@ from support.pipeline import (
     tiny_config,
     write_config,
 )
+from support.tables import csv_rows
 
 pytestmark = pytest.mark.slow  # the quick tier (-m "not slow") skips this module
 
@@ -95,8 +95,8 @@ def final_d_fro_from_files(out, closure: str) -> tuple[float, np.ndarray]:
 
 def final_d_fro_from_csv(out, closure: str) -> float:
     """The ensemble-mean D_Fro at the last time in rollout/metrics.csv, mean over states."""
-    with open(out / "rollout" / "metrics.csv") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["closure"] == closure and r["member"] == "mean"]
+    rows = [r for r in csv_rows(out / "rollout" / "metrics.csv")
+            if r["closure"] == closure and r["member"] == "mean"]
     assert rows, f"no ensemble-mean rows for {closure} in metrics.csv"
     last = max(float(r["time"]) for r in rows)
     return float(np.mean([float(r["d_fro"]) for r in rows if float(r["time"]) == last]))

@@ -38,24 +38,29 @@ from diffclosure.solver.noise import NoiseSpec
 
 
 # ----------------------------------------------------------------------------- linear terms
-@dataclass(frozen=True)
-class Viscosity:
-    """nu lap(w): lam = nu |k|^2, both Crank-Nicolson halves."""
+class LinearTerm:
+    """A term -lam(k) w, diagonal in k; a subclass gives its ``rate`` lam (and a ``name``)."""
 
-    nu: float
-    name = "viscous"
-    explicit_half = True
-
-    def rate(self, grid: Grid):
-        return self.nu * grid.k2
+    explicit_half = True  # both Crank-Nicolson halves
 
     def symbol(self, grid: Grid):
         """The term's multiplier of w, -lam."""
-        return -self.nu * grid.k2
+        return -self.rate(grid)
 
     def contribution(self, symbol, w0, w1, mid):
         """The term's spectrum in one step, from the states that entered it."""
         return symbol * mid
+
+
+@dataclass(frozen=True)
+class Viscosity(LinearTerm):
+    """nu lap(w): lam = nu |k|^2."""
+
+    nu: float
+    name = "viscous"
+
+    def rate(self, grid: Grid):
+        return self.nu * grid.k2
 
 
 @dataclass(frozen=True)
@@ -69,21 +74,14 @@ class ImplicitHalfViscosity(Viscosity):
 
 
 @dataclass(frozen=True)
-class Drag:
-    """Linear (Rayleigh) drag -mu w: lam = mu, both Crank-Nicolson halves."""
+class Drag(LinearTerm):
+    """Linear (Rayleigh) drag -mu w: lam = mu."""
 
     mu: float
     name = "drag"
-    explicit_half = True
 
     def rate(self, grid: Grid):
         return self.mu
-
-    def symbol(self, grid: Grid):
-        return -self.mu
-
-    def contribution(self, symbol, w0, w1, mid):
-        return symbol * mid
 
 
 # ----------------------------------------------------------------------------- explicit terms

@@ -124,7 +124,6 @@ class Solver:
         if not (dt > 0 and math.isfinite(dt)):
             raise ValueError(f"dns.dt must be > 0, got {dt}")
         self.guard = BlowUpGuard(cfl_max, check_every)
-        self.cfl_max, self.check_every = self.guard.cfl_max, self.guard.check_every
         self.grid = Grid(int(n), float(length))
         self.n = self.grid.n
         self.nu, self.drag, self.dt = float(nu), float(drag), float(dt)

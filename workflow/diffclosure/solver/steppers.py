@@ -135,17 +135,13 @@ def euler_cn(system: CrankNicolson, ws: Workspace, state, closure_hat=None, nois
 def heun_cn(system: CrankNicolson, ws: Workspace, state, closure_hat=None, noise_hat=None,
             out=None, keep: bool = False):
     """w* = F + B E(w^n); w^{n+1} = F + B (E(w^n) + E(w*))/2: Heun with Crank-Nicolson."""
+    if not system.state_ops:  # E = 0: the corrector repeats the predictor, which is Euler's step
+        return euler_cn(system, ws, state, closure_hat, noise_hat, out, keep)
     xp = system.xp
-    first = system.explicit(ws, state)
-    if first is not None:  # kept apart: the predictor's evaluation overwrites the buffers
-        kept = ws.spare("first")
-        kept[...] = first
-        first = kept
+    first = ws.spare("first")  # kept apart: the predictor's evaluation overwrites the buffers
+    first[...] = system.explicit(ws, state)
     base = system.frozen(ws, state, closure_hat, noise_hat)
     out = system.output(state, out)
-    if first is None:
-        out[...] = base
-        return out, None
     xp.multiply(first, system.B, out=out)
     xp.add(base, out, out=out)  # the predictor w*
     xp.add(first, system.explicit(ws, out), out=out)
