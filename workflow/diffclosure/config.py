@@ -163,14 +163,18 @@ def _explain(err: jsonschema.ValidationError, prefix: tuple = ()) -> str:
     return f"{field}: {err.message}"
 
 
+def _check(schema: dict, instance, prefix: tuple = ()) -> None:
+    """Fill `instance`'s defaults from `schema`; a ConfigError naming every field it breaks."""
+    errors = sorted(_Validator(schema).iter_errors(instance),
+                    key=lambda e: [str(p) for p in e.absolute_path])
+    if errors:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(
+            _explain(e, prefix) for e in errors))
+
+
 def validate(config: dict, schema: dict | None = None) -> dict:
     """Validate `config` (in place, defaults filled) and check cross-field rules."""
-    schema = schema or load_schema()
-    errors = sorted(
-        _Validator(schema).iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path]
-    )
-    if errors:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(_explain(e) for e in errors))
+    _check(schema or load_schema(), config)
     check_consistency(config)
     return config
 
@@ -190,11 +194,7 @@ def validate_sections(sections: dict, schema: dict | None = None) -> dict:
         "properties": {k: schema["properties"][k] for k in sections},
         "$defs": schema.get("$defs", {}),  # what the sections' $ref point at
     }
-    errors = sorted(
-        _Validator(sub).iter_errors(sections), key=lambda e: [str(p) for p in e.absolute_path]
-    )
-    if errors:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(_explain(e) for e in errors))
+    _check(sub, sections)
     check_consistency(sections)
     return sections
 
@@ -208,11 +208,7 @@ def validate_entry(entry: dict, node: tuple[str, ...], where: str) -> dict:
     for key in node:
         sub = sub[key]
     entry = copy.deepcopy(entry)
-    errors = sorted(_Validator({**sub, "$defs": schema.get("$defs", {})}).iter_errors(entry),
-                    key=lambda e: [str(p) for p in e.absolute_path])
-    if errors:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(
-            _explain(e, (where,)) for e in errors))
+    _check({**sub, "$defs": schema.get("$defs", {})}, entry, (where,))
     return entry
 
 
