@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diffclosure.config import ConfigError, reads_onestep, rollout_start
+from diffclosure.config import ConfigError, rollout_start
 from diffclosure.data.h5io import DataFileError
 from diffclosure.data.stats import load_stats
 from diffclosure.errors import BlowUpError
@@ -303,9 +303,9 @@ def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, 
     p = plan(cfg, closure)
     spec = registry.lookup(closure)
     if spec.needs_model and sampler_obj is None:
-        flag, model = (("--onestep", "onestep.pt") if reads_onestep(ro["sampler"])
-                       else ("--model", "score.pt"))
-        raise ConfigError(f"{flag}: the {closure} closure needs the trained model ({model})")
+        # The rollout stage names the file to pass before it gets here; this guards callers.
+        raise ValueError(f"run_rollout: the {closure} closure needs sampler_obj, the trained "
+                         "model's sampler (stages.rollout.rollout_sampler)")
     stats = load_stats(data_dir)
     device = solver_device(dns["backend"], cfg.get("device", "auto"))  # a bad one fails here
     S = ro["initial_states"]
