@@ -13,6 +13,12 @@ path) of the paper's physics with noise and forcing, per scheme (euler_cn, heun_
 (pyfftw, numpy), n (128, 256) and batch (1, 4): median ms per step and per trajectory-step.
 
     python benchmarks/solver.py [--sizes 128 256 512] [--step-sizes 128 256] [--repeats 50]
+    python benchmarks/solver.py --against OLD_CHECKOUT [--rounds 3]
+
+``--against`` times the step table with the code of another checkout of the repository (e.g.
+``git worktree add /tmp/old <commit>``) and with this one, alternately, ``--rounds`` times each
+in fresh processes, and prints the minimum of each side, new/old per step and their geometric
+mean: a change to the solver is held to "no slower" in one run on one machine.
 
 Targets at 256^2: pyfftw >= 1.5x faster than numpy, and within 1.5x of its FFT floor.
 """
@@ -22,10 +28,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
+import math
 import os
+import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -90,19 +100,57 @@ def bench_step(scheme: str, backend: str, n: int, batch: int, repeats: int) -> f
     return _median_time(lambda: solver.step(state, eta, out=state), repeats)
 
 
+def step_times(sizes, repeats: int) -> dict[str, float]:
+    """{"scheme backend n batch": median seconds of one step} over the step table's cases."""
+    return {f"{scheme} {backend} {n} {batch}": bench_step(scheme, backend, n, batch, repeats)
+            for scheme in ("euler_cn", "heun_cn") for backend in ("pyfftw", "numpy")
+            for n in sizes for batch in (1, 4)}
+
+
 def step_table(sizes, repeats: int) -> None:
     print(f"one full step (in place, noise and forcing), 1 thread, median of {repeats}")
     header = (f"{'scheme':>9} {'backend':>8} {'n':>5} {'batch':>6} {'ms/step':>9} "
               f"{'ms/traj-step':>13}")
     print(header)
     print("-" * len(header))
-    for scheme in ("euler_cn", "heun_cn"):
-        for backend in ("pyfftw", "numpy"):
-            for n in sizes:
-                for batch in (1, 4):
-                    t = bench_step(scheme, backend, n, batch, repeats)
-                    print(f"{scheme:>9} {backend:>8} {n:>5} {batch:>6} {t * 1e3:>9.3f} "
-                          f"{t * 1e3 / batch:>13.3f}")
+    for case, t in step_times(sizes, repeats).items():
+        scheme, backend, n, batch = case.split()
+        print(f"{scheme:>9} {backend:>8} {n:>5} {batch:>6} {t * 1e3:>9.3f} "
+              f"{t * 1e3 / int(batch):>13.3f}")
+
+
+def _times_of(workflow: Path, sizes, repeats: int) -> dict[str, float]:
+    """The step table timed in a fresh process importing the package from `workflow`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "times.json"
+        env = {**os.environ, "PYTHONPATH": str(workflow)}
+        subprocess.run([sys.executable, __file__, "--step-json", str(out), "--repeats",
+                        str(repeats), "--step-sizes", *map(str, sizes)], env=env, check=True)
+        return json.loads(out.read_text())
+
+
+def compare(checkout: Path, sizes, repeats: int, rounds: int) -> None:
+    """The step table of `checkout`'s code against this code (module docstring)."""
+    old_code = Path(checkout).resolve() / "workflow"
+    if not (old_code / "diffclosure").is_dir():
+        raise SystemExit(f"--against {checkout}: no workflow/diffclosure there; give a "
+                         "checkout of this repository (git worktree add DIR COMMIT)")
+    new_code = Path(__file__).resolve().parents[1] / "workflow"
+    best: dict[str, dict[str, float]] = {"old": {}, "new": {}}
+    for _ in range(rounds):
+        for side, code in (("old", old_code), ("new", new_code)):
+            for case, t in _times_of(code, sizes, repeats).items():
+                best[side][case] = min(t, best[side].get(case, math.inf))
+    print(f"one full step, old = {old_code.parent}, new = this checkout; minimum over "
+          f"{rounds} alternating runs of the median of {repeats} steps")
+    print(f"{'case':<28} {'old ms':>9} {'new ms':>9} {'new/old':>8}")
+    ratios = []
+    for case, old in best["old"].items():
+        new = best["new"][case]
+        ratios.append(new / old)
+        print(f"{case:<28} {old * 1e3:>9.3f} {new * 1e3:>9.3f} {new / old:>8.2f}")
+    gmean = math.exp(sum(map(math.log, ratios)) / len(ratios))
+    print(f"geometric mean of new/old: {gmean:.2f}")
 
 
 def bench_fluidsim(n: int, repeats: int) -> float | None:
@@ -134,7 +182,17 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512])
     parser.add_argument("--step-sizes", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--against", type=Path, default=None,
+                        help="another checkout: time its solver step against this one's")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs of --against")
+    parser.add_argument("--step-json", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.step_json:  # one side of --against, in its own process
+        args.step_json.write_text(json.dumps(step_times(args.step_sizes, args.repeats)))
+        return 0
+    if args.against:
+        compare(args.against, args.step_sizes, args.repeats, args.rounds)
+        return 0
     try:
         import torch
 

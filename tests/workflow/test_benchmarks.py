@@ -1,4 +1,4 @@
-"""benchmarks/breakeven.py, cost_accuracy.py and gpu_check.py: the break-even rule, the CFL-limited
+"""benchmarks/breakeven.py, cost_accuracy.py, gpu_check.py and solver.py --against: the break-even rule, the CFL-limited
 time step, flag checks, a lever curve on a finished run, and the GPU check without CUDA."""
 
 import os
@@ -124,3 +124,31 @@ def test_cost_accuracy_lever_drives_the_rollout_stage(tmp_path_factory):
     if not torch.cuda.is_available():
         (skip,) = cost_accuracy.run_lever("precision", cfg, run, done)[1:]
         assert skip["skipped"] == "CUDA only"
+
+
+@pytest.mark.slow
+def test_solver_benchmark_times_the_other_checkouts_code(tmp_path):
+    """--against runs the step table on the given checkout's package: a copy of ours whose
+    step sleeps 5 ms is the slower side in every case."""
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(ROOT / "workflow" / "diffclosure", old / "workflow" / "diffclosure",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    solver_py = old / "workflow" / "diffclosure" / "solver" / "navier_stokes.py"
+    text = solver_py.read_text()
+    step = '        """Advance by dt; returns the new state'
+    assert step in text
+    solver_py.write_text(text.replace(step, "        __import__('time').sleep(0.005)\n" + step))
+    proc = subprocess.run([sys.executable, "benchmarks/solver.py", "--against", str(old),
+                           "--step-sizes", "16", "--repeats", "3", "--rounds", "1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines() if line.split()[:1] in
+            (["euler_cn"], ["heun_cn"])]
+    assert len(rows) == 8  # 2 schemes x 2 backends x 1 size x 2 batches
+    assert all(float(old_ms) >= 5.0 > float(new_ms) for *_, old_ms, new_ms, _ in rows)
+    missing = subprocess.run([sys.executable, "benchmarks/solver.py", "--against",
+                              str(tmp_path / "nothing")], cwd=ROOT, capture_output=True,
+                             text=True, timeout=60)
+    assert missing.returncode != 0 and "no workflow/diffclosure there" in missing.stderr
