@@ -1,5 +1,6 @@
-"""benchmarks/breakeven.py, cost_accuracy.py, gpu_check.py and solver.py --against: the break-even rule, the CFL-limited
-time step, flag checks, a lever curve on a finished run, and the GPU check without CUDA."""
+"""benchmarks/breakeven.py, cost_accuracy.py, gpu_check.py and solver.py --against: the
+break-even rule, the CFL-limited time step, flag checks, a lever curve on a finished run, the GPU
+check without CUDA, and the solver timed against another checkout's code."""
 
 import os
 import subprocess
