@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import breakeven  # noqa: E402
 import cost_accuracy  # noqa: E402
 
-from support.pipeline import TINY, completed_tiny_run, results  # noqa: E402
+from support.pipeline import TINY  # noqa: E402
 
 # Seconds per simulated time unit, growing like a DNS does (hand-made, not measured).
 COSTS = {128: 1.3, 256: 8.0, 512: 70.0, 1024: 600.0}
@@ -107,10 +107,10 @@ def test_gpu_check_on_a_cpu_runs_the_cpu_rows_and_names_what_it_skips():
 
 
 @pytest.mark.slow
-def test_cost_accuracy_lever_drives_the_rollout_stage(tmp_path_factory):
+def test_cost_accuracy_lever_drives_the_rollout_stage(out):
     """The resampling curve on the tiny run's model: each point is a real rollout, so the
     learned closure samples ceil(steps / R) times; bf16 is named as skipped on a CPU."""
-    run = cost_accuracy.run_files(results(completed_tiny_run(tmp_path_factory)))
+    run = cost_accuracy.run_files(out)
     cfg = C.load(C.read_run_config([TINY], cwd=ROOT)[0], sections=cost_accuracy.SECTIONS)
     cfg["rollout"]["duration"] = 0.1  # 100 steps: enough to tell the intervals apart
     steps = round(cfg["rollout"]["duration"] / cfg["dns"]["dt"])

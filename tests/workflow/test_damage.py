@@ -33,19 +33,12 @@ from diffclosure.stages import rollout as rollout_stage
 
 from support.pipeline import (
     assert_clear_failure,
-    completed_tiny_run,
     env,
-    results,
     run_cli,
     sections_json,
 )
 
 pytestmark = pytest.mark.slow  # the quick tier (-m "not slow") skips this module
-
-
-@pytest.fixture(scope="module")
-def out(tmp_path_factory):
-    return results(completed_tiny_run(tmp_path_factory))
 
 
 def flip_bit(path: Path, dataset: str, chunk: int = 0) -> None:

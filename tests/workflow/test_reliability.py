@@ -24,19 +24,12 @@ from diffclosure import __version__
 
 from support.pipeline import (
     assert_clear_failure,
-    completed_tiny_run,
-    results,
     run_cli,
     sections_json,
     start_cli,
 )
 
 pytestmark = pytest.mark.slow  # the quick tier (-m "not slow") skips this module
-
-
-@pytest.fixture(scope="module")
-def out(tmp_path_factory):
-    return results(completed_tiny_run(tmp_path_factory))
 
 
 def wait_for(predicate, proc, timeout: float = 60.0, what: str = "") -> None:
