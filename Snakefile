@@ -2,7 +2,9 @@
 #   snakemake --cores all                       whole pipeline on config.yaml
 #   snakemake --cores all --configfile workflow/presets/paper-H.yaml
 # Stages: dns -> coarse -> dataset -> train -> distill -> sample_benchmark -> rollout -> report
+import glob
 import os
+import sys
 
 from snakemake.utils import min_version, validate
 
@@ -38,6 +40,19 @@ except ConfigError as exc:
 validate(config, str(SCHEMA_PATH))
 
 
+# Two runs in one folder: the second one's first error is Snakemake's IncompleteFilesException
+# (the first run's outputs in progress), whose advice, --rerun-incomplete, is wrong while that
+# run goes on. A lock in .snakemake/locks is the sign; say what it means before that error.
+if glob.glob(os.path.join(".snakemake", "locks", "*")):
+    print(
+        "NOTE: .snakemake/locks holds a lock: another Snakemake is running in this folder, or "
+        "a killed one left it behind. If one is running, wait for it to finish (two runs in one "
+        "folder would write the same files). If none is, `snakemake --unlock`, then rerun; use "
+        "--rerun-incomplete only if Snakemake then asks for it.",
+        file=sys.stderr,
+    )
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/dns.smk"
 include: "workflow/rules/coarse.smk"
@@ -57,5 +72,14 @@ localrules:
 
 rule all:
     input:
-        all_outputs(),
+        all_outputs(rules),
     default_target: True
+
+
+# A closure that blew up is a result, not a failure (the run exits 0 and the report marks it);
+# this line makes sure it is not missed on the console.
+onsuccess:
+    from diffclosure.stages.report import blowup_warnings
+
+    for line in blowup_warnings(OUT):
+        print(line, file=sys.stderr)

@@ -1,11 +1,12 @@
 """stats.json is read without torch (data.stats): the rollout modules that read it import no
 torch for it. Checked in a fresh interpreter, where sys.modules shows what an import pulled in."""
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from support.datasets import write_stats
 
 WORKFLOW = Path(__file__).resolve().parents[2] / "workflow"
 
@@ -21,7 +22,7 @@ print("torch" in sys.modules)
 
 
 def test_stats_reader_and_rollout_modules_import_no_torch(tmp_path):
-    (tmp_path / "stats.json").write_text(json.dumps({"target": {"mean": 1.0, "std": 2.5}}))
+    write_stats(tmp_path, {"target": {"mean": 1.0, "std": 2.5}})
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(WORKFLOW), *filter(None, [os.environ.get("PYTHONPATH")])])}
     out = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path)], capture_output=True,

@@ -129,13 +129,13 @@ def test_load_stats_ignores_provenance_and_rejects_null_statistics(tmp_path):
     stats = {"target": {"mean": 0.5, "std": 2.0}, "vorticity": {"mean": 0.0, "std": 1.0},
              "note": "n", "conditions": ["vorticity"], "split": {"train": [0]},
              "provenance": prov_mod.provenance({}, "dataset")}
-    atomic.write_json_atomic(tmp_path / "stats.json", stats)
+    prov_mod.write_json_table(tmp_path / "stats.json", stats, {}, "dataset")
     loaded = load_stats(tmp_path)
     assert "provenance" not in loaded  # describes the file, not the statistics
     assert loaded["target"] == {"mean": 0.5, "std": 2.0}
 
     stats["vorticity"]["std"] = float("nan")  # written as null
-    atomic.write_json_atomic(tmp_path / "stats.json", stats)
+    prov_mod.write_json_table(tmp_path / "stats.json", stats, {}, "dataset")
     with pytest.raises(DataFileError, match=r"stats\.json.*'vorticity'"):
         load_stats(tmp_path)
 
@@ -144,7 +144,8 @@ def test_report_reads_null_as_not_a_number(tmp_path):
     summary = {"threshold": 0.5, "provenance": prov_mod.provenance({}, "rollout_metrics"),
                "closures": {"none": {"blowup": False, "blowup_time": float("nan"),
                                      "cost_s_per_time": 2.0, "target": "H"}}}
-    atomic.write_json_atomic(tmp_path / "rollout" / "summary.json", summary)
+    prov_mod.write_json_table(tmp_path / "rollout" / "summary.json", summary, {},
+                              "rollout_metrics")
     costs = report.costs(tmp_path)
     assert set(costs) == {"none"}
     assert math.isnan(costs["none"]["blowup_time"]) and costs["none"]["cost_s_per_time"] == 2.0

@@ -3,8 +3,6 @@ classical closures dissipate enstrophy, and the diffusion path batches, resample
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -16,6 +14,8 @@ from diffclosure.rollout import reference as ref
 from diffclosure.rollout.coupled import run_coupled
 from diffclosure.solver.grid import Grid
 from diffclosure.solver.initial import gaussian_random_field
+
+from support.datasets import write_stats
 
 N = 16
 
@@ -373,8 +373,8 @@ def _sgs_oracle_error(root, every: int, sigma: float = 1e-3, filtered_noise: boo
     run_shard(cfg["dns"], 0, shard)
     data = root / "data"
     data.mkdir(exist_ok=True)
-    (data / "stats.json").write_text(json.dumps({
-        "target": {"mean": 0.0, "std": 1.0}, "split": {"train": [0], "val": [], "test": [1]}}))
+    write_stats(data, {"target": {"mean": 0.0, "std": 1.0},
+                       "split": {"train": [0], "val": [], "test": [1]}})
     if not filtered_noise:  # the old known physics' noise: none
         orig = ref.filtered_noise
         ref.filtered_noise = lambda *a, **k: None

@@ -172,20 +172,37 @@ NFE_OF_5_STEPS = [
 @pytest.mark.parametrize(("name", "denoise", "nfe"), NFE_OF_5_STEPS)
 def test_nfe_is_the_network_calls_the_method_defines(name, denoise, nfe):
     cs = _small_fno_sampler(onestep=name == "onestep")
-    calls = []
+    calls, encoded = [], []
 
-    def seen(module, args, output):
-        x, t, cond = args
-        calls.append((x.shape[0], tuple(t.shape), cond.shape[0]))
+    def seen(module, args, kwargs, output):
+        x, t = args
+        calls.append((x.shape[0], tuple(t.shape), kwargs["features"].shape[0]))
 
-    cs.net.register_forward_hook(seen)
+    cs.net.register_forward_hook(seen, with_kwargs=True)
+    cs.net.cond_branches[0].register_forward_hook(
+        lambda module, args, output: encoded.append(args[0].shape[0]))
     sampler = make_sampler({"name": name, "steps": 5, "t_max": 0.1, "denoise": denoise})
     vorticity, measurements = torch.randn(2, 8, 8), torch.randn(2, 8, 8)
     out, counted = cs.sample(sampler, vorticity, measurements, ensemble=3, return_nfe=True)
     assert len(calls) == counted == nfe
-    # Each evaluation is one call on the whole batch (2 conditions x 3 members).
-    assert set(calls) == {(6, (6,), 6)}
+    # Each evaluation is one call on the whole batch (2 conditions x 3 members), given the
+    # features of the 2 conditions, which the condition branches computed once.
+    assert set(calls) == {(6, (6,), 2)}
+    assert encoded == [2]
     assert out.shape == (2, 3, 8, 8) and torch.isfinite(out).all()
+
+
+def test_features_computed_once_give_the_scores_of_the_full_call():
+    """Sampling with the condition branches run once (features per condition, repeated for
+    the members inside the network) is the same function as the network called on the
+    repeated conditions at every evaluation."""
+    cs = _small_fno_sampler()
+    x, t = torch.randn(6, 1, 8, 8), torch.rand(6)
+    cond = torch.randn(2, 2, 8, 8)
+    with torch.no_grad():
+        full = cs.net(x, t, cond.repeat_interleave(3, dim=0))
+        once = cs.net(x, t, features=cs.net.encode(cond))
+    torch.testing.assert_close(once, full, rtol=1e-5, atol=1e-5)
 
 
 def test_the_deterministic_samplers_draw_no_noise():

@@ -10,6 +10,7 @@ import pytest
 
 from diffclosure import cli
 from diffclosure.data.h5io import DataFileError
+from diffclosure.provenance import write_table
 from diffclosure.stages import report as report_stage
 from diffclosure.stages.rollout_metrics import (
     probabilistic_rows,
@@ -17,6 +18,7 @@ from diffclosure.stages.rollout_metrics import (
     time_to_decorrelation,
 )
 
+from support.datasets import write_stats
 from support.rollout_inputs import make_inputs, make_model, run_stage, sections
 from support.tables import csv_rows
 
@@ -38,9 +40,11 @@ def results(tmp_path_factory):
     assert cli.main(["rollout-metrics", "--config", ro_cfg,
                      "--inputs", *inputs, "--outdir", str(root / "rollout")]) == 0
     (root / "sampling").mkdir()
-    (root / "sampling" / "benchmark.csv").write_text(
-        "sampler,nfe,d_fro,seconds\nem-1000-uniform-t1,1000,0.5,2.0\nem-10-karras-t0.1,10,0.6,0.02\n")
-    (root / "sampling" / "resolution.csv").write_text("n,d_fro\n16,0.5\n32,0.55\n")
+    write_table(root / "sampling" / "benchmark.csv",
+                "sampler,nfe,d_fro,seconds\nem-1000-uniform-t1,1000,0.5,2.0\n"
+                "em-10-karras-t0.1,10,0.6,0.02\n", {}, "sample_benchmark")
+    write_table(root / "sampling" / "resolution.csv", "n,d_fro\n16,0.5\n32,0.55\n", {},
+                "sample_benchmark")
     rep = {"run": "test", "report": {"fps": 4, "max_frames": 10}}
     assert cli.main(["report", "--config", json.dumps(rep), "--results", str(root),
                      "--outdir", str(root / "report")]) == 0
@@ -148,7 +152,8 @@ def test_the_reports_copy_of_the_papers_numbers_is_the_papers():
 def test_report_without_diffusion_skips_animation(tmp_path, results):
     (tmp_path / "rollout").mkdir()
     for name in ("metrics.csv", "summary.json"):
-        (tmp_path / "rollout" / name).write_bytes((results / "rollout" / name).read_bytes())
+        for f in (name, f"{name}.provenance.json"):
+            (tmp_path / "rollout" / f).write_bytes((results / "rollout" / f).read_bytes())
     rep = {"run": "x", "report": {}}
     assert cli.main(["report", "--config", json.dumps(rep), "--results", str(tmp_path),
                      "--outdir", str(tmp_path / "report")]) == 0
@@ -168,10 +173,12 @@ def test_damaged_table_is_named_with_the_command_that_remakes_it(tmp_path, caplo
                                                                   content, rule):
     (tmp_path / "rollout").mkdir()
     (tmp_path / "sampling").mkdir()
-    (tmp_path / "rollout" / "metrics.csv").write_text(
-        "closure,state,member,time,d_fro,d_fro_paper\n"
-        "none,0,mean,0.1,0.2,0.2\nnone,0,mean,0.2,0.3,0.3\n")
-    (tmp_path / name).write_bytes(content)
+    write_table(tmp_path / "rollout" / "metrics.csv",
+                "closure,state,member,time,d_fro,d_fro_paper\n"
+                "none,0,mean,0.1,0.2,0.2\nnone,0,mean,0.2,0.3,0.3\n", {}, "rollout_metrics")
+    write_table(tmp_path / "sampling" / "benchmark.csv", "name,nfe\nem,10\n", {},
+                "sample_benchmark")
+    (tmp_path / name).write_bytes(content)  # damaged after it was written
     rep = {"run": "x", "report": {"animation": False}}
     assert cli.main(["report", "--config", json.dumps(rep), "--results", str(tmp_path),
                      "--outdir", str(tmp_path / "report")]) == 1
@@ -252,7 +259,7 @@ def test_data_section_states_the_noise_share_and_the_window_drift(tmp_path):
     stats = {"stochastic_forcing": {"noise_std": 0.0193, "target_std": 0.2, "share": 0.0965},
              "window": {"start": 40.0, "end": 44.0, "grid": 128, "energy_drift": 0.0113,
                         "enstrophy_drift": 0.0283}}
-    (tmp_path / "dataset" / "stats.json").write_text(json.dumps(stats))
+    write_stats(tmp_path / "dataset", stats)
     text = "\n".join(report_stage.data_section(tmp_path))
     assert "share of **0.097**" in text
     assert "t = 40 to 44" in text and "**1.1%**" in text and "**2.8%**" in text

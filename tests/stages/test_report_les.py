@@ -1,6 +1,6 @@
 """The report's LES section: the ranking of rollout/les.csv and the a-priori table."""
 
-from diffclosure.provenance import csv_text
+from diffclosure.provenance import csv_text, write_table
 from diffclosure.rollout.les_a_priori import LES_A_PRIORI_COLUMNS
 from diffclosure.stages.report import les_ranking, les_section
 from diffclosure.stages.rollout_metrics import LES_COLUMNS
@@ -15,7 +15,7 @@ def _row(closure, err, stable, cost):
 
 def _write(path, columns, rows):
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(csv_text(rows, columns))
+    write_table(path, csv_text(rows, columns), {}, "rollout_metrics")
 
 
 def test_a_closure_better_in_every_column_ranks_first_and_a_blow_up_ranks_last():

@@ -20,6 +20,7 @@ from diffclosure.errors import UserFacingError
 from diffclosure.model.sde import VESDE
 from diffclosure.stages import sample_benchmark as stage
 
+from support.datasets import write_stats
 from support.tables import csv_rows
 
 S0 = 0.3
@@ -58,6 +59,7 @@ def dataset(tmp_path, monkeypatch):
     _write(data / "test.h5", 8, 0)
     _write(data / "test-8.h5", 8, 0)
     _write(data / "test-16.h5", 16, 1)
+    write_stats(data, STATS)
     monkeypatch.setattr(stage, "load_model", lambda path, device: (GaussianScore(), SETTINGS))
     torch.set_num_threads(1)
     return data
@@ -153,6 +155,10 @@ def test_stage_input_errors(dataset, tmp_path):
         _run(dataset, tmp_path / "o", bad)
     with h5py.File(dataset / "test.h5", "a") as fh:
         del fh["measurements"]
+    # changed since stats.json recorded its digest: refused, naming the file and the fix
+    with pytest.raises(UserFacingError, match="test.h5: not the file the statistics"):
+        _run(dataset, tmp_path / "o")
+    write_stats(dataset, STATS)  # a dataset made without the field: the field is named
     with pytest.raises(UserFacingError, match="measurements"):
         _run(dataset, tmp_path / "o")
 

@@ -13,6 +13,7 @@ import diffclosure.model.resume as resume_mod
 from diffclosure.cli import main as cli_main
 from diffclosure.data.stats import load_stats
 
+from support.datasets import write_stats
 from support.dns_shards import coarse_cfg, run_coarse, run_dataset, write_dns
 from support.dns_shards import sections as dataset_sections
 from support.rollout_inputs import make_inputs, make_model, run_stage
@@ -110,7 +111,7 @@ def test_rollout_refuses_stats_that_are_not_the_models(tmp_path, caplog, channel
     model = make_model(tmp_path / "model" / "score.pt")
     stats = json.loads((data / "stats.json").read_text())
     stats[channel][key] += 0.25  # as if the dataset had been rebuilt after training
-    (data / "stats.json").write_text(json.dumps(stats))
+    write_stats(data, stats)
     with caplog.at_level(logging.ERROR, logger="diffclosure"):
         assert run_stage(tmp_path, "diffusion", rollout_sections(), paths, data, model) == 1
     assert str(data / "stats.json") in caplog.text and str(model) in caplog.text

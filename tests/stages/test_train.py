@@ -16,9 +16,12 @@ from diffclosure.cli import main as cli_main
 from diffclosure.data.datasets import load_split
 from diffclosure.data.h5io import DataFileError, add_coordinate, add_field, atomic_h5
 from diffclosure.model.checkpoint import load_model
+from diffclosure.model.stopping import Plateau, best_epoch, first_stop
+from diffclosure.provenance import read_sidecar_meta
 from diffclosure.stages import train as train_stage
 from diffclosure.stages.train import train
 
+from support.datasets import split_stats, write_stats
 from support.tables import csv_rows
 from support.training import TRAIN_SECTIONS
 
@@ -49,9 +52,9 @@ def dataset(tmp_path_factory):
     d = tmp_path_factory.mktemp("dataset")
     write_split(d / "train.h5", 4, 10, 0)
     write_split(d / "val.h5", 1, 10, 1)
-    stats = {"target": {"mean": TARGET_MEAN, "std": TARGET_STD * np.hypot(A, S0)},
-             "vorticity": {"mean": 0.0, "std": 1.0}, "conditions": CONDITIONS}
-    (d / "stats.json").write_text(json.dumps(stats))
+    # The statistics of the training split itself, as the dataset stage computes them.
+    write_stats(d, {**split_stats(d / "train.h5", ["target", "vorticity"]),
+                    "conditions": CONDITIONS})
     return d
 
 
@@ -71,7 +74,11 @@ def test_stage_end_to_end(dataset, tmp_path):
         assert (out / name).stat().st_size > 0
     rows = csv_rows(out / "history.csv")
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5, 6]
-    assert set(rows[0]) == {"epoch", "train_loss", "val_loss", "lr", "seconds"}
+    assert set(rows[0]) == {"epoch", "train_loss", "val_loss", "lr", "seconds",
+                            "apriori_dfro_mean", "apriori_dfro_member", "apriori_corr",
+                            "apriori_spread_skill"}
+    # train.monitor (every 10 epochs by default) also checks the last epoch
+    assert [r["epoch"] for r in rows if r["apriori_dfro_mean"]] == ["6"]
     # StepLR: lr halves after lr_step=4 epochs
     assert float(rows[3]["lr"]) == float(rows[0]["lr"]) == 1e-2
     assert float(rows[4]["lr"]) == pytest.approx(0.5e-2)
@@ -79,7 +86,8 @@ def test_stage_end_to_end(dataset, tmp_path):
     assert float(rows[-1]["val_loss"]) < 0.6 * float(rows[0]["val_loss"])
     net, settings = load_model(out / "score.pt")
     assert settings["conditions"] == CONDITIONS and settings["n"] == N
-    assert settings["stats"]["target"]["mean"] == TARGET_MEAN
+    assert settings["stats"]["target"] == json.loads(
+        (dataset / "stats.json").read_text())["target"]
     assert settings["model"]["coords"] is False
     # the reloaded model runs at a finer grid with the same weights
     with torch.no_grad():
@@ -134,11 +142,82 @@ def test_resume_is_bit_exact(dataset, tmp_path, monkeypatch, caplog):
     assert not _states_equal(other.net.state_dict(), full.net.state_dict())
 
 
+# The tiny run reaches a plateau of its validation loss at about epoch 40 (lr halved every 10
+# epochs); with margin 0 the rule waits for 3 epochs without any improvement, so the best epoch
+# lies before the last one.
+PLATEAU = {"epochs": 80, "lr_step": 10, "plateau": {"window": 3, "margin": 0.0}}
+
+
+@pytest.mark.slow
+def test_training_stops_at_the_plateau_and_keeps_the_best_epoch(dataset, tmp_path):
+    run = train(cfg(**PLATEAU), dataset, tmp_path / "plateau")
+    stop, reason = first_stop(run.history, Plateau(3, 0.0), 80)
+    assert len(run.history) == stop < 80 and reason.startswith("plateau")
+    best, best_val = best_epoch(run.history)
+    assert best < stop and best_val == min(r["val_loss"] for r in run.history)
+    # score.pt holds the EMA weights of the best epoch: those of the same run stopped there
+    kept = torch.load(tmp_path / "plateau" / "score.pt", weights_only=True)
+    cut = train(cfg(**{**PLATEAU, "epochs": best, "plateau": {"window": 0}}), dataset,
+                tmp_path / "cut")
+    assert _states_equal(kept["ema_state_dict"], cut.ema_net.state_dict())
+    outcome = kept["settings"]["training"]
+    assert (outcome["epochs"], outcome["best_epoch"]) == (stop, best)
+    assert outcome["stop_reason"] == reason
+    # the report's record of it: history.csv's sidecar
+    assert read_sidecar_meta(tmp_path / "plateau" / "history.csv")["outcome"] == outcome
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_same_stop_and_a_stopped_run_trains_no_more(
+        dataset, tmp_path, monkeypatch, caplog):
+    full = train(cfg(**PLATEAU), dataset, tmp_path / "full")
+    real, calls = train_stage.write_history, []
+
+    def dying(*args, **kwargs):
+        real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 20:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_stage, "write_history", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg(**PLATEAU), dataset, tmp_path / "killed")
+    monkeypatch.setattr(train_stage, "write_history", real)
+    resumed = train(cfg(**PLATEAU), dataset, tmp_path / "killed")
+    assert resumed.resumed_from == 20
+    assert [r["val_loss"] for r in resumed.history] == [r["val_loss"] for r in full.history]
+    a, b = (torch.load(tmp_path / d / "score.pt", weights_only=True) for d in ("full", "killed"))
+    assert _states_equal(a["ema_state_dict"], b["ema_state_dict"])
+    # a higher epoch bound does not restart a run that stopped at its plateau
+    with caplog.at_level(logging.WARNING, logger="diffclosure"):
+        again = train(cfg(**{**PLATEAU, "epochs": 200}), dataset, tmp_path / "killed")
+    assert len(again.history) == len(full.history) and "had already stopped" in caplog.text
+    c = torch.load(tmp_path / "killed" / "score.pt", weights_only=True)
+    assert _states_equal(a["ema_state_dict"], c["ema_state_dict"])
+
+
+@pytest.mark.slow
+def test_monitor_scores_the_model_without_changing_it(dataset, tmp_path):
+    monitored = train(cfg(epochs=6, monitor={"every": 2, "conditions": 4, "ensemble": 3}),
+                      dataset, tmp_path / "on")
+    plain = train(cfg(epochs=6, monitor={"every": 0}), dataset, tmp_path / "off")
+    assert _states_equal(monitored.ema_net.state_dict(), plain.ema_net.state_dict())
+    rows = csv_rows(tmp_path / "on" / "history.csv")
+    checked = [int(r["epoch"]) for r in rows if r["apriori_dfro_mean"]]
+    assert checked == [2, 4, 6]
+    for r in rows:
+        if r["apriori_dfro_mean"]:
+            # the ensemble mean is closer to the truth than its members on average (Jensen)
+            assert 0 < float(r["apriori_dfro_mean"]) <= float(r["apriori_dfro_member"])
+            assert -1 <= float(r["apriori_corr"]) <= 1
+    assert "apriori_dfro_mean" not in csv_rows(tmp_path / "off" / "history.csv")[0]
+
+
 def test_missing_inputs_fail_before_work(dataset, tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
-    (broken / "stats.json").write_text((dataset / "stats.json").read_text())
-    (broken / "train.h5").write_bytes((dataset / "train.h5").read_bytes())
+    for name in ("stats.json", "stats.json.provenance.json", "train.h5"):
+        (broken / name).write_bytes((dataset / name).read_bytes())
     with pytest.raises(DataFileError, match="val.h5: file not found"):
         train(cfg(), broken, tmp_path / "out")
     assert not (tmp_path / "out").exists()
@@ -146,9 +225,14 @@ def test_missing_inputs_fail_before_work(dataset, tmp_path):
         fh["target"] = np.zeros((1, 2, N, N), np.float32)
         fh["vorticity"] = np.zeros((1, 2, N, N), np.float32)
         fh.attrs["conditions"] = json.dumps(CONDITIONS)
+    # not the val.h5 the statistics were made with: refused before it is read
+    with pytest.raises(DataFileError, match="val.h5: not the file the statistics"):
+        train(cfg(), broken, tmp_path / "out")
+    stats = json.loads((dataset / "stats.json").read_text())
+    write_stats(broken, stats)  # a dataset made that way: the missing field is named
     with pytest.raises(DataFileError, match=r"val.h5.*\['measurements'\]"):
         train(cfg(), broken, tmp_path / "out")
-    (broken / "stats.json").write_text(json.dumps({"vorticity": {"mean": 0, "std": 1}}))
+    write_stats(broken, {"vorticity": {"mean": 0, "std": 1}})
     with pytest.raises(DataFileError, match="stats.json.*'target'"):
         train(cfg(), broken, tmp_path / "out")
 
@@ -163,7 +247,8 @@ def test_streamed_split_equals_in_memory(dataset):
     # normalisation: vorticity has the stats' mean 0, std 1; measurements use the target's
     with h5py.File(dataset / "train.h5") as fh:
         raw = fh["measurements"][0, 3]
-    assert np.allclose(mem.cond[3, 1].numpy(), (raw - TARGET_MEAN) / (TARGET_STD * np.hypot(A, S0)),
+    target = json.loads((dataset / "stats.json").read_text())["target"]
+    assert np.allclose(mem.cond[3, 1].numpy(), (raw - target["mean"]) / target["std"],
                        atol=1e-5)
 
 

@@ -14,6 +14,8 @@ from diffclosure.model.checkpoint import build_from_settings, save_checkpoint
 from diffclosure.solver.grid import Grid
 from diffclosure.solver.initial import gaussian_random_field
 
+from support.datasets import write_stats
+
 torch.set_num_threads(1)
 N_FINE, N = 32, 16
 IDS, TEST = [0, 1, 2, 3], [2, 0]
@@ -59,7 +61,7 @@ def make_inputs(root, target="G"):
              "measurements": {"mean": 0.0, "std": 0.5},
              "conditions": ["vorticity", "measurements"],
              "split": {"train": [1], "val": [3], "test": TEST}}
-    (data / "stats.json").write_text(json.dumps(stats))
+    write_stats(data, stats)
     return paths, data
 
 

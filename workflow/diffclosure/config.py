@@ -255,7 +255,11 @@ def _grid_problems(dns, coarse, meas) -> list[str]:
         for name, m in [("coarse.n", coarse["n"])] + [
             (f"coarse.test_resolutions[{i}]", r) for i, r in enumerate(coarse["test_resolutions"])
         ]:
-            if m > dns["n"] or dns["n"] % m:
+            if m > dns["n"]:
+                problems.append(f"{name}: {m} is finer than the DNS grid dns.n={dns['n']}; a "
+                                f"coarse grid is at most dns.n (a divisor of it, e.g. "
+                                f"{dns['n'] // 4})")
+            elif dns["n"] % m:
                 problems.append(f"{name}: {m} must divide dns.n={dns['n']}")
     if coarse and meas and meas["enabled"]:
         for m in [coarse["n"], *coarse["test_resolutions"]]:

@@ -21,9 +21,11 @@ class BlowUpError(UserFacingError):
         self.time, self.step, self.cfl, self.dt = time, step, cfl, dt
         cfl_text = (f"; CFL number {cfl:.3g}"
                     if cfl is not None and math.isfinite(cfl) else "")
+        # What happened, without advice: a coupled run gives its own (rollout.coupled).
+        self.detail = f"simulation blew up at t={time:.6g} (step {step}): {reason}{cfl_text}"
         super().__init__(
-            f"simulation blew up at t={time:.6g} (step {step}): {reason}{cfl_text}. "
-            f"Reduce the time step (dns.dt={dt:g}; try {dt / 4:g}) or raise the viscosity."
+            f"{self.detail}. Reduce the time step (dns.dt={dt:g}; try {dt / 4:g}) or raise the "
+            "viscosity."
         )
 
 
@@ -33,7 +35,10 @@ PRODUCING_RULE = {"dns": "dns", "coarse": "coarse", "dataset": "dataset", "model
 # Files whose rule is not their folder's: the rollout folder's tables and figures come from
 # rollout_metrics (forcing `rollout` would redo every coupled run), onestep.pt from distill.
 PRODUCING_RULE_BY_NAME = {
-    "onestep.pt": "distill", "metrics.csv": "rollout_metrics",
+    "onestep.pt": "distill", "score.pt": "train", "last.pt": "train", "history.csv": "train",
+    "stats.json": "dataset", "benchmark.csv": "sample_benchmark",
+    "resolution.csv": "sample_benchmark", "les_a_priori.csv": "sample_benchmark",
+    "metrics.csv": "rollout_metrics",
     "probabilistic.csv": "rollout_metrics", "les.csv": "rollout_metrics",
     "summary.csv": "rollout_metrics", "summary.json": "rollout_metrics",
 }

@@ -19,6 +19,7 @@ from pathlib import Path
 from diffclosure import __version__
 from diffclosure.atomic import json_text, write_files_atomic
 from diffclosure.config import CHECKOUT, section_hash
+from diffclosure.errors import UserFacingError, remake_hint
 
 
 @functools.cache
@@ -83,10 +84,17 @@ def provenance(cfg: dict, stage: str) -> dict:
 
 
 # ----------------------------------------------------------------------------- tables
-# CSV files cannot hold metadata, so each one gets a small JSON file beside it, written together
-# with its table (write_table): a table never exists without its provenance, nor a new sidecar
-# beside a table it does not describe.
+# CSV files cannot hold metadata, so each table (CSV, and the JSON files stats.json and
+# summary.json) gets a small JSON file beside it, written together with it (write_table,
+# write_json_table): a table never exists without its provenance, nor a new sidecar beside a
+# table it does not describe. The sidecar also records the table's sha256 and its row count, and
+# every reader checks them (read_table_text): one flipped digit or a truncated file is named with
+# the rule that remakes it instead of flowing into a report.
 SIDECAR_SUFFIX = ".provenance.json"
+
+
+class TableError(UserFacingError):
+    """A table (CSV/JSON) lacks its sidecar, or differs from what the sidecar recorded."""
 
 
 def sidecar_path(path: str | Path) -> Path:
@@ -95,11 +103,29 @@ def sidecar_path(path: str | Path) -> Path:
     return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
-def _sidecar_text(path, cfg: dict, stage: str, config_hash: str | None) -> str:
+def data_rows(text: str, csv_table: bool) -> int:
+    """Rows of a table: CSV records after the header; 1 for a JSON document."""
+    if not csv_table:
+        return 1
+    return max(0, sum(1 for _ in csv.reader(io.StringIO(text))) - 1)
+
+
+def integrity(data: bytes, csv_table: bool) -> dict:
+    """What a sidecar records of its table's bytes."""
+    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+            "rows": data_rows(data.decode("utf-8", errors="replace"), csv_table)}
+
+
+def _sidecar_text(path, data: bytes, cfg: dict, stage: str, config_hash: str | None,
+                  meta: dict | None = None) -> str:
     prov = provenance(cfg, stage)
     if config_hash is not None:
         prov["config_hash"] = config_hash
-    return json_text({"file": Path(path).name, "provenance": prov})
+    doc = {"file": Path(path).name, "provenance": prov,
+           "integrity": integrity(data, Path(path).suffix == ".csv")}
+    if meta:
+        doc["meta"] = meta
+    return json_text(doc)
 
 
 def csv_text(rows: list[dict], columns: list[str]) -> str:
@@ -113,25 +139,82 @@ def csv_text(rows: list[dict], columns: list[str]) -> str:
 
 
 def write_table(path: str | Path, text: str, cfg: dict, stage: str, *,
-                config_hash: str | None = None) -> None:
-    """Write a CSV table and its provenance sidecar together, atomically: both or neither.
+                config_hash: str | None = None, meta: dict | None = None) -> None:
+    """Write a table (CSV text, or a JSON document's text) and its sidecar together,
+    atomically: both or neither.
 
     `config_hash` replaces the hash of `cfg` where a stage already stores another one for the
     same run (e.g. training, whose hash leaves out the thread count), so one run has one hash.
+    `meta` (JSON-able) is kept in the sidecar for the table's readers (read_sidecar_meta).
     """
-    write_files_atomic({path: text.encode(),
-                        sidecar_path(path): _sidecar_text(path, cfg, stage, config_hash).encode()})
+    data = text.encode()
+    side = _sidecar_text(path, data, cfg, stage, config_hash, meta)
+    write_files_atomic({path: data, sidecar_path(path): side.encode()})
+
+
+def write_json_table(path: str | Path, doc: dict, cfg: dict, stage: str) -> None:
+    """A JSON document (strict: NaN as null) with its sidecar, as write_table."""
+    write_table(path, json_text(doc), cfg, stage)
+
+
+def _read_sidecar_doc(path: Path) -> dict | None:
+    try:
+        doc = json.loads(sidecar_path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def table_problem(path: str | Path) -> str | None:
+    """What is wrong with a table against its sidecar, in words, or None when it matches."""
+    path = Path(path)
+    doc = _read_sidecar_doc(path)
+    if doc is None:
+        return (f"its sidecar {sidecar_path(path).name} (provenance, checksum, row count) is "
+                "missing or unreadable")
+    rec = doc.get("integrity")
+    if not isinstance(rec, dict) or "sha256" not in rec:
+        return f"its sidecar {sidecar_path(path).name} records no checksum (an older version)"
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() == rec["sha256"]:
+        return None
+    rows = data_rows(data.decode("utf-8", errors="replace"), path.suffix == ".csv")
+    if path.suffix == ".csv" and rows != rec.get("rows"):
+        return (f"it holds {rows} rows where {rec.get('rows')} were written (truncated or "
+                "edited since)")
+    return ("its content differs from what was written (sha256 mismatch: changed or damaged "
+            "since; not even one digit may change)")
+
+
+def check_table(path: str | Path) -> None:
+    """Raise TableError naming the file and the rule that remakes it unless the table is what
+    its sidecar recorded."""
+    problem = table_problem(path)
+    if problem:
+        raise TableError(f"{path}: {problem}. {remake_hint(path)}")
+
+
+def read_table_text(path: str | Path) -> str:
+    """A table's text, checked against its sidecar (check_table)."""
+    check_table(path)
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise TableError(f"{path}: not UTF-8 text ({exc}). {remake_hint(path)}") from None
 
 
 def read_sidecar(path: str | Path) -> dict:
     """The provenance recorded for the table `path` ({} when it has no readable sidecar)."""
-    side = sidecar_path(path)
-    try:
-        doc = json.loads(side.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return {}
-    prov = doc.get("provenance") if isinstance(doc, dict) else None
+    doc = _read_sidecar_doc(Path(path)) or {}
+    prov = doc.get("provenance")
     return dict(prov) if isinstance(prov, dict) else {}
+
+
+def read_sidecar_meta(path: str | Path) -> dict:
+    """The `meta` a table's sidecar holds ({} when none)."""
+    doc = _read_sidecar_doc(Path(path)) or {}
+    meta = doc.get("meta")
+    return dict(meta) if isinstance(meta, dict) else {}
 
 
 def footer(prov: dict) -> str:

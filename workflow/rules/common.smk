@@ -104,8 +104,14 @@ def report_outputs(wildcards=None):
     return outputs
 
 
-def all_outputs():
+def all_outputs(rules):
+    """Every output of every stage, so that a plain `snakemake` remakes whatever is missing
+    (a job killed mid-way, a file deleted), not only what the report reads."""
+    per_stage = [rules.dataset, rules.train, rules.sample_benchmark, rules.rollout_metrics,
+                 rules.report, *([rules.distill] if config["distill"]["enabled"] else [])]
     return [
-        f"{OUT}/report/summary.md",
-        *([ONESTEP] if config["distill"]["enabled"] else []),
+        *dns_shards(),
+        *coarse_shards(),
+        *expand(f"{OUT}/rollout/{{closure}}.h5", closure=CLOSURES),
+        *(path for rule in per_stage for path in rule.output),
     ]

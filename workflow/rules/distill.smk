@@ -4,6 +4,7 @@ rule distill:
     input:
         model=MODEL,
         train=f"{DATASET}/train.h5",
+        val=f"{DATASET}/val.h5",
         stats=f"{DATASET}/stats.json",
     output:
         onestep=ONESTEP,

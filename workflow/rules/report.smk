@@ -7,6 +7,10 @@ rule report:
         rollout_summary=f"{OUT}/rollout/summary.json",
         probabilistic=f"{OUT}/rollout/probabilistic.csv",
         stats=f"{DATASET}/stats.json",
+        history=f"{OUT}/model/history.csv",
+        # Everything the summary links to, so it never links a file that does not exist.
+        linked=[*rules.sample_benchmark.output, *rules.rollout_metrics.output,
+                rules.train.output.curves],
         rollouts=expand(f"{OUT}/rollout/{{closure}}.h5", closure=CLOSURES),
     output:
         **report_outputs(),

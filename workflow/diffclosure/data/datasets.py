@@ -13,68 +13,20 @@ is read by data.stats, which needs no torch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 
+from diffclosure.data.digest import content_digest  # noqa: F401 (re-exported)
 from diffclosure.data.h5io import DataFileError, open_input
 from diffclosure.data.stats import load_stats, stats_key
 from diffclosure.errors import remake_hint
 
 log = logging.getLogger(__name__)
-
-
-def content_digest(paths) -> str:
-    """Short sha256 of what the HDF5 files hold: every dataset's name, shape, dtype and values.
-
-    Fields are stored with a Fletcher-32 checksum per chunk (one 2-D record), appended by HDF5
-    to the stored chunk; hashing those 4 bytes per chunk fingerprints a split for a few kB of
-    I/O instead of rereading gigabytes. Every record of a changed dataset keeping its 32-bit
-    checksum is not a risk for real data. Arrays without checksums (coordinates) are hashed
-    whole. Attributes are left out: they hold the creation time, so a dataset rewritten with
-    the same values must not look new (a setting that changes the data changes the values).
-    """
-    h = hashlib.sha256()
-    for path in map(Path, paths):
-        with open_input(path) as fh, open(path, "rb") as raw:
-            for name in _dataset_names(fh):
-                ds = fh[name]
-                h.update(f"{path.name}:{name}:{ds.shape}:{ds.dtype}".encode())
-                sums = _chunk_checksums(ds, raw)
-                if sums is not None:
-                    h.update(sums)
-                elif ds.shape:
-                    for i in range(ds.shape[0]):  # a record at a time: bounded memory
-                        h.update(np.ascontiguousarray(ds[i]).tobytes())
-                else:
-                    h.update(np.asarray(ds[()]).tobytes())
-    return h.hexdigest()[:16]
-
-
-def _dataset_names(fh) -> list[str]:
-    names = []
-    fh.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
-    return sorted(names)
-
-
-def _chunk_checksums(ds, raw) -> bytes | None:
-    """The stored Fletcher-32 checksums of a dataset's chunks in chunk order (None if it has
-    none, or a chunk was stored with its filters skipped)."""
-    if ds.chunks is None or not ds.fletcher32:
-        return None
-    chunks = []
-    ds.id.chunk_iter(chunks.append)
-    if any(info.filter_mask for info in chunks):
-        return None
-    fd = raw.fileno()  # pread: a quarter of the time of seek + read per chunk
-    return b"".join(repr(info.chunk_offset).encode() + os.pread(fd, 4, info.byte_offset
-                    + info.size - 4) for info in sorted(chunks, key=lambda c: c.chunk_offset))
 
 
 def check_layout(fh, path, conditions) -> tuple[int, ...]:
@@ -263,6 +215,32 @@ def load_split(
     target = chans[0][:, None].contiguous()
     cond = torch.stack(chans[1:], dim=1) if conditions else torch.zeros(n_samples, 0, n, n)
     return InMemorySplit(target, cond, conditions, path)
+
+
+# How far the training split, normalised with stats.json, may be from mean 0 and std 1: the
+# statistics are those of this very split (float64 sums of float32 data: ~1e-6 off).
+NORMALISED_TOLERANCE = 1e-3
+
+
+def check_normalised(split, stats_path: Path) -> None:
+    """Fail unless the training split, normalised with stats.json, has mean 0 and std 1 in
+    every channel with statistics of its own (measurements share the target's): stats.json
+    then describes this split, whatever its sidecar says. Streamed splits are not read whole
+    and are skipped."""
+    if not isinstance(split, InMemorySplit):
+        return
+    channels = {"target": split.target[:, 0]}
+    channels.update({c: split.cond[:, i] for i, c in enumerate(split.conditions)
+                     if c != "measurements"})
+    for name, values in channels.items():
+        mean, std = float(values.double().mean()), float(values.double().std())
+        if abs(mean) > NORMALISED_TOLERANCE or abs(std - 1.0) > NORMALISED_TOLERANCE:
+            raise DataFileError(
+                f"{stats_path}: its '{stats_key(name)}' statistics do not describe "
+                f"{split.path} (normalised with them, its '{name}' has mean {mean:.3g} and std "
+                f"{std:.3g} instead of 0 and 1): stats.json was changed or belongs to other data."
+                f" Remake the dataset: `snakemake --cores all --forcerun dataset` (with your "
+                "--configfile, if any), which also retrains on it.")
 
 
 # Fraction of the free GPU memory the in-memory training and validation splits may take to be

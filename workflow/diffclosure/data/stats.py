@@ -13,9 +13,11 @@ from pathlib import Path
 
 from diffclosure.data.h5io import DataFileError
 from diffclosure.errors import remake_hint
+from diffclosure.provenance import check_table
 
 # Top-level keys of stats.json that are bookkeeping, not channel statistics.
-STATS_META_KEYS = ("conditions", "note", "split", "provenance", "stochastic_forcing", "window")
+STATS_META_KEYS = ("conditions", "note", "split", "provenance", "stochastic_forcing", "window",
+                   "digests")
 
 
 def stats_key(channel: str) -> str:
@@ -33,6 +35,7 @@ def load_stats(dataset_dir: str | Path) -> dict:
     path = Path(dataset_dir) / "stats.json"
     if not path.exists():
         raise DataFileError(f"{path}: file not found; run the dataset stage first")
+    check_table(path)  # a flipped digit or an edit since the dataset stage wrote it
     try:
         stats = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -54,3 +57,20 @@ def load_stats(dataset_dir: str | Path) -> dict:
         if not float(entry["std"]) > 0:
             raise DataFileError(f"{path}: '{name}' has std {entry['std']} (constant field?)")
     return stats
+
+
+def check_digest(stats: dict, path: str | Path) -> None:
+    """Fail unless the split file `path` holds what the dataset stage wrote beside this
+    stats.json (its content digest there): statistics and data of two runs never mix."""
+    from diffclosure.data.digest import content_digest
+
+    path = Path(path)
+    recorded = (stats.get("digests") or {}).get(path.name)
+    if recorded is None:
+        raise DataFileError(f"{path.parent / 'stats.json'}: records no digest of {path.name} "
+                            f"(written by an older version). {remake_hint(path)}")
+    if content_digest([path]) != recorded:
+        raise DataFileError(
+            f"{path}: not the file the statistics in {path.parent / 'stats.json'} were made "
+            f"with (its content digest differs from the one recorded there): the folder mixes "
+            f"the files of two dataset runs, or one was changed since. {remake_hint(path)}")

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from diffclosure.atomic import write_bytes_atomic
-from diffclosure.errors import UserFacingError
+from diffclosure.errors import UserFacingError, remake_hint
 from diffclosure.model.score_net import ScoreNet, build_score_net
 from diffclosure.model.sde import make_sde
 
@@ -84,16 +84,16 @@ def _load_failure(exc: Exception) -> str:
 def read_torch(path: str | Path, what: str = "checkpoint") -> dict:
     """torch.load a dict with clear errors for a missing, truncated or foreign file."""
     path = Path(path)
+    stage = "distill" if path.name == "onestep.pt" else "train"
     if not path.exists():
-        raise CheckpointError(f"{path}: {what} not found; train the model first (stage train)")
+        raise CheckpointError(f"{path}: {what} not found; make it first (stage {stage})")
     try:
         blob = path.read_bytes()
         obj = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for garbage (pickle, zip, runtime)
         raise CheckpointError(
             f"{path}: not a readable torch {what} (truncated, corrupted or not a diffclosure "
-            f"model file): {_load_failure(exc)}. Remake it with `snakemake --cores all --forcerun "
-            "train` (or `python -m diffclosure train`)."
+            f"model file): {_load_failure(exc)}. {remake_hint(path)}"
         ) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: not a diffclosure {what} (holds a {type(obj).__name__})")

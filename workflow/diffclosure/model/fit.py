@@ -28,11 +28,15 @@ from diffclosure.model.distributed import Dist, forward_model
 from diffclosure.model.ema import EMA
 from diffclosure.model.loss import dsm_loss, uniform_times
 from diffclosure.model.score_net import ScoreNet, build_score_net, count_parameters
+from diffclosure.model.stopping import Plateau, stop_reason
 from diffclosure.progress import progress
 
 log = logging.getLogger(__name__)
 
 _VALIDATION_STREAM = 2**31 - 1  # the "epoch" index of the fixed validation noise
+# Noise draws per validation sample, at stratified times: one draw per sample made the loss of
+# a 41-sample split swing by ~10% with the one time it drew, more than a plateau's margin.
+VALIDATION_DRAWS = 4
 
 
 @dataclass
@@ -42,6 +46,18 @@ class TrainingRun:
     ema: EMA
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
+    # The EMA weights of the epoch with the lowest validation loss: {"epoch", "val_loss",
+    # "ema"} (a state dict), or None before the first epoch. score.pt keeps these.
+    best: dict | None = None
+
+    def keep_if_best(self, row: dict) -> bool:
+        """Remember the EMA weights when `row` (an epoch's history row) beats the best."""
+        val = float(row["val_loss"])
+        if not math.isfinite(val) or (self.best is not None and val >= self.best["val_loss"]):
+            return False
+        state = {k: v.detach().clone() for k, v in self.ema.model.state_dict().items()}
+        self.best = {"epoch": int(row["epoch"]), "val_loss": val, "ema": state}
+        return True
 
 
 @dataclass
@@ -79,10 +95,20 @@ def make_generator(device: torch.device, seed: int) -> torch.Generator:
     return gen
 
 
+def stratified_times(t_min: float, t_max: float, batch: int, draws: int,
+                     gen: torch.Generator, device) -> torch.Tensor:
+    """(batch * draws,) times: for each sample, one uniform draw in each of `draws` equal
+    strata of [t_min, t_max] (sample-major order, as x0.repeat_interleave(draws))."""
+    u = torch.rand(batch, draws, generator=gen, device=device)
+    strata = torch.arange(draws, device=device, dtype=u.dtype)
+    return (t_min + (t_max - t_min) * (strata + u) / draws).reshape(-1)
+
+
 def validate(ema_net, val, steps: _Steps) -> float:
-    """Mean DSM loss of the EMA weights on the validation split with fixed times and noise."""
-    tr, dctx, device, batch = steps.tr, steps.dctx, steps.device, steps.per_rank
-    sampler = uniform_times(tr["t_min"], tr["t_max"])
+    """Mean DSM loss of the EMA weights on the validation split with fixed times and noise:
+    VALIDATION_DRAWS noise draws per sample at stratified times, the same at every epoch."""
+    tr, dctx, device = steps.tr, steps.dctx, steps.device
+    batch, draws = max(1, steps.per_rank // VALIDATION_DRAWS), VALIDATION_DRAWS
     gen = make_generator(device, stream_seed(tr["seed"], _VALIDATION_STREAM, dctx.rank))
     idx = torch.arange(len(val))[dctx.rank :: dctx.world].to(index_device(val))
     # Summed on the device: one host sync per validation, not one per batch.
@@ -92,8 +118,12 @@ def validate(ema_net, val, steps: _Steps) -> float:
         for start in range(0, len(idx), batch):
             x0, cond = (a.to(device, non_blocking=True)
                         for a in val.get_batch(idx[start : start + batch]))
+            x0 = x0.repeat_interleave(draws, dim=0)  # the condition serves its draws
+            t = stratified_times(tr["t_min"], tr["t_max"], x0.shape[0] // draws, draws, gen,
+                                 device)
             with steps.autocast():
-                per = dsm_loss(ema_net, x0, cond, ema_net.sde, sampler, gen, reduce=False)
+                per = dsm_loss(ema_net, x0, cond, ema_net.sde, t=t, generator=gen,
+                               reduce=False)
             total += per.double().sum()
             count += per.shape[0]
     total, count = dctx.all_sum_tensor(
@@ -111,9 +141,13 @@ def _train_epoch(run: TrainingRun, steps: _Steps, train_set, order, t_sampler, g
     # end, before anything of the epoch is written.
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     seen = 0
+    draws = int(steps.tr["draws"])
     for b in range(0, len(order), steps.per_rank):
         x0, cond = (a.to(device, non_blocking=True) for a in train_set.get_batch(
             order[b : b + steps.per_rank]))
+        # train.draws noise draws per sample; the network runs the condition branches once
+        # per sample and serves its draws from them (ScoreNet.forward).
+        x0 = x0.repeat_interleave(draws, dim=0) if draws > 1 else x0
         with steps.autocast():
             loss = dsm_loss(steps.forward, x0, cond, steps.sde, t_sampler, gen)
         optimizer.zero_grad(set_to_none=True)
@@ -178,15 +212,28 @@ def _steps(run: TrainingRun, tr: dict, sde, dctx: Dist, device) -> _Steps:
 
 
 def fit(run: TrainingRun, cfg: dict, sde, data, dctx: Dist, device, start: int,
-        history: list[dict], on_epoch: Callable[[int, list[dict]], None]) -> list[dict]:
+        history: list[dict], on_epoch: Callable[[int, list[dict]], None],
+        monitor: Callable[[torch.nn.Module, int, bool], dict] | None = None,
+        ) -> tuple[list[dict], str]:
     """Epochs start+1 .. train.epochs on `data` = (train split, validation split), appending
-    to `history`. After each epoch rank 0 calls on_epoch(epochs done, history); every rank
-    then waits, so that none races ahead while rank 0 writes."""
+    to `history`, until the plateau rule (model.stopping) or the epoch bound stops it. After each
+    epoch rank 0 adds monitor(ema_net, epoch, last)'s columns to the row (when given) and calls
+    on_epoch(epochs done, history); every rank then waits, so that none races ahead while
+    rank 0 writes. Returns (history, why it stopped)."""
     tr = cfg["train"]
+    rule = Plateau.from_config(tr)
+    reason = stop_reason(history, rule, tr["epochs"])
+    if reason:  # a resumed run that had already stopped takes no further step
+        if dctx.main:
+            log.warning("the resumed run had already stopped after epoch %d (%s): no training "
+                        "done, score.pt is rewritten from it. To train again from scratch, "
+                        "delete last.pt", len(history), reason)
+        return history, reason
     train_set = data[0]
     steps = _steps(run, tr, sde, dctx, device)
     if dctx.main:
         _log_start(run.net, steps, *data)
+        log.info("stopping rule: %s; at most %d epochs", rule.describe(), tr["epochs"])
     sampler = DistributedSampler(
         range(len(train_set)), num_replicas=dctx.world, rank=dctx.rank, shuffle=True,
         seed=tr["seed"], drop_last=False,
@@ -197,13 +244,27 @@ def fit(run: TrainingRun, cfg: dict, sde, data, dctx: Dist, device, start: int,
     for epoch in range(start, tr["epochs"]):
         row = _epoch(run, steps, data, sampler, t_sampler, epoch)
         history.append(row)
+        run.keep_if_best(row)
+        reason = stop_reason(history, rule, tr["epochs"])
+        if monitor is not None and dctx.main:
+            row.update(monitor(run.ema.model, epoch + 1, bool(reason)))
         if dctx.main:
             on_epoch(epoch + 1, history)
-            log.info("epoch %d/%d: train %.5g, val %.5g, lr %.3g, %.1f s", epoch + 1,
-                     tr["epochs"], row["train_loss"], row["val_loss"], row["lr"],
-                     row["seconds"])
+            _log_epoch(row, tr["epochs"], run.best)
             bar.set_postfix(train=f"{row['train_loss']:.4g}", val=f"{row['val_loss']:.4g}")
         bar.update(1)
         dctx.barrier()
+        if reason:
+            break
     bar.close()
-    return history
+    return history, reason or "no epoch left"
+
+
+def _log_epoch(row: dict, epochs: int, best: dict | None) -> None:
+    extra = "".join(f", {k} {row[k]:.4g}" for k in row
+                    if k.startswith("apriori_") and math.isfinite(row[k]))
+    log.info("epoch %d/%d: train %.5g, val %.5g (best %.5g at epoch %d), lr %.3g%s, %.1f s",
+             row["epoch"], epochs, row["train_loss"], row["val_loss"],
+             best["val_loss"] if best else math.nan, best["epoch"] if best else 0, row["lr"],
+             extra, row["seconds"])
+

@@ -18,6 +18,39 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class _ContiguousBmm(torch.autograd.Function):
+    """torch.bmm whose backward makes its operands contiguous first.
+
+    The gradient reaching the spectral product is a permuted view; the CPU bmm of a
+    non-contiguous batch copies it one matrix at a time (a select and a clone per Fourier mode),
+    which made the backward of the product ~17% of a training step. One copy of the whole
+    batch is far cheaper.
+    """
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(a, b)
+        return torch.bmm(a, b)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        a, b = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_a = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_a = torch.bmm(grad, b.transpose(1, 2).contiguous())
+        if ctx.needs_input_grad[1]:
+            grad_b = torch.bmm(a.transpose(1, 2).contiguous(), grad)
+        return grad_a, grad_b
+
+
+def contiguous_bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b per batch entry; plain torch.bmm when no gradient is needed."""
+    if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
+        return _ContiguousBmm.apply(a, b)
+    return torch.bmm(a, b)
+
+
 class SpectralConv2d(nn.Module):
     """y = irfft2(W(k) rfft2(x)) on the retained modes; input/output (B, C, n, n).
 
@@ -61,7 +94,7 @@ class SpectralConv2d(nn.Module):
             block = torch.cat([torch.cat([wr, wi], 1), torch.cat([-wi, wr], 1)], 0)
             xin = torch.cat([modes_in.real, modes_in.imag], 1).flatten(2)  # (B, 2cin, M)
             # (M, B, 2cin) @ (M, 2cin, 2cout): contiguous operands, else bmm copies per matrix.
-            prod = torch.bmm(
+            prod = contiguous_bmm(
                 xin.permute(2, 0, 1).contiguous(), block.permute(2, 0, 1).contiguous()
             )
             prod = prod.permute(1, 2, 0).reshape(batch, 2 * cout, 2 * my, mx)
@@ -86,7 +119,9 @@ class PointwiseConv(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, n_y, n_x = x.shape
         w = self.weight.view(self.out_channels, self.in_channels)
-        y = torch.matmul(w.to(x.dtype), x.reshape(b, self.in_channels, n_y * n_x))
+        # bmm with the weight expanded over the batch: torch.matmul of a matrix with a batch
+        # folds the batch into a transposed product whose backward is ~1.6x slower on the CPU.
+        y = torch.bmm(w.to(x.dtype).expand(b, -1, -1), x.reshape(b, self.in_channels, n_y * n_x))
         if self.bias is not None:
             y = y + self.bias.to(y.dtype)[:, None]
         return y.view(b, self.out_channels, n_y, n_x)

@@ -96,12 +96,9 @@ def try_resume(path: Path, identity: dict[str, str], run, epochs: int) -> tuple[
     run.ema.load_state_dict(state["ema"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
+    run.best = state.get("best")
     torch.set_rng_state(state["rng"]["torch"])
     log.info("resuming from %s after epoch %d of %d", path, state["epoch"], epochs)
-    if int(state["epoch"]) == epochs:
-        log.warning("%s already holds all %d epochs of this run (same settings, data and code): "
-                    "no training done, score.pt is rewritten from it. To train again from "
-                    "scratch, delete %s", path, epochs, path)
     return int(state["epoch"]), list(state["history"])
 
 
@@ -112,6 +109,6 @@ def save_last(path: Path, run, identity: dict, epoch: int, history: list) -> Non
          "model": run.net.state_dict(), "ema": run.ema.state_dict(),
          "optimizer": run.optimizer.state_dict(),
          "scheduler": run.scheduler.state_dict(),
-         "rng": {"torch": torch.get_rng_state()}, "history": history},
+         "rng": {"torch": torch.get_rng_state()}, "history": history, "best": run.best},
         path,
     )

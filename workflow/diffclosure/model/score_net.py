@@ -62,17 +62,34 @@ class ScoreNet(nn.Module):
             PointwiseConv(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
         )
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None):
-        if x.ndim != 4 or x.shape[1] != 1:
-            raise ValueError(f"x must be (B, 1, n, n), got {tuple(x.shape)}")
+    def encode(self, cond: torch.Tensor | None) -> torch.Tensor | None:
+        """The condition branches' features (B, width * n_conditions, n, n), or None without
+        conditions. They depend on neither x nor t: a sampler computes them once for all its
+        steps and members, training once for all the noise draws of a sample."""
         c = 0 if cond is None else cond.shape[1]
         if c != self.n_conditions:
             raise ValueError(f"the network expects {self.n_conditions} condition channels, got {c}")
+        if not self.n_conditions:
+            return None
+        return torch.cat([branch(cond[:, i : i + 1]) for i, branch in
+                          enumerate(self.cond_branches)], dim=1)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None, *,
+                features: torch.Tensor | None = None):
+        """The score of x (B, 1, n, n) at times t (B,) given cond (B', C, n, n), or given the
+        condition's `features` (encode(cond)) instead. B may be a multiple k of B': each
+        condition then serves k consecutive rows of x (members, or noise draws), and its
+        branches run once."""
+        if x.ndim != 4 or x.shape[1] != 1:
+            raise ValueError(f"x must be (B, 1, n, n), got {tuple(x.shape)}")
+        if features is None:
+            features = self.encode(cond)
         t = t.reshape(-1).expand(x.shape[0]) if t.numel() == 1 else t.reshape(-1)
         emb = F.gelu(self.embed_mlp(self.embed(t)))
         shifts = [dense(emb) for dense in self.embed_dense]
         hs = [self.target_branch(x, shifts)]
-        hs += [branch(cond[:, i : i + 1]) for i, branch in enumerate(self.cond_branches)]
+        if features is not None:
+            hs.append(_per_row(features, x.shape[0]))
         h = torch.cat(hs, dim=1)
         for i, conv in enumerate(self.head):
             h = conv(h)
@@ -81,6 +98,17 @@ class ScoreNet(nn.Module):
         # Divide in float32: std(t) spans four orders of magnitude.
         std = self.sde.std(t.float())
         return h.float() / std[:, None, None, None]
+
+
+def _per_row(features: torch.Tensor, rows: int) -> torch.Tensor:
+    """Condition features for `rows` rows of x: each of the B' conditions repeated
+    rows / B' times in a row (members and draws of one condition are consecutive)."""
+    b = features.shape[0]
+    if b == rows:
+        return features
+    if rows % b:
+        raise ValueError(f"x has {rows} rows, not a multiple of the condition's {b}")
+    return features.repeat_interleave(rows // b, dim=0)
 
 
 def count_parameters(net: nn.Module, trainable_only: bool = True) -> int:

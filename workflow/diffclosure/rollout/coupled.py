@@ -120,6 +120,16 @@ class ClosureSpectrum:
         return self._hat
 
 
+def _blowup_reason(exc: BlowUpError, closure) -> str:
+    """The blow-up in words. With a closure in the loop the time step is not the only suspect:
+    the rollout_metrics stage compares with the other closures and says which it is."""
+    if isinstance(closure, cl.NoClosure):
+        return str(exc)
+    return (f"{exc.detail} with closure {getattr(closure, 'name', '?')}; if the other closures "
+            f"stay stable at this dns.dt ({exc.dt:g}), the closure is the cause (rollout_metrics"
+            " compares them); if they blow up too, reduce dns.dt")
+
+
 def run_coupled(solver, w0, closure, steps: int, record_stride: int, members: int = 1,
                 warmup: int = 1, progress=None, noise=None) -> CoupledResult:
     """Advance w0 (S, n, n), each state repeated `members` times, with `closure`.
@@ -152,7 +162,7 @@ def run_coupled(solver, w0, closure, steps: int, record_stride: int, members: in
                 if (k + 1) % record_stride == 0:
                     solver.check(state, (k + 1) * dt)
             except BlowUpError as exc:
-                blowup, reason = exc.time, str(exc)
+                blowup, reason = exc.time, _blowup_reason(exc, closure)
                 log.warning("closure %s blew up at t=%.4g (step %d): %s; stopping this rollout",
                             getattr(closure, "name", "?"), exc.time, k + 1, reason)
                 break

@@ -7,7 +7,9 @@ Denoiser of its score (sampling.denoiser, which counts the NFE) and maps the sam
 physical units.
 
 Network contract (model/checkpoint.load_model): net(x (B,1,n,n), t (B,), cond (B,C,n,n)) ->
-score of the normalised target; settings["conditions"] names the C channels in order
+score of the normalised target; a network with `encode(cond)` and `net(x, t, features=)` (the
+ScoreNet) has its condition branches run once per sampling instead of at every evaluation;
+settings["conditions"] names the C channels in order
 ("vorticity", "measurements", "smagorinsky"); settings["stats"][name] = {"mean", "std"}
 (the measurements use the target's statistics).
 """
@@ -102,13 +104,33 @@ class ClosureSampler:
         self.autocast = autocast and self.device.type == "cuda"
         self.net = torch.compile(net) if compile else net
 
-    def score_fn(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """The sampler-facing score: x (B,1,n,n) normalised, t (B,), cond (B,C,n,n)."""
-        ctx = (torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast
-               else contextlib.nullcontext())
-        with ctx:
-            out = self.net(x, t, cond)
+    def _autocast(self):
+        return (torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast
+                else contextlib.nullcontext())
+
+    def score_fn(self, x: torch.Tensor, t: torch.Tensor, features) -> torch.Tensor:
+        """The sampler-facing score: x (B*k,1,n,n) normalised, t (B*k,), the condition's
+        features (encode_conditions: B conditions, each for k consecutive rows of x)."""
+        with self._autocast():
+            if self._encodes:
+                out = self.net(x, t, features=features)
+            else:  # a plain score function of (x, t, cond): the condition row by row
+                out = self.net(x, t, features.repeat_interleave(x.shape[0] // len(features), 0))
         return out.to(x.dtype)
+
+    @property
+    def _encodes(self) -> bool:
+        return callable(getattr(self.net, "encode", None))
+
+    @torch.inference_mode()
+    def encode_conditions(self, cond: torch.Tensor):
+        """The network's condition features of cond (B,C,n,n) (model.score_net.ScoreNet.encode):
+        computed once per sampling, not at each of its network evaluations, since they depend
+        on neither x nor t. A network without `encode` gets the normalised condition itself."""
+        if not self._encodes:
+            return cond
+        with self._autocast():
+            return self.net.encode(cond)
 
     def normalised_conditions(self, vorticity, measurements=None, smagorinsky=None) -> torch.Tensor:
         """(B, C, n, n) float32 on the device, channels in the model's order."""
@@ -149,7 +171,7 @@ class ClosureSampler:
         sampler = bind_onestep(sampler, self.settings)
         cond = self.normalised_conditions(vorticity, measurements, smagorinsky)
         b, _, n, _ = cond.shape
-        cond = cond.repeat_interleave(ensemble, dim=0)
+        features = self.encode_conditions(cond)  # members share their condition's features
         if generator is None:
             generator = torch.Generator(device=self.device).manual_seed(0)
         start = sampler.start if start is None else start
@@ -159,10 +181,10 @@ class ClosureSampler:
             prior_mean = 0.0
         elif start == "measurements" and "measurements" in self.conditions:
             i = self.conditions.index("measurements")
-            prior_mean = cond[:, i : i + 1]
+            prior_mean = cond[:, i : i + 1].repeat_interleave(ensemble, dim=0)
         else:
             raise ConditionError(f"start: '{start}' needs a 'measurements' condition or use 'zero'")
-        res = sampler(Denoiser(self.score_fn, self.sde, cond), (b * ensemble, 1, n, n),
+        res = sampler(Denoiser(self.score_fn, self.sde, features), (b * ensemble, 1, n, n),
                       generator, dtype=torch.float32, prior_mean=prior_mean)
         out = res.samples.reshape(b, ensemble, n, n) * self.target_std + self.target_mean
         return (out, res.nfe) if return_nfe else out
@@ -189,9 +211,12 @@ def check_stats(cs, model_path, data_dir) -> None:
         differ.append(f"conditions {stats['conditions']} there, {cs.conditions} in the model")
     if differ:
         raise CheckpointError(
-            f"{path} does not match the statistics stored in {model_path} ({'; '.join(differ)}):"
-            " the model was trained on another dataset. Retrain it on this one: snakemake "
-            f"--cores all --forcerun train (standalone: python -m diffclosure train --data "
-            f"{data_dir} --outdir {Path(model_path).parent} --config CFG), or pass --data the "
-            "dataset folder the model was trained on."
+            f"{path} does not match the statistics stored in {model_path} ({'; '.join(differ)})."
+            " Two causes, and which it is: stats.json itself is intact (it matches the checksum "
+            "the dataset stage recorded beside it), so the model is the stale one, trained on "
+            "another dataset: retrain it with `snakemake --cores all --forcerun train` "
+            f"(standalone: python -m diffclosure train --data {data_dir} --outdir "
+            f"{Path(model_path).parent} --config CFG), or pass --data the dataset folder the "
+            "model was trained on. (Had stats.json been damaged or edited, reading it would "
+            "have failed with the advice to remake the dataset: --forcerun dataset.)"
         )

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from diffclosure.model.stopping import Plateau, plateau_reached
 from diffclosure.sampling.denoiser import Denoiser
 from diffclosure.sampling.samplers import Sampler, run_sampler
 
@@ -52,6 +53,7 @@ FORMAT = "diffclosure-onestep/1"
 # then compose to exactly its whole run. A multistep solver (dpm2m) restarted at every pair
 # would take first-order steps where its full run takes second-order ones.
 TEACHERS = ("ode_euler", "ode_heun")
+NO_PLATEAU = Plateau()  # every round takes its epoch bound
 
 
 @dataclass
@@ -91,48 +93,107 @@ def _states(data, idx, j: int, times, sde, start_mean, gen):
     return base + sde.std(times[j]) * z, cond
 
 
+def _landing(student: nn.Module, x, cond, sde, ta: float, tb: float) -> torch.Tensor:
+    """Where one DDIM step of the student from x at ta lands at tb."""
+    sa, sb = sde.std(ta), sde.std(tb)
+    pred = Denoiser(student, sde, cond).denoised(x, ta)  # with autograd
+    return (sb / sa) * x + (1.0 - sb / sa) * pred
+
+
+@dataclass
+class _RoundSetup:
+    """What a round's regression steps and its validation share: the teacher, its grid of
+    pairs, the SDE and the start mean."""
+    teacher: Callable
+    name: str
+    times: list[float]
+    sde: object
+    start_mean: Callable
+
+    @property
+    def pairs(self) -> list[tuple[float, float, float]]:
+        t = self.times
+        return [(t[2 * i], t[2 * i + 1], t[2 * i + 2]) for i in range(len(t) // 2)]
+
+    def loss(self, student, data, idx, j: int, gen) -> torch.Tensor:
+        """Squared error (sum over pixels, batch mean) of the student's landing against two
+        teacher steps over pair j, for the samples idx."""
+        ta, tm, tb = self.pairs[j]
+        x, cond = _states(data, idx, 2 * j, self.times, self.sde, self.start_mean, gen)
+        target = _teacher_pair(self.teacher, self.name, [ta, tm, tb], x, cond, self.sde, gen)
+        land = _landing(student, x, cond, self.sde, ta, tb)
+        return ((land - target) ** 2).flatten(1).sum(1).mean()
+
+
+def _validation_loss(setup: _RoundSetup, student, val, batch_size: int, seed: int) -> float:
+    """The round's loss on the validation split, every pair, the same noise at every epoch."""
+    gen = torch.Generator(device=_device(val)).manual_seed(seed)
+    total, seen = 0.0, 0
+    with torch.no_grad():
+        for j in range(len(setup.pairs)):
+            for b in range(0, len(val), batch_size):
+                idx = torch.arange(b, min(b + batch_size, len(val))).to(_device(val))
+                total += float(setup.loss(student, val, idx, j, gen)) * len(idx)
+                seen += len(idx)
+    return total / max(seen, 1)
+
+
 def distil_round(teacher: Callable, teacher_name: str, student: nn.Module, times: list[float],
                  data, sde, start_mean: Callable, *, epochs: int, batch_size: int, lr: float,
-                 gen: torch.Generator, round_index: int = 1) -> list[dict]:
+                 gen: torch.Generator, round_index: int = 1, val=None,
+                 plateau: Plateau = NO_PLATEAU) -> list[dict]:
     """Train `student` so that one DDIM step over times[2i] -> times[2i+2] lands where two
     teacher steps do. `times` is the teacher's grid (ends at 0); returns the epoch losses.
 
     The loss is the squared error of the landing point. In the last round (one step to 0) it
     is the error of the generated sample itself. The learning rate decays to 0 (cosine) over
-    the round.
+    the `epochs` bound. With a validation split `val`, each epoch also scores the student there
+    (val_loss); the round stops at a plateau of it (model.stopping, distill.plateau) and the
+    student keeps the weights of its best epoch.
     """
-    pairs = [(times[2 * i], times[2 * i + 1], times[2 * i + 2]) for i in range(len(times) // 2)]
+    setup = _RoundSetup(teacher, teacher_name, times, sde, start_mean)
     opt = torch.optim.Adam(student.parameters(), lr=lr)
     # Adam moves each weight by about lr per step however small the gradient: without a decay
     # the student would hover lr away from the exact target it can reach.
     decay = torch.optim.lr_scheduler.CosineAnnealingLR(
         opt, epochs * math.ceil(len(data) / batch_size))
-    history = []
+    val_seed = int(torch.randint(2**62, (1,), generator=gen))
+    history, best = [], None
     for epoch in range(epochs):
         order = torch.randperm(len(data), generator=gen).to(_device(data))
         total, seen = 0.0, 0
         for b in range(0, len(order), batch_size):
-            j = int(torch.randint(len(pairs), (1,), generator=gen))
-            ta, tm, tb = pairs[j]
-            x, cond = _states(data, order[b:b + batch_size], 2 * j, times, sde, start_mean, gen)
-            target = _teacher_pair(teacher, teacher_name, [ta, tm, tb], x, cond, sde, gen)
-            sa, sb = sde.std(ta), sde.std(tb)
-            pred = Denoiser(student, sde, cond).denoised(x, ta)  # with autograd
-            land = (sb / sa) * x + (1.0 - sb / sa) * pred
-            loss = ((land - target) ** 2).flatten(1).sum(1).mean()
+            j = int(torch.randint(len(setup.pairs), (1,), generator=gen))
+            loss = setup.loss(student, data, order[b:b + batch_size], j, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             decay.step()
-            total += float(loss.detach()) * x.shape[0]
-            seen += x.shape[0]
+            total += float(loss.detach()) * min(batch_size, len(order) - b)
+            seen += min(batch_size, len(order) - b)
         if not math.isfinite(total):
             raise FloatingPointError(f"distillation loss is {total} in round {round_index}; lower"
                                      " distill.lr")
-        history.append({"round": round_index, "steps": len(pairs), "epoch": epoch + 1,
-                        "loss": total / max(seen, 1)})
-        log.info("round %d (%d -> %d steps), epoch %d: loss %.4g", round_index, 2 * len(pairs),
-                 len(pairs), epoch + 1, history[-1]["loss"])
+        row = {"round": round_index, "steps": len(setup.pairs), "epoch": epoch + 1,
+               "loss": total / max(seen, 1), "val_loss": float("nan")}
+        if val is not None:
+            row["val_loss"] = _validation_loss(setup, student, val, batch_size, val_seed)
+            if math.isfinite(row["val_loss"]) and (best is None
+                                                   or row["val_loss"] < best["val_loss"]):
+                best = {"val_loss": row["val_loss"], "epoch": epoch + 1,
+                        "state": copy.deepcopy(student.state_dict())}
+        history.append(row)
+        log.info("round %d (%d -> %d steps), epoch %d: loss %.4g, validation %.4g",
+                 round_index, 2 * len(setup.pairs), len(setup.pairs), epoch + 1, row["loss"],
+                 row["val_loss"])
+        reason = plateau_reached(history, plateau) if val is not None else None
+        if reason:
+            log.info("round %d stops: %s", round_index, reason)
+            break
+    if best is not None:
+        student.load_state_dict(best["state"])
+        log.info("round %d keeps the student of epoch %d (validation %.4g)", round_index,
+                 best["epoch"], best["val_loss"])
     return history
 
 
@@ -142,13 +203,14 @@ def _device(data) -> torch.device:
 
 def distil(teacher: Callable, student: nn.Module, sampler: Sampler, data, sde,
            start_mean: Callable, *, epochs: int, batch_size: int, lr: float,
-           seed: int = 0) -> DistillResult:
+           seed: int = 0, val=None, plateau: Plateau = NO_PLATEAU) -> DistillResult:
     """Progressive distillation of the deterministic `sampler` run with score `teacher` into
     `student`, a network with the teacher's signature net(x, t, cond) -> score.
 
     `data.get_batch(idx)` -> (x0, cond) of normalised samples (data.datasets splits); round
     1's states at t_max are start_mean(cond) + std(t_max) z, as the sampler starts. After
     log2(sampler.steps) rounds the student is the one-step generator (`onestep` sampler).
+    With a validation split `val` every round stops at its plateau (distil_round).
     """
     gen = torch.Generator(device=_device(data)).manual_seed(seed)
     times = [float(t) for t in sampler.times(sde)]
@@ -156,7 +218,7 @@ def distil(teacher: Callable, student: nn.Module, sampler: Sampler, data, sde,
     while len(times) > 2:
         history += distil_round(teacher, name, student, times, data, sde, start_mean,
                                 epochs=epochs, batch_size=batch_size, lr=lr, gen=gen,
-                                round_index=rnd)
+                                round_index=rnd, val=val, plateau=plateau)
         # The student becomes the next round's teacher, in DDIM steps on every other time.
         teacher = copy.deepcopy(student).eval().requires_grad_(False)
         name, times, rnd = "ode_euler", times[::2], rnd + 1

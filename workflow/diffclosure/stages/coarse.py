@@ -43,7 +43,11 @@ def _check_grid(coarse: dict, n: int, path) -> None:
         (f"coarse.test_resolutions[{i}]", m) for i, m in enumerate(coarse["test_resolutions"])
     ]
     for name, m in named:
-        if m > n or n % m:
+        if m > n:
+            raise cfgmod.ConfigError(
+                f"{name}: {m} is finer than the DNS grid n={n} of {path}; a coarse grid is at "
+                f"most the DNS grid (a divisor of it, e.g. {n // 4})")
+        if n % m:
             raise cfgmod.ConfigError(
                 f"{name}: {m} must divide the DNS grid n={n} of {path}; pick a divisor of {n}"
             )

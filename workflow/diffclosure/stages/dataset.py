@@ -33,11 +33,12 @@ from diffclosure.atomic import check_free_space
 from diffclosure.coarse.filters import filter_width
 from diffclosure.data import flow_stats, h5io
 from diffclosure.data import measurements as meas_mod
+from diffclosure.data.digest import content_digest
 from diffclosure.data.h5io import DataFileError
 from diffclosure.errors import remake_hint
 from diffclosure.metrics.spectra import power_spectrum
 from diffclosure.progress import progress
-from diffclosure.provenance import provenance
+from diffclosure.provenance import provenance, write_json_table
 
 log = logging.getLogger(__name__)
 
@@ -368,7 +369,9 @@ def _dataset_facts(shards, split: dict, tsel, coarse: dict, meas: dict) -> tuple
 
 
 def _write_stats(path: Path, stats: dict, stochastic, steadiness, channels, split,
-                 stage_prov) -> None:
+                 prov_cfg: dict, digests: dict) -> None:
+    """stats.json with its sidecar (checksum); `digests` = {split file: content_digest}, which
+    training and the other readers check the files they read against."""
     doc = {
         **stats,
         "note": (
@@ -380,9 +383,10 @@ def _write_stats(path: Path, stats: dict, stochastic, steadiness, channels, spli
         "window": steadiness,
         "conditions": channels,
         "split": split,
-        "provenance": stage_prov,
+        "digests": digests,
+        "provenance": provenance(prov_cfg, "dataset"),
     }
-    atomic.write_json_atomic(path, doc)
+    write_json_table(path, doc, prov_cfg, "dataset")
 
 
 def main(args) -> int:
@@ -413,15 +417,17 @@ def main(args) -> int:
         inputs_hash = sorted(
             str(h5io.read_attrs(fh).get("config_hash", "")) for fh in shards.files
         )
-        stage_prov = provenance({**cfg, "inputs": inputs_hash}, "dataset")
+        prov_cfg = {**cfg, "inputs": inputs_hash}
+        stage_prov = provenance(prov_cfg, "dataset")
         bar = progress(total=sum(len(ids) for _, _, ids in jobs), desc="dataset", unit="traj")
         for name, m, ids in jobs:
             _write_split(outdir / f"{name}.h5", shards, ids, m, tsel, cfg, channels,
                          target_std, stage_prov, bar)
         bar.close()
 
+        digests = {f"{name}.h5": content_digest([outdir / f"{name}.h5"]) for name, _, _ in jobs}
         _write_stats(outdir / "stats.json", stats, stochastic, steadiness, channels, split,
-                     stage_prov)
+                     prov_cfg, digests)
         log.info("stats (train): %s", {k: v for k, v in stats.items()})
         _summary_figure(outdir / "summary.png", outdir / "train.h5", channels, coarse["target"],
                         _facts_line(stochastic, steadiness))

@@ -4,7 +4,8 @@
         --output model/onestep.pt [--threads T]
 
 Reads score.pt (the teacher, EMA weights), DATASET_DIR/train.h5 and stats.json (the conditions
-the generator learns on, and the check that the model belongs to this dataset); writes
+the generator learns on, and the check that the model belongs to this dataset) and val.h5 (the
+validation loss each round stops on, distill.plateau); writes
 onestep.pt (atomic): the student's weights, the teacher's settings and settings["onestep"] =
 {t_max, start, teacher, score_model, history}. How and why: sampling/distill.py. The sampler
 `onestep` (sampling.samplers, rollout.sampler) runs it at one network evaluation per sample.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from pathlib import Path
 
 from diffclosure import config as cfgmod
 
@@ -24,7 +26,8 @@ SECTIONS = ["device", "sde", "distill"]
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--data", required=True, help="dataset folder (train.h5, stats.json)")
+    parser.add_argument("--data", required=True,
+                        help="dataset folder (train.h5, val.h5, stats.json)")
     parser.add_argument("--model", required=True, help="trained score model (score.pt)")
     parser.add_argument("--output", required=True, help="one-step generator to write (.pt)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
@@ -68,10 +71,11 @@ def main(args) -> int:
         raise cfgmod.ConfigError(f"--threads: must be >= 1, got {args.threads}")
     import torch
 
-    from diffclosure.data.datasets import load_split
-    from diffclosure.data.stats import load_stats
+    from diffclosure.data.datasets import check_normalised, load_split
+    from diffclosure.data.stats import check_digest, load_stats
     from diffclosure.devices import resolve_device
     from diffclosure.model.sde import make_sde
+    from diffclosure.model.stopping import Plateau
     from diffclosure.provenance import provenance
     from diffclosure.sampling import distill as dm
 
@@ -81,13 +85,20 @@ def main(args) -> int:
     device = resolve_device(cfg["device"])
     net, settings, cs = _teacher(cfg, args.model, args.data, device)
     mode = start_mode(teacher.start, cs.conditions)
-    data = load_split(args.data, "train", load_stats(args.data), in_memory=True).to(device)
+    stats = load_stats(args.data)
+    check_digest(stats, Path(args.data) / "train.h5")
+    check_digest(stats, Path(args.data) / "val.h5")
+    data = load_split(args.data, "train", stats, in_memory=True)
+    check_normalised(data, Path(args.data) / "stats.json")
+    data = data.to(device)
+    val = load_split(args.data, "val", stats, in_memory=True).to(device)
     torch.manual_seed(dc["seed"])
     student = copy.deepcopy(net).requires_grad_(True).train()
     tic = time.perf_counter()
     result = dm.distil(net, student, teacher, data, make_sde(settings["sde"]),
                        start_mean_fn(mode, cs.conditions), epochs=dc["epochs"],
-                       batch_size=dc["batch_size"], lr=dc["lr"], seed=dc["seed"])
+                       batch_size=dc["batch_size"], lr=dc["lr"], seed=dc["seed"], val=val,
+                       plateau=Plateau.from_config(dc))
     meta = {"t_max": teacher.t_max, "start": mode, "teacher": teacher.as_dict(),
             "score_model": str(settings.get("config_hash", "")), "history": result.history}
     prov = provenance({**cfg, "score_model": meta["score_model"]}, "distill")

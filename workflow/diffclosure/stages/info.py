@@ -6,7 +6,10 @@ HDF5 files (.h5, .hdf5, .nc): the provenance attributes (version, git commit, co
 created), every other root attribute (the parameters), and the datasets with shapes.
 JSON files: provenance keys found at the top level or under "provenance", then the rest.
 CSV tables (.csv): the provenance from the sidecar <name>.csv.provenance.json beside the table,
-then the columns and the number of rows.
+then the columns and the number of rows. Tables (CSV, and JSON files with a sidecar) are checked
+against the checksum and row count their sidecar recorded: a damaged one fails (exit 1) with the
+rule that remakes it.
+A folder: every output file in it and below, in order; the exit status is 1 if any failed.
 PyTorch checkpoints (.pt, .pth): loaded with torch.load(weights_only=True); prints "settings"
 (and "provenance") if present, and the top-level keys.
 """
@@ -71,7 +74,19 @@ def describe_h5(path: Path) -> None:
             print(f"  {name}: {shape} {dtype}")
 
 
+def _integrity(path: Path) -> None:
+    """Print the table's check against its sidecar; raise TableError when it fails."""
+    from diffclosure.provenance import check_table
+
+    check_table(path)
+    print("integrity: matches the checksum and row count recorded in its sidecar")
+
+
 def describe_json(path: Path) -> None:
+    from diffclosure.provenance import SIDECAR_SUFFIX, sidecar_path
+
+    if not path.name.endswith(SIDECAR_SUFFIX) and sidecar_path(path).exists():
+        _integrity(path)
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -95,6 +110,8 @@ def describe_csv(path: Path) -> None:
     if not prov:
         print(f"  ({sidecar_path(path).name} missing or unreadable: the table was made before "
               "tables recorded provenance, or by hand)")
+    else:
+        _integrity(path)
     try:
         with open(path, newline="") as fh:
             reader = csv.reader(fh)
@@ -122,27 +139,59 @@ def describe_pt(path: Path) -> None:
     print("keys: " + ", ".join(map(str, ckpt)))
 
 
+KNOWN = {".json": describe_json, ".csv": describe_csv, ".pt": describe_pt,
+         ".pth": describe_pt, ".h5": describe_h5, ".hdf5": describe_h5, ".nc": describe_h5,
+         ".he5": describe_h5}
+
+
 def describe(path: str | Path) -> None:
     path = Path(path)
     if not path.exists():
         raise UserFacingError(f"{path}: file not found")
+    if path.is_dir():
+        raise UserFacingError(f"{path}: a folder (main() describes each file in it)")
     print(f"== {path}")
-    suffix = path.suffix.lower()
-    if suffix in (".json",):
-        describe_json(path)
-    elif suffix == ".csv":
-        describe_csv(path)
-    elif suffix in (".pt", ".pth"):
-        describe_pt(path)
-    elif suffix in (".h5", ".hdf5", ".nc", ".he5"):
-        describe_h5(path)
-    else:
+    handler = KNOWN.get(path.suffix.lower())
+    if handler is None:
         raise UserFacingError(
-            f"{path}: unknown file type {suffix or '(none)'}; expected .h5, .json, .csv or .pt"
+            f"{path}: unknown file type {path.suffix or '(none)'}; expected .h5, .json, .csv or"
+            " .pt (or a folder of them)"
         )
+    handler(path)
+
+
+def outputs_in(folder: Path) -> list[Path]:
+    """The output files under a folder that info describes (sidecars are read with their
+    tables, not listed on their own)."""
+    from diffclosure.provenance import SIDECAR_SUFFIX
+
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in KNOWN
+                  and not p.name.endswith(SIDECAR_SUFFIX) and not p.name.startswith("."))
 
 
 def main(args) -> int:
-    for path in args.files:
-        describe(path)
+    paths = []
+    for arg in map(Path, args.files):
+        if arg.is_dir():
+            found = outputs_in(arg)
+            if not found:
+                raise UserFacingError(f"{arg}: a folder with no output files (.h5, .json, "
+                                      ".csv, .pt) in it")
+            paths += found
+        else:
+            paths.append(arg)
+    if len(paths) == 1:
+        describe(paths[0])
+        return 0
+    failed = []
+    for path in paths:
+        try:
+            describe(path)
+        except UserFacingError as exc:
+            print(f"FAILED: {exc}")
+            failed.append(path)
+    if failed:
+        log.error("%d of %d files failed their check: %s", len(failed), len(paths),
+                  ", ".join(map(str, failed)))
+        return 1
     return 0

@@ -22,9 +22,11 @@ metrics.csv is optional (a missing one becomes a note in the report). Writes, at
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +35,9 @@ from diffclosure import atomic
 from diffclosure import config as cfgmod
 from diffclosure.data import h5io
 from diffclosure.data.h5io import DataFileError
+from diffclosure.errors import UserFacingError
 from diffclosure.metrics.times import report_times
-from diffclosure.provenance import footer, provenance
+from diffclosure.provenance import footer, provenance, read_sidecar_meta, read_table_text
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +91,11 @@ def _damaged(path: Path, why: str) -> DataFileError:
 
 
 def _read_csv(path: Path, reader) -> list:
+    """The rows of a CSV table, after checking it against its sidecar (checksum, rows)."""
+    text = read_table_text(path)
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            return list(reader(fh))
-    except (UnicodeDecodeError, csv.Error) as exc:
+        return list(reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
         raise _damaged(path, f"not a readable CSV table ({exc})") from None
 
 
@@ -160,7 +164,7 @@ def costs(results: Path) -> dict:
     path = results / "rollout" / "summary.json"
     if path.exists():
         try:
-            closures = json.loads(path.read_text(encoding="utf-8")).get("closures", {})
+            closures = json.loads(read_table_text(path)).get("closures", {})
         except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
             raise _damaged(path, f"not a readable JSON summary ({exc})") from None
         # null stands for a value that is not a number (strict JSON has no NaN).
@@ -223,8 +227,10 @@ def build_summary(run: str, report_cfg: dict, results: Path) -> str:
         "Wu, J. Comput. Phys. 534 (2025) 114005, from the research code's notebook outputs) are "
         "shown beside them. Our runs are scaled down (grids, durations, training), so compare "
         "orders of magnitude and orderings, not digits.", "",
+        *blowup_section(summ),
         *data_section(results),
-        *a_posteriori_section(rows, fractions, results),
+        *training_section(results),
+        *a_posteriori_section(rows, fractions, results, summ),
     ]
     out += ["Paper (64^2, single trajectory, D_Fro at t = 35 / 40 / 45 / 50 s):", ""]
     out += [md_table(["run"] + [f"t = {t:g} s" for t in PAPER["a_posteriori_times"]],
@@ -252,6 +258,8 @@ def cost_section(summ: dict) -> list[str]:
     body = []
     for name, s in sorted(summ.items()):
         c = float(s.get("cost_s_per_time", float("nan")))
+        if s.get("blowup"):
+            name = f"{name} (blew up at t = {_num(s.get('blowup_time'))}: cost of the part run)"
         body.append([name, _num(c), _num(s.get("dns_cost_s_per_time")),
                      _num(s.get("cost_ratio_vs_dns")), _num(c / none_cost if none_cost > 0
                                                             else float("nan"))])
@@ -294,8 +302,10 @@ def a_priori_section(results: Path) -> list[str]:
 def data_section(results: Path) -> list[str]:
     """How stochastic the target is and how steady the recorded window (dataset/stats.json)."""
     path = results / "dataset" / "stats.json"
+    if not path.exists():
+        return ["## The data", "", "dataset/stats.json not found (run the dataset stage).", ""]
     try:
-        stats = json.loads(path.read_text())
+        stats = json.loads(read_table_text(path))
     except FileNotFoundError:
         return ["## The data", "", "dataset/stats.json not found (run the dataset stage).", ""]
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -325,9 +335,64 @@ def data_section(results: Path) -> list[str]:
     return out + [""]
 
 
-def a_posteriori_section(rows: list[dict], fractions, results: Path) -> list[str]:
+def training_section(results: Path, limit: int = 12) -> list[str]:
+    """Where and why training stopped, and the learning curve (model/history.csv and the
+    outcome its sidecar records)."""
+    path = results / "model" / "history.csv"
+    table = read_csv_table(path)
+    out = ["## Training", ""]
+    if not table:
+        return out + ["model/history.csv not found (run train).", ""]
+    header, body = table
+    rows = [dict(zip(header, r, strict=False)) for r in body]
+    outcome = read_sidecar_meta(path).get("outcome") or {}
+    if outcome:
+        out += [f"Stopped after epoch **{outcome['epochs']}** of at most {outcome['max_epochs']}"
+                f" ({outcome['stop_reason']}). The model kept is the EMA weights of epoch "
+                f"**{outcome['best_epoch']}**, the lowest validation loss "
+                f"({_num(outcome['best_val_loss'], 4)}). Figure: "
+                "[learning curves](../model/curves.png).", ""]
+    monitored = [r for r in rows if _is_number(r.get("apriori_dfro_mean", ""))]
+    shown = monitored or rows
+    step = max(1, math.ceil(len(shown) / limit))
+    picked = shown[::step] + ([shown[-1]] if (len(shown) - 1) % step else [])
+    cols = [c for c in ("epoch", "train_loss", "val_loss", "lr", "apriori_dfro_mean",
+                        "apriori_dfro_member", "apriori_corr", "apriori_spread_skill")
+            if c in header]
+    out += ["Learning curve (validation loss: DSM loss of the EMA weights on the validation "
+            "split; apriori_*: train.monitor's samples on validation states, D_Fro of the "
+            "ensemble mean and per member, correlation with the truth, spread/skill):", "",
+            md_table(cols, [[_num(r[c], 4) for c in cols] for r in picked]), ""]
+    return out
+
+
+def _blown(summ: dict, closure: str, t: float) -> str | None:
+    """"blew up at t = ..." for a closure's cell at a time after its blow-up, else None."""
+    s = summ.get(closure) or {}
+    blow = float(s.get("blowup_time", math.nan)) if s.get("blowup") else math.nan
+    if s.get("blowup") and (math.isnan(blow) or float(t) >= blow - 1e-9):
+        return f"blew up at t = {_num(blow)}" if math.isfinite(blow) else "blew up"
+    return None
+
+
+def blowup_section(summ: dict) -> list[str]:
+    """A warning at the top of the report for every closure that blew up, with its cause."""
+    lines = [f"- **{name}** {s.get('blowup_cause') or 'blew up'}."
+             for name, s in sorted(summ.items()) if s.get("blowup")]
+    if not lines:
+        return []
+    return ["## Warning: blow-ups", "",
+            "These coupled runs blew up; their numbers after the blow-up are missing, marked "
+            "\"blew up at t = ...\" below, and their cost is that of the part they ran "
+            "(rollout/summary.csv, column blowup_cause):", "", *lines, ""]
+
+
+def a_posteriori_section(rows: list[dict], fractions, results: Path,
+                         summ: dict | None = None) -> list[str]:
     """Per-member D_Fro (the headline), the paper's definition, the ensemble mean's, and the
-    probabilistic scores of rollout/probabilistic.csv, as markdown lines."""
+    probabilistic scores of rollout/probabilistic.csv, as markdown lines; cells after a
+    closure's blow-up (`summ`, costs()) say so."""
+    summ = summ or {}
     members, chosen = member_d_fro_at(rows, fractions)
     header = ["closure"] + [f"t = {_num(t)}" for t in chosen]
     out = [
@@ -338,18 +403,23 @@ def a_posteriori_section(rows: list[dict], fractions, results: Path) -> list[str
         "states** (a deterministic closure has one member: its value). `measurements` is the "
         "closure taken to be the encoded sparse measurements the learned model is conditioned "
         "on, no model: the learned closure's gain over it is what the model adds.", "",
-        md_table(header, [[name] + [f"{_num(m)} [{_num(lo)}, {_num(hi)}]" for m, lo, hi in v]
+        md_table(header, [[name] + [_blown(summ, name, t) or f"{_num(m)} [{_num(lo)}, {_num(hi)}]"
+                                    for t, (m, lo, hi) in zip(chosen, v, strict=True)]
                           for name, v in sorted(members.items())]), "",
         "The paper's definition: one sample (member 0), normalised by the generated field, "
         "||w - w_ref|| / ||w||; mean over initial states (the paper has one trajectory):", "",
     ]
     paper, _ = paper_d_fro_at(rows, fractions)
     mean, _ = d_fro_at(rows, fractions)
-    out += [md_table(header, [[name] + [_num(x) for x in v] for name, v in sorted(paper.items())]),
+    def cells(table):
+        return [[name] + [_blown(summ, name, t) or _num(x) for t, x in zip(chosen, v,
+                                                                           strict=True)]
+                for name, v in sorted(table.items())]
+
+    out += [md_table(header, cells(paper)),
             "", "D_Fro of the ensemble-mean field (averaging members smooths the field, which "
             "flatters it; mean over initial states):", "",
-            md_table(header, [[name] + [_num(x) for x in v] for name, v in sorted(mean.items())]),
-            ""]
+            md_table(header, cells(mean)), ""]
     prob = read_csv_table(results / "rollout" / "probabilistic.csv")
     out += ["Probabilistic scores at the same times, pooled over grid points and initial states "
             "(rollout/probabilistic.csv): crps per grid point (for one member: its mean absolute "
@@ -447,10 +517,35 @@ def _animation(results: Path, outdir: Path, report_cfg: dict) -> Path | None:
                            report_cfg["max_frames"], length)
 
 
+def blowup_warnings(results) -> list[str]:
+    """One console line per closure that blew up (the Snakefile prints them when the run
+    ends); none when rollout/summary.json is absent or unreadable."""
+    try:
+        summ = costs(Path(results))
+    except (UserFacingError, OSError, ValueError):  # the stages name a damaged file
+        return []
+    return [f"WARNING: closure {name} {s.get('blowup_cause') or 'blew up'} (see "
+            f"{Path(results) / 'report' / 'summary.md'})"
+            for name, s in sorted(summ.items()) if s.get("blowup")]
+
+
+_LINK = re.compile(r"\[([^\]]+)\]\(\.\./([^)]+)\)")
+
+
+def unlink_missing(text: str, results: Path) -> str:
+    """The summary with every link to a file under `results` that does not exist replaced by
+    its text and a note: the report never points at nothing."""
+    def keep(m):
+        return m.group(0) if (results / m.group(2)).exists() else (
+            f"{m.group(1)} (../{m.group(2)} is missing: rerun the stage that makes it)")
+
+    return _LINK.sub(keep, text)
+
+
 def main(args) -> int:
     cfg = cfgmod.load(args.config, sections=["run", "report"])
     results, outdir = Path(args.results), Path(args.outdir)
-    text = build_summary(cfg["run"], cfg["report"], results)
+    text = unlink_missing(build_summary(cfg["run"], cfg["report"], results), results)
     text += footer(provenance(cfg, "report")) + "\n"
     atomic.write_text_atomic(outdir / "summary.md", text)
     log.info("wrote %s", outdir / "summary.md")

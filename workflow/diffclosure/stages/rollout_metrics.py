@@ -53,7 +53,6 @@ from pathlib import Path
 
 import numpy as np
 
-from diffclosure import atomic
 from diffclosure import config as cfgmod
 from diffclosure.data import h5io
 from diffclosure.data.flow_stats import energy_enstrophy
@@ -70,7 +69,7 @@ from diffclosure.metrics.probabilistic import (
 )
 from diffclosure.metrics.spectra import energy_spectrum, spectrum_error
 from diffclosure.metrics.times import report_times
-from diffclosure.provenance import provenance, write_table
+from diffclosure.provenance import provenance, write_json_table, write_table
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +81,7 @@ SUMMARY_COLUMNS = ["closure", "target", "states", "members", "final_time",
                    "final_d_fro_member_median", "final_d_fro_paper", "final_d_fro_ensemble_mean",
                    "time_to_decorrelation", "decorrelated", "blowup",
                    "blowup_time", "cost_s_per_time", "dns_cost_s_per_time", "cost_ratio_vs_dns",
-                   "spectrum_error"]
+                   "spectrum_error", "blowup_cause"]
 
 LES_COLUMNS = ["closure", "energy_spectrum_error", "enstrophy_spectrum_error", "energy_error",
                "enstrophy_error", "pdf_hellinger", "pdf_wasserstein1", "short_time",
@@ -356,7 +355,36 @@ def _score_rollouts(rollouts: list[dict], at, threshold: float, ref_spec) -> tup
                  s["final_d_fro_ensemble_mean"],
                  s["time_to_decorrelation"], "" if s["decorrelated"] else " (never)",
                  s["cost_ratio_vs_dns"])
+    for s in summary:
+        s["blowup_cause"] = ""
+    for name, cause in blowup_causes(summary).items():
+        next(s for s in summary if s["closure"] == name)["blowup_cause"] = cause
+        log.warning("closure %s %s", name, cause)
     return rows, summary, per, prob, hists
+
+
+def blowup_causes(summary: list[dict]) -> dict[str, str]:
+    """{closure: what blew up and which setting to blame} for every closure that blew up. A
+    closure that blows up where others stay stable at the same coarse time step is itself the
+    cause; when every closure blows up, the coarse run is (its time step or viscosity)."""
+    stable = sorted(s["closure"] for s in summary if not s["blowup"])
+    out = {}
+    for s in summary:
+        if not s["blowup"]:
+            continue
+        when = (f"blew up at t = {s['blowup_time']:.4g}" if math.isfinite(s["blowup_time"])
+                else "blew up")
+        if stable:
+            out[s["closure"]] = (
+                f"{when}, while {', '.join(stable)} stayed stable at the same dns.dt: the "
+                "closure is the cause. Check the scales it adds (rollout.hold_noise, "
+                "measurements.noise, coarse.smagorinsky_cs / leith_cl) or its model; reducing "
+                "dns.dt is not the fix")
+        else:
+            out[s["closure"]] = (
+                f"{when}; every closure blew up, so the coarse run itself is unstable: reduce "
+                "dns.dt (a quarter of it, say) or raise dns.nu")
+    return out
 
 
 def _write_tables(outdir: Path, rows, summary, prob, prov_cfg: dict, threshold: float) -> None:
@@ -375,7 +403,7 @@ def _write_tables(outdir: Path, rows, summary, prob, prov_cfg: dict, threshold: 
     doc = {"threshold": threshold,
            "closures": {s["closure"]: s for s in summary},
            "provenance": provenance(prov_cfg, "rollout_metrics")}
-    atomic.write_json_atomic(outdir / "summary.json", doc)
+    write_json_table(outdir / "summary.json", doc, prov_cfg, "rollout_metrics")
 
 
 def main(args) -> int:

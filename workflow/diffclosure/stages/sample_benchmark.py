@@ -33,6 +33,7 @@ import torch
 from diffclosure import config as cfgmod
 from diffclosure.data import h5io
 from diffclosure.data.datasets import check_layout
+from diffclosure.data.stats import check_digest, load_stats
 from diffclosure.devices import resolve_device
 from diffclosure.errors import UserFacingError
 from diffclosure.metrics.fields import d_fro, mse
@@ -237,6 +238,9 @@ def _check_inputs(args, cfg: dict, data_dir: Path, whole: dict) -> tuple[dict, l
             f"{data_dir / 'test.h5'}: test set not found; pass --data the dataset folder "
             "(run the dataset stage first)"
         )
+    stats = load_stats(data_dir)  # checksummed; the test files must be those it describes
+    for path in [data_dir / "test.h5", *(p for _, p in _resolution_files(data_dir))]:
+        check_digest(stats, path)
     target = test_target(data_dir)
     missing = [s for s in ("coarse", "dns") if s not in whole]
     if target == "sgs" and missing:

@@ -22,8 +22,13 @@ from pathlib import Path
 
 from diffclosure import config
 from diffclosure.config import ConfigError
-from diffclosure.data.datasets import content_digest, load_split, place_splits
-from diffclosure.data.stats import load_stats
+from diffclosure.data.datasets import (
+    check_normalised,
+    content_digest,
+    load_split,
+    place_splits,
+)
+from diffclosure.data.stats import check_digest, load_stats
 from diffclosure.errors import remake_hint
 from diffclosure.model.distributed import (
     Dist,
@@ -40,10 +45,12 @@ from diffclosure.model.training_files import (
     HISTORY,
     LAST,
     SCORE,
+    training_outcome,
     write_history,
     write_score,
 )
 from diffclosure.plots.training import plot_curves
+from diffclosure.sampling.monitor import make_monitor
 
 log = logging.getLogger(__name__)
 SECTIONS = ["device", "sde", "model", "train"]
@@ -103,8 +110,11 @@ def train(
 def read_dataset(data_dir: str | Path, in_memory: bool | None):
     """(stats, (train split, val split), content digest of train.h5 and val.h5), checked."""
     stats = load_stats(data_dir)
+    for split in ("train", "val"):
+        check_digest(stats, Path(data_dir) / f"{split}.h5")
     train_set = load_split(data_dir, "train", stats, in_memory)
     val_set = load_split(data_dir, "val", stats, in_memory)
+    check_normalised(train_set, Path(data_dir) / "stats.json")
     if train_set.conditions != val_set.conditions or train_set.n != val_set.n:
         raise ConfigError(f"{data_dir}: train.h5 and val.h5 differ in conditions or grid size."
                           f" {remake_hint(Path(data_dir) / 'train.h5')}")
@@ -129,10 +139,13 @@ def _train(cfg, stats, content: str, data, outdir: Path, dctx: Dist, device) -> 
         save_last(outdir / LAST, run, identity, epoch, history)
         write_history(outdir / HISTORY, history, cfg)
 
-    history = fit(run, cfg, sde, data, dctx, device, start, history, save_epoch)
+    monitor = make_monitor(cfg["train"]["monitor"], data[1], stats, sde, cfg["train"]["seed"],
+                           device)
+    history, reason = fit(run, cfg, sde, data, dctx, device, start, history, save_epoch,
+                          monitor)
     if dctx.main:
         dataset = {"conditions": conditions, "stats": stats, "n": train_set.n}
-        _write_final(outdir, cfg, sde, dataset, identity, run, history)
+        _write_final(outdir, cfg, sde, dataset, identity, run, history, reason)
     dctx.barrier()
     if history and not all(math.isfinite(r["val_loss"]) for r in history):
         log.warning("non-finite validation loss in the history; check the data normalisation")
@@ -140,12 +153,15 @@ def _train(cfg, stats, content: str, data, outdir: Path, dctx: Dist, device) -> 
 
 
 def _write_final(outdir: Path, cfg: dict, sde, dataset: dict, identity: dict,
-                 run: TrainingRun, history: list[dict]) -> None:
-    """score.pt with its settings and provenance, history.csv and curves.png."""
-    write_score(outdir / SCORE, cfg, sde, dataset, identity, run)
-    write_history(outdir / HISTORY, history, cfg)
+                 run: TrainingRun, history: list[dict], reason: str) -> None:
+    """score.pt (the best epoch's EMA weights) with its settings and provenance, history.csv
+    (with how training ended) and curves.png."""
+    outcome = training_outcome(history, run.best, reason, cfg["train"])
+    write_score(outdir / SCORE, cfg, sde, dataset, identity, run, outcome)
+    write_history(outdir / HISTORY, history, cfg, outcome)
     if history:
-        plot_curves(outdir / CURVES, history)
-    final = history[-1] if history else {}
-    log.info("wrote %s (final val loss %s)", outdir / SCORE,
-             f"{final['val_loss']:.5g}" if final else "n/a")
+        plot_curves(outdir / CURVES, history, outcome)
+    log.info("stopped after epoch %d of at most %d: %s", outcome["epochs"],
+             cfg["train"]["epochs"], reason)
+    log.info("wrote %s: EMA weights of epoch %d (validation loss %.5g)", outdir / SCORE,
+             outcome["best_epoch"], outcome["best_val_loss"])

@@ -1,0 +1,75 @@
+"""The plateau rule on synthetic loss curves: where it stops, which epoch it keeps, and that a
+history cut anywhere takes the same decision (what a resumed run relies on)."""
+
+import math
+
+import pytest
+
+from diffclosure.model.stopping import Plateau, best_epoch, first_stop, stop_reason
+
+
+def history(values):
+    return [{"epoch": i + 1, "val_loss": v} for i, v in enumerate(values)]
+
+
+def decay_then_flat(knee: int, total: int, floor: float = 1.0):
+    """A loss that halves every 5 epochs down to `floor` at epoch `knee`, then wobbles by
+    +-0.2% around it."""
+    out = []
+    for e in range(1, total + 1):
+        out.append(floor * (2.0 ** ((knee - e) / 5)) if e < knee
+                   else floor * (1 + 0.002 * (-1) ** e))
+    return out
+
+
+@pytest.mark.parametrize(("knee", "window"), [(30, 10), (30, 20), (55, 7)])
+def test_stops_window_epochs_after_the_last_real_improvement(knee, window):
+    curve = decay_then_flat(knee, 200)
+    rule = Plateau(window=window, margin=0.01)
+    stop, reason = first_stop(history(curve), rule, epochs=200)
+    # The last epoch that improves on everything before it by more than 1% is the knee - 1
+    # (halving every 5 epochs is ~13% per epoch; at the knee the curve reaches its floor,
+    # 13% below, then wobbles by 0.2%). The knee itself is the last >1% gain: the rule stops
+    # once `window` epochs after it have passed without one.
+    assert stop == knee + window
+    assert reason.startswith("plateau")
+    epoch, value = best_epoch(history(curve[:stop]))
+    assert value == min(curve[:stop]) and curve[epoch - 1] == value
+
+
+def test_a_steady_slow_decline_is_not_a_plateau_until_it_slows_below_the_margin():
+    # 2% per epoch for 50 epochs, then 0.5% per epoch: with a 1% margin over 4 epochs the
+    # first phase never stops (4 epochs gain ~8%); the second gains 2% in 4 epochs, also
+    # enough; over 2 epochs it gains 1.0%, just not more than the margin.
+    curve = [0.98**e for e in range(50)] + [0.98**49 * 0.995**e for e in range(1, 100)]
+    assert first_stop(history(curve), Plateau(window=4, margin=0.01), 500)[0] == len(curve)
+    stop, reason = first_stop(history(curve), Plateau(window=2, margin=0.01), 500)
+    assert stop == 52 and reason.startswith("plateau")
+
+
+def test_the_epoch_bound_stops_when_the_plateau_does_not():
+    curve = [0.9**e for e in range(40)]
+    stop, reason = first_stop(history(curve), Plateau(window=5, margin=0.01), epochs=40)
+    assert stop == 40 and reason.startswith("epoch bound")
+    assert stop_reason(history(curve[:39]), Plateau(window=5, margin=0.01), 40) is None
+
+
+def test_window_zero_never_stops_early():
+    curve = [1.0] * 30
+    assert first_stop(history(curve), Plateau(window=0, margin=0.01), 30) == (
+        30, "epoch bound: train.epochs = 30 reached before a plateau")
+
+
+def test_non_finite_losses_never_count_as_improvement():
+    curve = [5.0, 4.0, math.nan, math.nan, math.nan]
+    assert best_epoch(history(curve)) == (2, 4.0)
+    assert stop_reason(history(curve), Plateau(window=3, margin=0.0), 100).startswith("plateau")
+
+
+def test_the_decision_at_each_epoch_depends_only_on_the_history_before_it():
+    curve = decay_then_flat(20, 80)
+    rule = Plateau(window=10, margin=0.01)
+    stop, _ = first_stop(history(curve), rule, 80)
+    for cut in range(1, stop):
+        assert stop_reason(history(curve[:cut]), rule, 80) is None
+    assert stop_reason(history(curve[:stop]), rule, 80) is not None
