@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from diffclosure import cli
-from diffclosure.data.h5io import DataFileError
+from diffclosure.errors import UserFacingError
 from diffclosure.provenance import write_table
 from diffclosure.stages import report as report_stage
 from diffclosure.stages.rollout_metrics import (
@@ -264,5 +264,5 @@ def test_data_section_states_the_noise_share_and_the_window_drift(tmp_path):
     assert "share of **0.097**" in text
     assert "t = 40 to 44" in text and "**1.1%**" in text and "**2.8%**" in text
     (tmp_path / "dataset" / "stats.json").write_bytes(b"\xff\xfe")
-    with pytest.raises(DataFileError, match="stats.json"):
+    with pytest.raises(UserFacingError, match="stats.json.*--forcerun dataset"):
         report_stage.data_section(tmp_path)

@@ -67,3 +67,17 @@ def test_les_presets_are_an_les_without_measurements(repo_root, name):
     assert dns["spinup"] <= start and start + ro["duration"] <= dns["spinup"] + dns["duration"]
     # The forcing scale is resolved well inside the LES grid's band, the subgrid part is not.
     assert dns["forcing"]["wavenumber"] <= coarse["n"] // 8
+
+
+@pytest.mark.parametrize("name", [None, "paper-H", "paper-G", "les-sgs", "les-turbulence",
+                                  "les-turbulence-gpu"])
+def test_every_config_trains_to_a_plateau_within_an_epoch_bound(repo_root, name):
+    """An epoch bound above the plateau rule's window, a margin of a few percent, and a window
+    that spans at least a third of a learning-rate step, so that a short stall between two
+    decays of the learning rate is not taken for the plateau (issue 22)."""
+    cfg = (C.load(C.read_run_config([], cwd=repo_root)[0]) if name is None
+           else _preset(repo_root, name))
+    tr = cfg["train"]
+    window, margin = tr["plateau"]["window"], tr["plateau"]["margin"]
+    assert 0 < window < tr["epochs"] and 0 < margin <= 0.05
+    assert 3 * window >= tr["lr_step"]
