@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from diffclosure import config as cfgmod
 from diffclosure.coarse.classical import classical_closure
@@ -400,3 +401,36 @@ def test_sgs_oracle_closes_the_filtered_dns(tmp_path):
     errors = [_sgs_oracle_error(tmp_path, h) for h in (8, 4, 2)]
     orders = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
     assert np.all(orders >= 0.8), (errors, orders)
+
+
+class NoiseEcho(StandIn):
+    """Returns the draws of the generator it is given, as a sampler's start noise would be."""
+
+    def sample(self, sampler, vorticity, measurements=None, smagorinsky=None, *, ensemble=1,
+               generator=None):
+        from diffclosure.sampling.noise_source import randn
+
+        self.calls.append(generator)
+        return randn((len(vorticity), ensemble, N, N), generator, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("tau", [0.0, 0.05])
+def test_rollout_tau_makes_the_learned_closures_draws_ar1_across_samplings(tau):
+    """rollout.tau reaches the learned closure's sampler, through the registry as a rollout
+    builds it: consecutive samplings (every resample_every steps of dns.dt) are correlated by
+    exp(-resample_every dt / tau); tau 0 keeps independent draws."""
+    from diffclosure.rollout import registry
+
+    every, dt = 5, 1e-3
+    cfg = rollout_cfg(dns_section(dt=dt), "H", resample_every=every, tau=tau)
+    echo = NoiseEcho()
+    closure = build_closure(registry.learned(), cfg, lambda k: np.zeros((2, N, N)), states=2,
+                            members=3, sampler_obj=echo)
+    w = np.zeros((6, N, N))
+    draws = np.stack([closure.tendency(w, k, k * dt) for k in range(0, 400 * every, every)])
+    z = draws.reshape(len(draws), -1)
+    lag = np.mean(z[1:] * z[:-1]) / np.mean(z * z)
+    rho = np.exp(-every * dt / tau) if tau else 0.0
+    assert lag == pytest.approx(rho, abs=4 / np.sqrt(z.size))
+    assert np.var(z) == pytest.approx(1.0, rel=0.05)
+    assert isinstance(echo.calls[0], torch.Generator) == (tau == 0)

@@ -239,6 +239,8 @@ class DiffusionClosure:
         if self.needs_measurements:
             meas = np.repeat(self.measurements(step), self.members, axis=0)
         smag = self.smagorinsky(w) if self.needs_smagorinsky else None
+        if hasattr(self.generator, "begin"):  # a CorrelatedNoise: a new sampling of its process
+            self.generator.begin()
         out = self.obj.sample(self.sampler, w, measurements=meas, smagorinsky=smag,
                               ensemble=1, generator=self.generator)
         self.sample_calls += 1

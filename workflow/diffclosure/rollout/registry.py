@@ -167,7 +167,12 @@ def _learned(ctx: Context):
 
         dev = getattr(ctx.sampler_obj, "device", "cpu")
         generator = torch.Generator(device=dev).manual_seed(int(ro["seed"]))
+    from diffclosure.sampling.noise_source import CorrelatedNoise, rho_for
     from diffclosure.sampling.samplers import make_sampler
+
+    if ro["tau"] > 0:  # the sampler's draws as AR(1) processes across samplings
+        generator = CorrelatedNoise(generator, rho_for(ro["tau"], ro["resample_every"]
+                                                       * dns["dt"]))
 
     return cl.DiffusionClosure(
         ctx.sampler_obj, make_sampler(dict(ro["sampler"]), where="rollout.sampler"),
@@ -207,7 +212,7 @@ REGISTRY: dict[str, Closure] = {c.name: c for c in (
     Closure("true", _oracle, colour="tab:green"),
     Closure("diffusion", _learned, colour="tab:blue", gpu=True, warmup=_resample_interval,
             attrs=_sample_calls, reads=("sampler", "resample_every", "hold", "hold_noise",
-                                        "ensemble", "measurements", "bf16")),
+                                        "ensemble", "measurements", "bf16", "tau")),
     Closure("measurements", _measured, colour="tab:cyan",
             reads=("resample_every", "measurements"), check=_measurements_problem),
     Closure("smagorinsky", _classical, colour="tab:orange"),

@@ -13,7 +13,8 @@ grid of times, and only what its method uses besides:
   the last step lands on sigma = 0 and is taken noise-free (Tweedie / Euler to sigma = 0).
   Starting at t_0 < 1 is the paper's truncated start.
 - generator: a torch.Generator, taken only by the stochastic samplers (em, pc); its device is
-  where the noise lives. Same seed, same bits.
+  where the noise lives. Same seed, same bits. A noise_source.CorrelatedNoise in its place makes
+  the draws of consecutive samplings an AR(1) process (the coupled runs' rollout.tau).
 - snr: the Langevin corrector's signal-to-noise ratio, taken only by pc.
 
 `run_sampler` calls one of them by name with what it takes; `Sampler` (one config entry, built
@@ -38,6 +39,7 @@ import torch
 
 from diffclosure.config import ConfigError, validate_entry
 from diffclosure.sampling.denoiser import Denoiser
+from diffclosure.sampling.noise_source import randn as noise_randn
 from diffclosure.sampling.schedules import make_schedule
 
 
@@ -46,8 +48,9 @@ class SampleResult(NamedTuple):
     nfe: int  # network evaluations of the run, as the denoiser counted them
 
 
-def _randn(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+def _randn(x: torch.Tensor, generator) -> torch.Tensor:
+    """Noise shaped as x from `generator` (a torch.Generator or a noise_source.CorrelatedNoise)."""
+    return noise_randn(x.shape, generator, dtype=x.dtype, device=x.device)
 
 
 @torch.inference_mode()
@@ -197,7 +200,7 @@ def draw_start(shape, sigma: float, prior_mean, generator: torch.Generator,
                dtype=torch.float32) -> torch.Tensor:
     """The initial state N(prior_mean, sigma^2), on the generator's device."""
     device = generator.device
-    noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    noise = noise_randn(shape, generator, dtype=dtype, device=device)
     return noise * sigma + torch.as_tensor(prior_mean, device=device, dtype=dtype)
 
 
