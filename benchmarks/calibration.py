@@ -6,10 +6,11 @@ Every point is one rollout of the `diffusion` closure through the rollout stage'
 (0: independent draws at every sampling, the default), scored at the report's times over the
 states, members and grid points: spread/skill (1 when calibrated), the rank histogram's outer
 share over its flat share (1 when flat, > 1 a U), the fair CRPS per point, and D_Fro of the
-ensemble mean and per member (median).
+ensemble mean and per member (median). auto is the correlation time of the model's a-priori
+error that the rollout stage measures for rollout.tau: auto (rollout/error_time.py).
 
     python benchmarks/calibration.py --results results/default [--config PRESET.yaml ...]
-        [--tau 0 0.05 0.2 1 10] [--members 4] [--sampler onestep]
+        [--tau 0 0.05 0.2 auto 1 10] [--members 4] [--sampler onestep]
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from diffclosure.metrics.probabilistic import (  # noqa: E402
 )
 from diffclosure.metrics.times import report_times  # noqa: E402
 from diffclosure.rollout.coupled import run_rollout  # noqa: E402
-from diffclosure.stages.rollout import SECTIONS, rollout_sampler  # noqa: E402
+from diffclosure.stages.rollout import SECTIONS, resolve_tau, rollout_sampler  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,22 +59,28 @@ def scores(v: np.ndarray, ref: np.ndarray, times: np.ndarray, at) -> list[dict]:
     return rows
 
 
-def run_point(cfg: dict, tau: float, run: dict) -> tuple[list[dict], float]:
+def run_point(cfg: dict, tau, run: dict) -> tuple[list[dict], float, float]:
+    """Scores of one rollout with rollout.tau = `tau` (a number, or "auto"), its wall time and
+    the correlation time it used."""
     cfg = copy.deepcopy(cfg)
-    cfg["rollout"]["tau"] = float(tau)
+    cfg["rollout"]["tau"] = tau
     model = run["onestep"] if cfgmod.reads_onestep(cfg["rollout"]["sampler"]) else run["score"]
     obj = rollout_sampler(cfg, model, run["data"], 1)
+    cfg["rollout"]["tau"], _ = resolve_tau(cfg, obj, run["data"])  # as the rollout stage does
     tic = time.perf_counter()
     res = run_rollout(cfg, "diffusion", run["dns"], run["data"], obj, show_progress=False)
     at = report_times(res.time, [0.25, 0.5, 0.75, 1.0])
-    return scores(res.vorticity, res.reference, res.time, at), time.perf_counter() - tic
+    return (scores(res.vorticity, res.reference, res.time, at), time.perf_counter() - tic,
+            cfg["rollout"]["tau"])
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--results", required=True, help="a finished run's folder, results/<run>")
     p.add_argument("--config", nargs="+", default=[], help="that run's config files")
-    p.add_argument("--tau", type=float, nargs="+", default=[0.0, 0.05, 0.2, 1.0, 10.0])
+    p.add_argument("--tau", nargs="+", default=["0", "0.05", "0.2", "auto", "1", "10"],
+                   help="rollout.tau values; auto = measured from the test set as the rollout "
+                        "stage does (marked * in the table)")
     p.add_argument("--members", type=int, default=None, help="rollout.ensemble (default: the"
                    " config's)")
     p.add_argument("--sampler", default=None, choices=["onestep"],
@@ -94,11 +101,12 @@ def main(argv=None) -> int:
           f"dt = {cfg['dns']['dt']:g}")
     print(f"{'tau':>6} {'rho':>7} {'time':>5} {'spread/skill':>12} {'rank outer':>10} "
           f"{'CRPS fair':>10} {'D_Fro mean':>10} {'member':>8}")
-    for tau in args.tau:
-        rows, wall = run_point(cfg, tau, run)
+    for value in args.tau:
+        rows, wall, tau = run_point(cfg, value if value == "auto" else float(value), run)
         rho = 0.0 if tau == 0 else float(np.exp(-ro["resample_every"] * cfg["dns"]["dt"] / tau))
+        label = f"{tau:.3g}" + ("*" if value == "auto" else "")
         for r in rows:
-            print(f"{tau:>6g} {rho:>7.4f} {r['time']:>5.2g} {r['spread_skill']:>12.3f} "
+            print(f"{label:>6} {rho:>7.4f} {r['time']:>5.2g} {r['spread_skill']:>12.3f} "
                   f"{r['rank_outer']:>10.2f} {r['crps_fair']:>10.4g} {r['d_fro_mean']:>10.4f} "
                   f"{r['d_fro_member']:>8.4f}")
         print(f"       ({wall:.0f} s)", flush=True)

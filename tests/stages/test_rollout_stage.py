@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import h5py
 import numpy as np
@@ -12,6 +13,7 @@ import xarray as xr
 from diffclosure import cli
 from diffclosure.data import h5io
 
+from support.datasets import write_stats
 from support.rollout_inputs import (
     N_FINE,
     TEST,
@@ -157,3 +159,46 @@ def test_rollout_starts_at_the_configured_record(tmp_path):
                 "--dns", *paths, "--data", str(data), "--output", str(out)]
         assert cli.main(argv) == 2
         assert not out.exists()
+
+
+def write_test_split(data, tau: float | None, records: int = 12, dt: float = 0.01):
+    """data/test.h5 whose target is an AR(1) sequence of fields of correlation time tau in
+    every trajectory (None: independent records), 10x the target's std of stats.json, so that
+    the error of an untrained model's samples is the target's; stats.json's digests redone."""
+    rng = np.random.default_rng(7)
+    shape = (2, records, N, N)
+    target = np.empty(shape)
+    target[:, 0] = rng.standard_normal(shape[:1] + shape[2:])
+    rho = 0.0 if tau is None else np.exp(-dt / tau)
+    for t in range(1, records):
+        target[:, t] = rho * target[:, t - 1] + np.sqrt(1 - rho**2) * rng.standard_normal(
+            (2, N, N))
+    with h5io.atomic_h5(data / "test.h5") as fh:
+        h5io.add_coordinate(fh, "trajectory", np.array(TEST))
+        h5io.add_coordinate(fh, "time", 5.0 + dt * np.arange(records))
+        h5io.add_coordinate(fh, "y", np.arange(N) / N)
+        h5io.add_coordinate(fh, "x", np.arange(N) / N)
+        dims = ("trajectory", "time", "y", "x")
+        h5io.add_field(fh, "target", 5.0 * target, dims)
+        h5io.add_field(fh, "vorticity", rng.standard_normal(shape), dims)
+        h5io.add_field(fh, "measurements", 0.1 * rng.standard_normal(shape), dims)
+    stats = json.loads((data / "stats.json").read_text())
+    write_stats(data, {k: v for k, v in stats.items() if k != "digests"})
+
+
+def test_tau_auto_measures_the_error_memory_and_records_it(tmp_path, caplog):
+    paths, data = make_inputs(tmp_path)
+    model = make_model(tmp_path / "model" / "score.pt")
+    write_test_split(data, tau=0.05)
+    cfg = sections(tau="auto")
+    assert run_stage(tmp_path, "diffusion", cfg, paths, data, model) == 0
+    with h5py.File(tmp_path / "rollout" / "diffusion.h5") as fh:
+        a = h5io.read_attrs(fh)
+    measured = json.loads(a["error_time"])
+    assert a["rollout_tau"] == measured["tau"] == pytest.approx(0.05, rel=0.3)
+    assert measured["record_interval"] == pytest.approx(0.01)
+    # records without memory: no time to correlate over, refused with what was measured
+    write_test_split(data, tau=None)
+    with caplog.at_level(logging.ERROR, logger="diffclosure"):
+        assert run_stage(tmp_path, "diffusion", cfg, paths, data, model) != 0
+    assert "rollout.tau: auto" in caplog.text and "set rollout.tau to a number" in caplog.text

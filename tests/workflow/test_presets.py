@@ -40,6 +40,7 @@ def test_paper_presets_are_the_papers_experiment(repo_root, name, target):
     sampler = cfg["rollout"]["sampler"]
     assert sampler["start"] == "zero" and sampler["name"] == "em"
     assert sampler["steps"] == 10 and sampler["schedule"] == "karras"
+    assert cfg["rollout"]["tau"] == 0  # independent noise at every sampling, as the paper
     # the preset's times give normalised data the paper's std(t)/std(raw data) at both ends
     sde, rms = VESDE(cfg["sde"]["s"]), PAPER_TARGET_RMS[target]
     assert sde.std(sampler["t_max"]) == pytest.approx(sde.std(0.1) / rms, rel=1e-3)

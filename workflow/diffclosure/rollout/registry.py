@@ -170,6 +170,9 @@ def _learned(ctx: Context):
     from diffclosure.sampling.noise_source import CorrelatedNoise, rho_for
     from diffclosure.sampling.samplers import make_sampler
 
+    if not isinstance(ro["tau"], (int, float)):
+        raise ConfigError("rollout.tau: auto must be resolved to the measured time before the "
+                          "closure is built (the rollout stage's --error-time)")
     if ro["tau"] > 0:  # the sampler's draws as AR(1) processes across samplings
         generator = CorrelatedNoise(generator, rho_for(ro["tau"], ro["resample_every"]
                                                        * dns["dt"]))

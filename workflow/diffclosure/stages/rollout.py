@@ -15,7 +15,9 @@ cost_dns_s_per_time, cost_ratio_vs_dns), blow-up (blowup, blowup_time), the conf
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 import numpy as np
 
@@ -93,6 +95,26 @@ def rollout_sampler(cfg: dict, model_path, data_dir, threads: int, compile: bool
     return cs
 
 
+def resolve_tau(cfg: dict, sampler_obj, data_dir) -> tuple[float, dict]:
+    """rollout.tau as a number, and what was measured for it: `tau` itself, or for `auto` the
+    correlation time of the model's a-priori error on the test split (rollout.error_time),
+    refused with what was measured when the data fix no finite time."""
+    ro = cfg["rollout"]
+    if ro["tau"] != "auto":
+        return float(ro["tau"]), {}
+    from diffclosure.rollout.error_time import measure_error_time
+    from diffclosure.sampling.samplers import make_sampler
+
+    doc = measure_error_time(sampler_obj, make_sampler(dict(ro["sampler"]), "rollout.sampler"),
+                             Path(data_dir) / "test.h5", ro["ensemble"], ro["seed"])
+    if not 0 < doc["tau"] < float("inf"):
+        raise cfgmod.ConfigError(
+            f"rollout.tau: auto, but the model's a-priori error shows no finite correlation "
+            f"time (lag correlations {[round(c, 3) for c in doc['correlation']]}); set "
+            "rollout.tau to a number of time units (0: independent draws)")
+    return float(doc["tau"]), doc
+
+
 def main(args) -> int:
     cfg = cfgmod.load(args.config, sections=SECTIONS)
     if args.threads < 1:
@@ -110,8 +132,16 @@ def main(args) -> int:
         sampler_obj = rollout_sampler(cfg, path, args.data, args.threads)
     elif args.model:
         log.info("--model ignored for closure %s", args.closure)
-    result = run_rollout(cfg, args.closure, args.dns, args.data, sampler_obj,
+    run_cfg, measured = cfg, {}
+    if sampler_obj is not None:
+        tau, measured = resolve_tau(cfg, sampler_obj, args.data)
+        run_cfg = {**cfg, "rollout": {**cfg["rollout"], "tau": tau}}
+    result = run_rollout(run_cfg, args.closure, args.dns, args.data, sampler_obj,
                          threads=args.threads)
+    if sampler_obj is not None:  # the correlation time used, and what measured it (auto)
+        result.attrs["rollout_tau"] = run_cfg["rollout"]["tau"]
+        if measured:
+            result.attrs["error_time"] = json.dumps(measured)
     prov = provenance({**cfg, "closure": args.closure}, "rollout")
     write_result(args.output, result, cfg, prov)
     a = result.attrs
