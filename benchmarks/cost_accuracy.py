@@ -47,7 +47,7 @@ from diffclosure import config as cfgmod  # noqa: E402
 from diffclosure.devices import resolve_device  # noqa: E402
 from diffclosure.metrics.fields import d_fro  # noqa: E402
 from diffclosure.rollout.coupled import run_rollout  # noqa: E402
-from diffclosure.stages.rollout import SECTIONS, rollout_sampler  # noqa: E402
+from diffclosure.stages.rollout import SECTIONS, resolve_tau, rollout_sampler  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,6 +97,7 @@ def run_point(cfg: dict, threads: int, compiled: bool, run: dict) -> dict:
     ro = cfg["rollout"]
     model = run["onestep"] if cfgmod.reads_onestep(ro["sampler"]) else run["score"]
     obj = rollout_sampler(cfg, model, run["data"], threads, compile=compiled)
+    cfg = {**cfg, "rollout": {**ro, "tau": resolve_tau(cfg, obj, run["data"])[0]}}  # as the stage
     tic = time.perf_counter()
     res = run_rollout(cfg, "diffusion", run["dns"], run["data"], obj, threads=threads,
                       show_progress=False)

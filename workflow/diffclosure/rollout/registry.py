@@ -172,7 +172,7 @@ def _learned(ctx: Context):
 
     if not isinstance(ro["tau"], (int, float)):
         raise ConfigError("rollout.tau: auto must be resolved to the measured time before the "
-                          "closure is built (the rollout stage's --error-time)")
+                          "closure is built (stages.rollout.resolve_tau)")
     if ro["tau"] > 0:  # the sampler's draws as AR(1) processes across samplings
         generator = CorrelatedNoise(generator, rho_for(ro["tau"], ro["resample_every"]
                                                        * dns["dt"]))
