@@ -43,7 +43,7 @@ validate(config, str(SCHEMA_PATH))
 # Two runs in one folder: the second one's first error is Snakemake's IncompleteFilesException
 # (the first run's outputs in progress), whose advice, --rerun-incomplete, is wrong while that
 # run goes on. A lock in .snakemake/locks is the sign; say what it means before that error.
-if glob.glob(os.path.join(".snakemake", "locks", "*")):
+if workflow.is_main_process and glob.glob(os.path.join(".snakemake", "locks", "*")):
     print(
         "NOTE: .snakemake/locks holds a lock: another Snakemake is running in this folder, or "
         "a killed one left it behind. If one is running, wait for it to finish (two runs in one "

@@ -266,3 +266,24 @@ def test_data_section_states_the_noise_share_and_the_window_drift(tmp_path):
     (tmp_path / "dataset" / "stats.json").write_bytes(b"\xff\xfe")
     with pytest.raises(UserFacingError, match="stats.json.*--forcerun dataset"):
         report_stage.data_section(tmp_path)
+
+
+def test_blow_up_advice_blames_what_can_be_blamed():
+    from diffclosure.stages.rollout_metrics import blowup_causes
+
+    def row(name, blew):
+        return {"closure": name, "blowup": blew, "blowup_time": 0.5 if blew else float("nan")}
+
+    # a closure that blows up where no closure stays stable: its own scales are the suspects
+    causes = blowup_causes([row("none", False), row("smagorinsky", True), row("diffusion", True),
+                            row("measurements", True)])
+    assert "smagorinsky_cs" in causes["smagorinsky"] and "hold_noise" not in causes["smagorinsky"]
+    assert "hold_noise" in causes["diffusion"] and "the closure is the cause" in causes["diffusion"]
+    assert "measurements.noise" in causes["measurements"]
+    assert all("while none stayed stable" in c for c in causes.values())
+    # the run without closure has nothing of its own to blame
+    causes = blowup_causes([row("none", True), row("diffusion", False)])
+    assert "reduce dns.dt" in causes["none"] and "closure is the cause" not in causes["none"]
+    # every closure blew up: the coarse step
+    causes = blowup_causes([row("none", True), row("diffusion", True)])
+    assert all("every closure blew up" in c and "reduce dns.dt" in c for c in causes.values())

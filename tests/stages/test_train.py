@@ -197,6 +197,26 @@ def test_a_killed_run_resumes_to_the_same_stop_and_a_stopped_run_trains_no_more(
 
 
 @pytest.mark.slow
+def test_a_looser_rule_continues_a_stopped_run_and_a_stricter_one_starts_over(
+        dataset, tmp_path, caplog):
+    out = tmp_path / "model"
+    first = train(cfg(**PLATEAU), dataset, out)
+    stop = len(first.history)
+    # A longer window would not have stopped there: the run continues from last.pt, exactly as
+    # a run with that rule from the start goes (monitor settings change nothing either).
+    looser = {**PLATEAU, "plateau": {"window": 6, "margin": 0.0}}
+    resumed = train(cfg(**looser, monitor={"every": 5}), dataset, out)
+    assert resumed.resumed_from == stop and len(resumed.history) > stop
+    straight = train(cfg(**looser), dataset, tmp_path / "straight")
+    assert [r["val_loss"] for r in resumed.history] == [r["val_loss"] for r in straight.history]
+    # A stricter rule would have stopped before the epochs last.pt holds: start over.
+    stricter = {**PLATEAU, "plateau": {"window": 1, "margin": 0.05}}
+    with caplog.at_level(logging.WARNING, logger="diffclosure"):
+        again = train(cfg(**stricter), dataset, out)
+    assert again.resumed_from == 0 and "would have stopped after epoch" in caplog.text
+
+
+@pytest.mark.slow
 def test_monitor_scores_the_model_without_changing_it(dataset, tmp_path):
     monitored = train(cfg(epochs=6, monitor={"every": 2, "conditions": 4, "ensemble": 3}),
                       dataset, tmp_path / "on")

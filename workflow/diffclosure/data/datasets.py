@@ -222,6 +222,19 @@ def load_split(
 NORMALISED_TOLERANCE = 1e-3
 
 
+def _mean_std(values: torch.Tensor, chunk: int = 256) -> tuple[float, float]:
+    """Mean and std (population) of a float32 tensor, summed in float64 a chunk of samples at a
+    time: no float64 copy of a whole channel."""
+    total = squares = 0.0
+    for lo in range(0, values.shape[0], chunk):
+        part = values[lo:lo + chunk].double()
+        total += float(part.sum())
+        squares += float((part * part).sum())
+    count = values.numel()
+    mean = total / count
+    return mean, max(squares / count - mean * mean, 0.0) ** 0.5
+
+
 def check_normalised(split, stats_path: Path) -> None:
     """Fail unless the training split, normalised with stats.json, has mean 0 and std 1 in
     every channel with statistics of its own (measurements share the target's): stats.json
@@ -233,7 +246,7 @@ def check_normalised(split, stats_path: Path) -> None:
     channels.update({c: split.cond[:, i] for i, c in enumerate(split.conditions)
                      if c != "measurements"})
     for name, values in channels.items():
-        mean, std = float(values.double().mean()), float(values.double().std())
+        mean, std = _mean_std(values)
         if abs(mean) > NORMALISED_TOLERANCE or abs(std - 1.0) > NORMALISED_TOLERANCE:
             raise DataFileError(
                 f"{stats_path}: its '{stats_key(name)}' statistics do not describe "

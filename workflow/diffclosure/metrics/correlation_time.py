@@ -39,14 +39,18 @@ def lag_correlations(series: np.ndarray, max_lag: int) -> np.ndarray:
 def correlation_time(series: np.ndarray, dt: float, max_lag: int = 10,
                      floor: float = 0.05) -> CorrelationTime:
     """The fitted correlation time (module docstring) of `series` (S, T, ...) recorded every
-    dt, from the lags 1 .. max_lag (at most T - 1) whose correlation exceeds `floor`."""
+    dt, from the lags 1 .. max_lag (at most T - 1) up to the first whose correlation is not
+    above `floor`."""
     t = np.asarray(series).shape[1]
     max_lag = min(max_lag, t - 1)
     if max_lag < 1:
         raise ValueError(f"need at least 2 records per sequence, got {t}")
     c = lag_correlations(series, max_lag)
     lags = dt * np.arange(1, max_lag + 1)
-    keep = c > floor
+    # The leading run of lags above the floor: past the first lag at or below it, what is left
+    # is noise around zero, not the decay.
+    below = np.flatnonzero(c <= floor)
+    keep = np.arange(max_lag) < (below[0] if below.size else max_lag)
     if not keep.any():
         return CorrelationTime(float("nan"), 0.0, lags.tolist(), c.tolist())
     if keep.sum() == 1:  # one point fixes no slope: take A = 1

@@ -217,9 +217,10 @@ def fit(run: TrainingRun, cfg: dict, sde, data, dctx: Dist, device, start: int,
         ) -> tuple[list[dict], str]:
     """Epochs start+1 .. train.epochs on `data` = (train split, validation split), appending
     to `history`, until the plateau rule (model.stopping) or the epoch bound stops it. After each
-    epoch rank 0 adds monitor(ema_net, epoch, last)'s columns to the row (when given) and calls
-    on_epoch(epochs done, history); every rank then waits, so that none races ahead while
-    rank 0 writes. Returns (history, why it stopped)."""
+    epoch every rank adds monitor(ema_net, epoch, last)'s columns to the row (when given; its
+    draws are the same on every rank) and rank 0 calls on_epoch(epochs done, history); every
+    rank then waits, so that none races ahead while rank 0 writes. Returns (history, why it
+    stopped)."""
     tr = cfg["train"]
     rule = Plateau.from_config(tr)
     reason = stop_reason(history, rule, tr["epochs"])
@@ -246,7 +247,7 @@ def fit(run: TrainingRun, cfg: dict, sde, data, dctx: Dist, device, start: int,
         history.append(row)
         run.keep_if_best(row)
         reason = stop_reason(history, rule, tr["epochs"])
-        if monitor is not None and dctx.main:
+        if monitor is not None:  # on every rank (same draws): none waits on rank 0 alone
             row.update(monitor(run.ema.model, epoch + 1, bool(reason)))
         if dctx.main:
             on_epoch(epoch + 1, history)
@@ -257,7 +258,7 @@ def fit(run: TrainingRun, cfg: dict, sde, data, dctx: Dist, device, start: int,
         if reason:
             break
     bar.close()
-    return history, reason or "no epoch left"
+    return history, reason
 
 
 def _log_epoch(row: dict, epochs: int, best: dict | None) -> None:

@@ -1,12 +1,15 @@
 """The resumable state of a training run (last.pt) and when it may be resumed.
 
 Policy: when MODEL_DIR/last.pt exists and was written by the same training identity (model, sde
-and train sections except `threads` and `epochs`; the dataset's stats, conditions, size and
-content digest; the code version) training continues from it and the log says so; raising
-train.epochs therefore extends a finished run, and a resume with no epoch left is warned
-about. If the identity differs (the warning names the part), or last.pt is unreadable,
-training starts over (last.pt is overwritten after the first epoch): changing a setting, the
-data or the code is an intentional rerun, not an error.
+and train sections except `threads`, `epochs`, `plateau` and `monitor`, which do not change the
+weights of an epoch; the dataset's stats, conditions, size and content digest; the code version)
+training continues from it and the log says so. Raising train.epochs therefore extends a run
+that stopped at its bound; a run that stopped at its plateau stays stopped (model.fit says so),
+unless a looser train.plateau lets it go on. A stricter rule that would have stopped before the
+epochs in last.pt starts over, since the best epoch up to that earlier stop is not kept. If the
+identity differs (the warning names the part), or last.pt is unreadable, training starts over
+(last.pt is overwritten after the first epoch): changing a setting, the data or the code is an
+intentional rerun, not an error.
 """
 
 from __future__ import annotations
@@ -18,11 +21,14 @@ import torch
 
 from diffclosure.config import section_hash
 from diffclosure.model.checkpoint import CheckpointError, read_torch, save_torch_atomic
+from diffclosure.model.stopping import Plateau, first_stop
 from diffclosure.provenance import code_version
 
 log = logging.getLogger(__name__)
 
 TRAIN_FORMAT = "diffclosure-train/1"
+# train settings that do not change the weights after a given epoch: not part of the identity.
+UNTRACKED = ("threads", "epochs", "plateau", "monitor")
 
 # The parts of a training identity, as a refused resume names them.
 IDENTITY_PARTS = {
@@ -36,13 +42,15 @@ def training_identity(cfg: dict, stats: dict, conditions: list[str], n: int, n_t
                       content: str) -> dict[str, str]:
     """Everything that determines the weights after a given epoch, in IDENTITY_PARTS.
 
-    `threads` is left out (a resumed job may get other cores) and so is `epochs`: the draws of an
-    epoch do not depend on the total, so raising train.epochs continues a finished run exactly
-    as an uninterrupted longer run would have gone. The stats alone do not identify the data:
-    measurements.lattice or .noise change the measurements but not their stats (the target's),
-    hence `content` (datasets.content_digest of train.h5 and val.h5).
+    `threads` is left out (a resumed job may get other cores) and so are `epochs`, `plateau` and
+    `monitor`: the draws of an epoch depend on none of them, so a longer bound or a looser rule
+    continues a run exactly as an uninterrupted run would have gone (try_resume checks that the
+    rule would not have stopped earlier), and the monitor draws from its own generator. The
+    stats alone do not identify the data: measurements.lattice or .noise change the
+    measurements but not their stats (the target's), hence `content` (datasets.content_digest
+    of train.h5 and val.h5).
     """
-    train = {k: v for k, v in cfg["train"].items() if k not in ("threads", "epochs")}
+    train = {k: v for k, v in cfg["train"].items() if k not in UNTRACKED}
     return {
         "settings": section_hash({"model": cfg["model"], "sde": cfg["sde"], "train": train}),
         "data": section_hash({"stats": stats, "conditions": conditions, "n": n,
@@ -84,13 +92,21 @@ def _resumable(path: Path, identity: dict[str, str], epochs: int) -> dict | None
     return state
 
 
-def try_resume(path: Path, identity: dict[str, str], run, epochs: int) -> tuple[int, list[dict]]:
-    """Load last.pt into `run` (a fit.TrainingRun) if it belongs to this run; return (epochs
-    done, history)."""
+def try_resume(path: Path, identity: dict[str, str], run, epochs: int,
+               rule: Plateau | None = None) -> tuple[int, list[dict]]:
+    """Load last.pt into `run` (a fit.TrainingRun) if it belongs to this run and `rule` (the
+    plateau rule) would not have stopped it before its last epoch; return (epochs done,
+    history)."""
     if not path.exists():
         return 0, []
     state = _resumable(path, identity, epochs)
     if state is None:
+        return 0, []
+    history = list(state["history"])
+    stop, reason = first_stop(history, rule or Plateau(window=0), epochs)
+    if stop < len(history):
+        log.warning("%s holds %d epochs, but train.plateau would have stopped after epoch %d "
+                    "(%s); starting over from scratch", path, len(history), stop, reason)
         return 0, []
     run.net.load_state_dict(state["model"])
     run.ema.load_state_dict(state["ema"])
@@ -99,7 +115,7 @@ def try_resume(path: Path, identity: dict[str, str], run, epochs: int) -> tuple[
     run.best = state.get("best")
     torch.set_rng_state(state["rng"]["torch"])
     log.info("resuming from %s after epoch %d of %d", path, state["epoch"], epochs)
-    return int(state["epoch"]), list(state["history"])
+    return int(state["epoch"]), history
 
 
 def save_last(path: Path, run, identity: dict, epoch: int, history: list) -> None:

@@ -5,7 +5,7 @@ history.csv: a run resumed after a kill takes the same decision at the same epoc
 that stopped at its plateau does not train further when it is resumed.
 
     stop after epoch e  if  window > 0, e > window  and
-        min(val[e-window+1 .. e]) > (1 - margin) * min(val[1 .. e-window])
+        min(val[e-window+1 .. e]) >= (1 - margin) * min(val[1 .. e-window])
 
 in words: the best validation loss of the last `window` epochs is not lower than the best before
 them by more than the fraction `margin`. The weights kept are those of the best epoch (EMA
@@ -23,12 +23,13 @@ class Plateau:
     """train.plateau: `window` epochs (0 = never stop early), relative `margin`."""
 
     window: int = 0
-    margin: float = 0.0
+    margin: float = 0.01
 
     @classmethod
-    def from_config(cls, train: dict) -> Plateau:
-        rule = train.get("plateau") or {}
-        return cls(int(rule.get("window", 0)), float(rule.get("margin", 0.0)))
+    def from_config(cls, section: dict) -> Plateau:
+        """The rule of a train or distill section (schema defaults: no window, 1%)."""
+        rule = section.get("plateau") or {}
+        return cls(int(rule.get("window", 0)), float(rule.get("margin", 0.01)))
 
     def describe(self) -> str:
         if self.window <= 0:

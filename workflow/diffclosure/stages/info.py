@@ -82,14 +82,19 @@ def _integrity(path: Path) -> None:
     print("integrity: matches the checksum and row count recorded in its sidecar")
 
 
+# JSON outputs of the pipeline that are tables, always written with a sidecar.
+JSON_TABLES = ("stats.json", "summary.json")
+
+
 def describe_json(path: Path) -> None:
     from diffclosure.provenance import SIDECAR_SUFFIX, sidecar_path
 
-    if not path.name.endswith(SIDECAR_SUFFIX) and sidecar_path(path).exists():
-        _integrity(path)
+    if not path.name.endswith(SIDECAR_SUFFIX) and (path.name in JSON_TABLES
+                                                   or sidecar_path(path).exists()):
+        _integrity(path)  # a missing sidecar of a table fails here
     try:
         data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserFacingError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         print(f"JSON {type(data).__name__} with {len(data)} entries")

@@ -97,8 +97,9 @@ def rollout_sampler(cfg: dict, model_path, data_dir, threads: int, compile: bool
 
 def resolve_tau(cfg: dict, sampler_obj, data_dir) -> tuple[float, dict]:
     """rollout.tau as a number, and what was measured for it: `tau` itself, or for `auto` the
-    correlation time of the model's a-priori error on the test split (rollout.error_time),
-    refused with what was measured when the data fix no finite time."""
+    correlation time of the model's a-priori error on the test split (rollout.error_time). An
+    error with no memory (no lag correlation above the fit's floor) gives 0, independent draws,
+    with a warning; one whose correlation does not decay is refused with what was measured."""
     ro = cfg["rollout"]
     if ro["tau"] != "auto":
         return float(ro["tau"]), {}
@@ -107,11 +108,16 @@ def resolve_tau(cfg: dict, sampler_obj, data_dir) -> tuple[float, dict]:
 
     doc = measure_error_time(sampler_obj, make_sampler(dict(ro["sampler"]), "rollout.sampler"),
                              Path(data_dir) / "test.h5", ro["ensemble"], ro["seed"])
-    if not 0 < doc["tau"] < float("inf"):
+    lags = [round(c, 3) for c in doc["correlation"]]
+    if doc["tau"] != doc["tau"]:  # nan: no memory at the record interval
+        log.warning("rollout.tau auto: the model's a-priori error has no memory over %g time "
+                    "units (lag correlations %s): independent draws (tau 0)",
+                    doc["record_interval"], lags)
+        return 0.0, doc
+    if not doc["tau"] < float("inf"):
         raise cfgmod.ConfigError(
-            f"rollout.tau: auto, but the model's a-priori error shows no finite correlation "
-            f"time (lag correlations {[round(c, 3) for c in doc['correlation']]}); set "
-            "rollout.tau to a number of time units (0: independent draws)")
+            f"rollout.tau: auto, but the model's a-priori error does not decorrelate over the "
+            f"test records (lag correlations {lags}); set rollout.tau to a number of time units")
     return float(doc["tau"]), doc
 
 

@@ -70,6 +70,7 @@ from diffclosure.metrics.probabilistic import (
 from diffclosure.metrics.spectra import energy_spectrum, spectrum_error
 from diffclosure.metrics.times import report_times
 from diffclosure.provenance import provenance, write_json_table, write_table
+from diffclosure.rollout import registry
 
 log = logging.getLogger(__name__)
 
@@ -363,6 +364,21 @@ def _score_rollouts(rollouts: list[dict], at, threshold: float, ref_spec) -> tup
     return rows, summary, per, prob, hists
 
 
+def _suspects(closure: str) -> str:
+    """What to check when `closure` blows up where others stay stable."""
+    if closure in ("none", "true"):  # nothing of its own to blame: the coarse physics is marginal
+        return ("the coarse run is marginal at this step without a stabilising closure; "
+                "reduce dns.dt (a quarter of it, say) or raise dns.nu")
+    spec = registry.lookup(closure)
+    if spec.needs_model:
+        scales = "rollout.hold_noise, measurements.noise, rollout.sampler or the model itself"
+    elif spec.measured:
+        scales = "measurements.noise"
+    else:
+        scales = "coarse.smagorinsky_cs / coarse.leith_cl"
+    return f"the closure is the cause. Check {scales}; reducing dns.dt is not the fix"
+
+
 def blowup_causes(summary: list[dict]) -> dict[str, str]:
     """{closure: what blew up and which setting to blame} for every closure that blew up. A
     closure that blows up where others stay stable at the same coarse time step is itself the
@@ -376,10 +392,8 @@ def blowup_causes(summary: list[dict]) -> dict[str, str]:
                 else "blew up")
         if stable:
             out[s["closure"]] = (
-                f"{when}, while {', '.join(stable)} stayed stable at the same dns.dt: the "
-                "closure is the cause. Check the scales it adds (rollout.hold_noise, "
-                "measurements.noise, coarse.smagorinsky_cs / leith_cl) or its model; reducing "
-                "dns.dt is not the fix")
+                f"{when}, while {', '.join(stable)} stayed stable at the same dns.dt: "
+                f"{_suspects(s['closure'])}")
         else:
             out[s["closure"]] = (
                 f"{when}; every closure blew up, so the coarse run itself is unstable: reduce "

@@ -219,10 +219,13 @@ def format_table(rows: list[dict]) -> str:
 
 
 def _resolution_files(data_dir: Path) -> list[tuple[int, Path]]:
+    """(m, DATA_DIR/test-<m>.h5) for the test resolutions stats.json describes (its digests):
+    a file left by an earlier config's coarse.test_resolutions is not one of them."""
+    described = (load_stats(data_dir).get("digests") or {}).keys()
     found = []
     for p in data_dir.glob("test-*.h5"):
         m = re.fullmatch(r"test-(\d+)\.h5", p.name)
-        if m:
+        if m and p.name in described:
             found.append((int(m.group(1)), p))
     return sorted(found)
 

@@ -2,10 +2,11 @@
 
     python -m diffclosure train --config CFG --data DATASET_DIR --outdir MODEL_DIR [--threads T]
 
-Reads DATASET_DIR/{train,val}.h5 and stats.json; writes MODEL_DIR/score.pt (final model with EMA
-weights and the settings to rebuild it), last.pt (resumable state, every epoch), history.csv and
-curves.png. Rerunning after a kill resumes from last.pt (model.resume says when). Under torchrun
-it trains on all GPUs and only rank 0 writes (model.distributed, docs/multi-gpu.md).
+Reads DATASET_DIR/{train,val}.h5 and stats.json; writes MODEL_DIR/score.pt (the EMA weights of
+the best epoch, where the plateau rule or the epoch bound stopped training, and the settings to
+rebuild it), last.pt (resumable state, every epoch), history.csv and curves.png. Rerunning
+after a kill resumes from last.pt (model.resume says when). Under torchrun it trains on all
+GPUs and only rank 0 writes (model.distributed, docs/multi-gpu.md).
 
 The stage reads the dataset, sets up the processes, resumes or builds the run, hands it to the
 fit loop (model.fit) with a callback that saves last.pt and history.csv after every epoch, and
@@ -40,6 +41,7 @@ from diffclosure.model.fit import TrainingRun, build_run, fit
 from diffclosure.model.resume import save_last, training_identity, try_resume
 from diffclosure.model.score_net import ScoreNet
 from diffclosure.model.sde import make_sde
+from diffclosure.model.stopping import Plateau
 from diffclosure.model.training_files import (
     CURVES,
     HISTORY,
@@ -59,7 +61,7 @@ SECTIONS = ["device", "sde", "model", "train"]
 @dataclass
 class TrainResult:
     net: ScoreNet  # raw weights after the last epoch
-    ema_net: ScoreNet  # EMA weights (used for validation and sampling)
+    ema_net: ScoreNet  # EMA weights after the last epoch (score.pt keeps the best epoch's)
     history: list[dict] = field(default_factory=list)
     resumed_from: int = 0  # epochs already done when this call started
 
@@ -133,7 +135,8 @@ def _train(cfg, stats, content: str, data, outdir: Path, dctx: Dist, device) -> 
     if dctx.main:
         outdir.mkdir(parents=True, exist_ok=True)
     dctx.barrier()
-    start, history = try_resume(outdir / LAST, identity, run, cfg["train"]["epochs"])
+    start, history = try_resume(outdir / LAST, identity, run, cfg["train"]["epochs"],
+                                Plateau.from_config(cfg["train"]))
 
     def save_epoch(epoch: int, history: list[dict]) -> None:
         save_last(outdir / LAST, run, identity, epoch, history)
