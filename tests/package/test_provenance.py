@@ -96,8 +96,9 @@ def test_info_prints_a_tables_provenance(tmp_path, capsys):
     table = tmp_path / "benchmark.csv"
     prov_mod.write_table(table, "name,nfe\nem,10\nheun,20\n", {"sampling": {}},
                          "sample_benchmark")
-    doc = tmp_path / "summary.json"
-    atomic.write_json_atomic(doc, {"closures": {}, "provenance": prov_mod.provenance({}, "r")})
+    doc = tmp_path / "summary.json"  # a JSON table: written with its sidecar
+    prov_mod.write_json_table(doc, {"closures": {}, "provenance": prov_mod.provenance({}, "r")},
+                              {}, "rollout_metrics")
     bare = tmp_path / "bare.csv"
     bare.write_text("x\n1\n")
     info.describe(table)
@@ -199,3 +200,10 @@ def test_atomic_path_removes_temporaries_with_a_suffix(tmp_path, pids):
     assert not stale.exists() and running.exists()
     assert (tmp_path / "m.csv").read_text() == "a\n"
     assert atomic.remove_stale_temporaries(tmp_path / "m.csv") == []  # nothing left to remove
+
+
+def test_info_refuses_a_json_table_without_its_sidecar(tmp_path):
+    doc = tmp_path / "stats.json"
+    atomic.write_json_atomic(doc, {"target": {"mean": 0.0, "std": 1.0}})
+    with pytest.raises(prov_mod.TableError, match="sidecar.*--forcerun dataset"):
+        info.describe(doc)
