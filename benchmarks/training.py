@@ -2,7 +2,11 @@
 (forward, backward, gradient clipping, Adam) and of the forward pass alone (what a sampler pays
 per score evaluation), at the default model size of config.yaml and at the paper's size.
 
-    python benchmarks/training.py [--threads 2] [--steps 5] [--batch 32]
+    python benchmarks/training.py [--threads 2] [--steps 5] [--batch 32] [--draws 1 4]
+
+--draws lists train.draws values: noise draws per sample in one step, the condition branches run
+once per sample (fit._train_epoch). The "step cost" column is the time of one step relative to
+one draw per sample: what an epoch of train.draws costs against the paper's one draw.
 
 Runs on the CPU, and on the GPU too when one is present (bf16 autocast off and on). Prints a
 table; times are medians over --steps steps after two warm-up steps.
@@ -33,20 +37,21 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def measure(model_cfg, n, batch, device, bf16, steps, n_conditions=2):
+def measure(model_cfg, n, batch, device, bf16, steps, draws=1, n_conditions=2):
     torch.manual_seed(0)
     sde = make_sde({"kind": "ve", "s": 26.0})
     net = build_score_net(model_cfg, sde, n_conditions).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     gen = torch.Generator(device=device).manual_seed(0)
     x0 = torch.randn(batch, 1, n, n, device=device, generator=gen)
+    x0_draws = x0.repeat_interleave(draws, dim=0)
     cond = torch.randn(batch, n_conditions, n, n, device=device, generator=gen)
     sampler = uniform_times(2e-5, 1.0)
     ctx = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
     def train_step():
         with ctx:
-            loss = dsm_loss(net, x0, cond, sde, sampler, gen)
+            loss = dsm_loss(net, x0_draws, cond, sde, sampler, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -75,6 +80,8 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--batch", type=int, default=32, help="CPU batch (the GPU uses 200)")
+    p.add_argument("--draws", type=int, nargs="+", default=[1],
+                   help="train.draws values to time (noise draws per sample and step)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cfg = config.load(ROOT / "config.yaml")
@@ -86,15 +93,20 @@ def main():
     if torch.cuda.is_available():
         devices += [(torch.device("cuda"), False, 200), (torch.device("cuda"), True, 200)]
     header = (f"{'model':<22} {'params':>10} {'grid':>6} {'device':>6} {'bf16':>5} {'batch':>6}"
-              f" {'train samples/s':>16} {'forward samples/s':>18}")
+              f" {'draws':>6} {'train samples/s':>16} {'step cost':>10} {'forward samples/s':>18}")
     print(f"torch {torch.__version__}, CPU threads {args.threads}")
     print(header)
     print("-" * len(header))
     for name, model_cfg, n in cases:
         for device, bf16, batch in devices:
-            params, (train_rate, fwd_rate) = measure(model_cfg, n, batch, device, bf16, args.steps)
-            print(f"{name:<22} {params:>10,d} {n:>4}^2 {device.type:>6} {str(bf16):>5} {batch:>6}"
-                  f" {train_rate:>16.1f} {fwd_rate:>18.1f}")
+            one_draw = None
+            for draws in args.draws:
+                params, (train_rate, fwd_rate) = measure(model_cfg, n, batch, device, bf16,
+                                                         args.steps, draws)
+                one_draw = one_draw or (train_rate if draws == 1 else None)
+                cost = f"{one_draw / train_rate:.2f}x" if one_draw else "-"
+                print(f"{name:<22} {params:>10,d} {n:>4}^2 {device.type:>6} {str(bf16):>5}"
+                      f" {batch:>6} {draws:>6} {train_rate:>16.1f} {cost:>10} {fwd_rate:>18.1f}")
 
 
 if __name__ == "__main__":

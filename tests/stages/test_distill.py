@@ -159,7 +159,10 @@ def test_onestep_without_distill_is_refused_by_the_config(repo_root):
 
 def test_samplers_and_models_must_fit_each_other():
     class Net(nn.Module):
-        def forward(self, x, t, cond):
+        def encode(self, cond):
+            return cond
+
+        def forward(self, x, t, cond=None, *, features=None):
             return torch.zeros_like(x)
 
     stats = {"target": {"mean": 0.0, "std": 1.0}, "vorticity": {"mean": 0.0, "std": 1.0}}

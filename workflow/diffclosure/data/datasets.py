@@ -21,12 +21,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffclosure.data.digest import content_digest  # noqa: F401 (re-exported)
 from diffclosure.data.h5io import DataFileError, open_input
-from diffclosure.data.stats import load_stats, stats_key
+from diffclosure.data.stats import check_digest, load_stats, stats_key
 from diffclosure.errors import remake_hint
 
 log = logging.getLogger(__name__)
+
+
+def pick_indices(total: int, count: int) -> np.ndarray:
+    """`count` sample indices spread evenly over `total` (all of them if count >= total)."""
+    if count >= total:
+        return np.arange(total)
+    return np.unique(np.round(np.linspace(0, total - 1, count)).astype(int))
 
 
 def check_layout(fh, path, conditions) -> tuple[int, ...]:
@@ -252,8 +258,26 @@ def check_normalised(split, stats_path: Path) -> None:
                 f"{stats_path}: its '{stats_key(name)}' statistics do not describe "
                 f"{split.path} (normalised with them, its '{name}' has mean {mean:.3g} and std "
                 f"{std:.3g} instead of 0 and 1): stats.json was changed or belongs to other data."
-                f" Remake the dataset: `snakemake --cores all --forcerun dataset` (with your "
-                "--configfile, if any), which also retrains on it.")
+                f" {remake_hint(stats_path)}")
+
+
+def load_training_splits(dataset_dir: str | Path, in_memory: bool | None = None):
+    """(stats, train split, val split) of a dataset folder, checked before any work: each file
+    is the one stats.json describes (its digests), the statistics describe the training split
+    (check_normalised), and the two splits agree in conditions and grid."""
+    dataset_dir = Path(dataset_dir)
+    stats = load_stats(dataset_dir)
+    for split in ("train", "val"):
+        check_digest(stats, dataset_dir / f"{split}.h5")
+    train_set = load_split(dataset_dir, "train", stats, in_memory)
+    val_set = load_split(dataset_dir, "val", stats, in_memory)
+    check_normalised(train_set, dataset_dir / "stats.json")
+    if train_set.conditions != val_set.conditions or train_set.n != val_set.n:
+        raise DataFileError(f"{dataset_dir}: train.h5 and val.h5 differ in conditions or grid "
+                            f"size. {remake_hint(dataset_dir / 'train.h5')}")
+    if len(train_set) == 0 or len(val_set) == 0:
+        raise DataFileError(f"{dataset_dir}: the train or validation split is empty")
+    return stats, train_set, val_set
 
 
 # Fraction of the free GPU memory the in-memory training and validation splits may take to be

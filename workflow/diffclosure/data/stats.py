@@ -11,6 +11,7 @@ import json
 import math
 from pathlib import Path
 
+from diffclosure.data.digest import content_digest
 from diffclosure.data.h5io import DataFileError
 from diffclosure.errors import remake_hint
 from diffclosure.provenance import check_table
@@ -62,8 +63,6 @@ def load_stats(dataset_dir: str | Path) -> dict:
 def check_digest(stats: dict, path: str | Path) -> None:
     """Fail unless the split file `path` holds what the dataset stage wrote beside this
     stats.json (its content digest there): statistics and data of two runs never mix."""
-    from diffclosure.data.digest import content_digest
-
     path = Path(path)
     recorded = (stats.get("digests") or {}).get(path.name)
     if recorded is None:

@@ -47,8 +47,8 @@ def training_identity(cfg: dict, stats: dict, conditions: list[str], n: int, n_t
     continues a run exactly as an uninterrupted run would have gone (try_resume checks that the
     rule would not have stopped earlier), and the monitor draws from its own generator. The
     stats alone do not identify the data: measurements.lattice or .noise change the
-    measurements but not their stats (the target's), hence `content` (datasets.content_digest
-    of train.h5 and val.h5).
+    measurements but not their stats (the target's), hence `content` (the content digests of
+    train.h5 and val.h5 that stats.json records and the train stage has checked).
     """
     train = {k: v for k, v in cfg["train"].items() if k not in UNTRACKED}
     return {

@@ -18,9 +18,6 @@ SCORE = "score.pt"
 HISTORY = "history.csv"
 CURVES = "curves.png"
 HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "lr", "seconds")
-# The a-priori columns of train.monitor (sampling.monitor.COLUMNS), empty where not checked.
-MONITOR_FIELDS = ("apriori_dfro_mean", "apriori_dfro_member", "apriori_corr",
-                  "apriori_spread_skill")
 
 
 def training_outcome(history: list[dict], best: dict | None, reason: str, train: dict) -> dict:
@@ -48,7 +45,9 @@ def write_history(path: Path, history: list[dict], cfg: dict,
                   outcome: dict | None = None) -> None:
     """history.csv, with its provenance sidecar history.csv.provenance.json (which also holds
     the run's `outcome` once it has ended, for the report)."""
-    fields = HISTORY_FIELDS + tuple(f for f in MONITOR_FIELDS if any(f in r for r in history))
+    # The fit loop's columns, then whatever the rows add (train.monitor's), in their order.
+    fields = HISTORY_FIELDS + tuple(dict.fromkeys(k for r in history for k in r
+                                                  if k not in HISTORY_FIELDS))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()

@@ -239,7 +239,9 @@ class DiffusionClosure:
         if self.needs_measurements:
             meas = np.repeat(self.measurements(step), self.members, axis=0)
         smag = self.smagorinsky(w) if self.needs_smagorinsky else None
-        if hasattr(self.generator, "begin"):  # a CorrelatedNoise: a new sampling of its process
+        # A sampling.noise_source.CorrelatedNoise starts a new sampling of its AR(1) process
+        # (tested by duck type: this module imports no torch).
+        if hasattr(self.generator, "begin"):
             self.generator.begin()
         out = self.obj.sample(self.sampler, w, measurements=meas, smagorinsky=smag,
                               ensemble=1, generator=self.generator)

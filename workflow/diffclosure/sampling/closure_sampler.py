@@ -6,9 +6,9 @@ repeats each condition `ensemble` times, runs a sampler on the normalised target
 Denoiser of its score (sampling.denoiser, which counts the NFE) and maps the samples back to
 physical units.
 
-Network contract (model/checkpoint.load_model): net(x (B,1,n,n), t (B,), cond (B,C,n,n)) ->
-score of the normalised target; a network with `encode(cond)` and `net(x, t, features=)` (the
-ScoreNet) has its condition branches run once per sampling instead of at every evaluation;
+Network contract (model/checkpoint.load_model, model.score_net.ScoreNet): net.encode(cond
+(B,C,n,n)) -> the condition's features, run once per sampling; net(x (B*k,1,n,n), t (B*k,),
+features=) -> score of the normalised target, each condition serving k consecutive rows of x;
 settings["conditions"] names the C channels in order
 ("vorticity", "measurements", "smagorinsky"); settings["stats"][name] = {"mean", "std"}
 (the measurements use the target's statistics).
@@ -112,23 +112,14 @@ class ClosureSampler:
         """The sampler-facing score: x (B*k,1,n,n) normalised, t (B*k,), the condition's
         features (encode_conditions: B conditions, each for k consecutive rows of x)."""
         with self._autocast():
-            if self._encodes:
-                out = self.net(x, t, features=features)
-            else:  # a plain score function of (x, t, cond): the condition row by row
-                out = self.net(x, t, features.repeat_interleave(x.shape[0] // len(features), 0))
+            out = self.net(x, t, features=features)
         return out.to(x.dtype)
-
-    @property
-    def _encodes(self) -> bool:
-        return callable(getattr(self.net, "encode", None))
 
     @torch.inference_mode()
     def encode_conditions(self, cond: torch.Tensor):
         """The network's condition features of cond (B,C,n,n) (model.score_net.ScoreNet.encode):
         computed once per sampling, not at each of its network evaluations, since they depend
-        on neither x nor t. A network without `encode` gets the normalised condition itself."""
-        if not self._encodes:
-            return cond
+        on neither x nor t."""
         with self._autocast():
             return self.net.encode(cond)
 

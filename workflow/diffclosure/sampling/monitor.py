@@ -2,48 +2,35 @@
 quantity users care about, not only in the denoising loss.
 
 Every `every` epochs the EMA network samples `ensemble` closures for `conditions` validation
-states with the configured sampler, and the samples are scored against the true term in
-physical units: D_Fro of the ensemble mean and of the members, the correlation of the ensemble
-mean with the truth (for the sgs target: the a-priori correlation with Pi) and spread/skill.
-The columns land in history.csv and curves.png. The draws come from their own generator
-(train.seed, epoch), so monitoring never changes the training's random stream or its weights;
-the stopping rule reads the validation loss, not these scores.
+states with the configured sampler, through the ClosureSampler a rollout uses (the condition
+features computed once, the sampler's start as configured), and the samples are scored against
+the true term in physical units: D_Fro of the ensemble mean and of the members, the correlation
+of the ensemble mean with the truth (for the sgs target: the a-priori correlation with Pi) and
+spread/skill. The columns land in history.csv and curves.png. The draws come from their own
+generator (train.seed, epoch), so monitoring never changes the training's random stream or its
+weights; the stopping rule reads the validation loss, not these scores.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import torch
 
 from diffclosure.config import ConfigError
-from diffclosure.metrics.fields import d_fro
+from diffclosure.data.datasets import pick_indices
+from diffclosure.data.stats import stats_key
+from diffclosure.metrics.fields import correlation, d_fro
 from diffclosure.metrics.probabilistic import spread_skill
 from diffclosure.model.fit import stream_seed
-from diffclosure.sampling.denoiser import Denoiser
+from diffclosure.sampling.closure_sampler import ClosureSampler
 from diffclosure.sampling.samplers import make_sampler
 
 COLUMNS = ("apriori_dfro_mean", "apriori_dfro_member", "apriori_corr", "apriori_spread_skill")
 _STREAM = 2**31 - 2  # the stream index of the monitor's generator seeds (model.fit.stream_seed)
 
 
-def evenly_spaced(total: int, count: int) -> torch.Tensor:
-    """`count` indices spread evenly over range(total) (all of them if count >= total)."""
-    if count >= total:
-        return torch.arange(total)
-    return torch.from_numpy(np.unique(np.round(np.linspace(0, total - 1, count)).astype(int)))
-
-
-def correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson correlation of each pair of fields (..., n, n)."""
-    a = a - a.mean(axis=(-2, -1), keepdims=True)
-    b = b - b.mean(axis=(-2, -1), keepdims=True)
-    num = (a * b).sum(axis=(-2, -1))
-    return num / np.sqrt((a * a).sum(axis=(-2, -1)) * (b * b).sum(axis=(-2, -1)))
-
-
-def score(samples: np.ndarray, truth: np.ndarray) -> dict:
+def score(samples, truth) -> dict:
     """The monitor's columns for samples (k, M, n, n) against truth (k, n, n), physical."""
     mean = samples.mean(axis=1)
     return {
@@ -54,39 +41,38 @@ def score(samples: np.ndarray, truth: np.ndarray) -> dict:
     }
 
 
-def make_monitor(monitor: dict, val_split, stats: dict, sde, seed: int,
+def physical(split, idx, stats: dict) -> dict[str, torch.Tensor]:
+    """The samples `idx` of a normalised split (data.datasets) back in physical units, by name
+    ("target" and each condition; measurements share the target's statistics)."""
+    x0, cond = (a.cpu() for a in split.get_batch(torch.as_tensor(idx)))
+    channels = {"target": x0[:, 0]} | {c: cond[:, i] for i, c in enumerate(split.conditions)}
+    return {c: v * stats[stats_key(c)]["std"] + stats[stats_key(c)]["mean"]
+            for c, v in channels.items()}
+
+
+def make_monitor(monitor: dict, val_split, stats: dict, sde_cfg: dict, seed: int,
                  device) -> Callable[[torch.nn.Module, int, bool], dict] | None:
     """monitor(ema_net, epoch, last) -> the columns above, checked every `every` epochs and
-    after the last one (NaN on the epochs it skips), or None when train.monitor.every is 0.
-    `val_split` holds normalised samples (data.datasets)."""
+    after the last one (NaN on the epochs it skips), or None when train.monitor.every is 0."""
     every = int(monitor.get("every", 0))
     if every <= 0:
         return None
     sampler = make_sampler(monitor["sampler"], where="train.monitor.sampler")
-    x0, cond = val_split.get_batch(evenly_spaced(len(val_split), int(monitor["conditions"])))
-    x0, cond = x0.to(device), cond.to(device)
-    m = int(monitor["ensemble"])
-    conditions = list(val_split.conditions)
-    mean, std = float(stats["target"]["mean"]), float(stats["target"]["std"])
-    truth = (x0[:, 0].double().cpu().numpy() * std + mean)
-    rep = cond.repeat_interleave(m, dim=0)
-    start = sampler.start
-    if start == "auto":
-        start = "measurements" if "measurements" in conditions else "zero"
-    if start == "measurements" and "measurements" not in conditions:
+    if sampler.start == "measurements" and "measurements" not in val_split.conditions:
         raise ConfigError("train.monitor.sampler.start: 'measurements' but the dataset has no "
                           "measurements condition; use auto or zero")
-    prior = rep[:, conditions.index("measurements")][:, None] if start == "measurements" else 0.0
+    fields = physical(val_split, pick_indices(len(val_split), int(monitor["conditions"])), stats)
+    truth = fields.pop("target").double().numpy()
+    settings = {"sde": sde_cfg, "conditions": list(val_split.conditions), "stats": stats}
     nan = dict.fromkeys(COLUMNS, float("nan"))
 
     def check(net: torch.nn.Module, epoch: int, last: bool = False) -> dict:
         if epoch % every and not last:
             return dict(nan)
         gen = torch.Generator(device=device).manual_seed(stream_seed(seed, _STREAM, epoch))
-        with torch.inference_mode():
-            res = sampler(Denoiser(net, sde, rep), (rep.shape[0], 1, *x0.shape[-2:]), gen,
-                          prior_mean=prior)
-        samples = res.samples.double().cpu().numpy().reshape(len(truth), m, *truth.shape[1:])
-        return score(samples * std + mean, truth)
+        samples = ClosureSampler(net, settings, device).sample(
+            sampler, fields["vorticity"], fields.get("measurements"), fields.get("smagorinsky"),
+            ensemble=int(monitor["ensemble"]), generator=gen)
+        return score(samples.double().cpu().numpy(), truth)
 
     return check

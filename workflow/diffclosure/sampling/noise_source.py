@@ -61,8 +61,8 @@ def randn(shape, source, dtype=torch.float32, device=None) -> torch.Tensor:
 
 
 def rho_for(tau: float, interval: float) -> float:
-    """The lag-one correlation of draws `interval` time units apart, for a correlation time tau
-    (tau 0: independent draws)."""
-    if tau < 0 or interval <= 0:
-        raise ValueError(f"need tau >= 0 and interval > 0, got {tau}, {interval}")
-    return 0.0 if tau == 0 else math.exp(-interval / tau)
+    """The lag-one correlation of draws `interval` time units apart, for a correlation time
+    tau > 0 (tau 0 means independent draws: no CorrelatedNoise at all)."""
+    if tau <= 0 or interval <= 0:
+        raise ValueError(f"need tau > 0 and interval > 0, got {tau}, {interval}")
+    return math.exp(-interval / tau)

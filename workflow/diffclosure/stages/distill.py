@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from pathlib import Path
 
 from diffclosure import config as cfgmod
 
@@ -71,8 +70,7 @@ def main(args) -> int:
         raise cfgmod.ConfigError(f"--threads: must be >= 1, got {args.threads}")
     import torch
 
-    from diffclosure.data.datasets import check_normalised, load_split
-    from diffclosure.data.stats import check_digest, load_stats
+    from diffclosure.data.datasets import load_training_splits
     from diffclosure.devices import resolve_device
     from diffclosure.model.sde import make_sde
     from diffclosure.model.stopping import Plateau
@@ -85,13 +83,8 @@ def main(args) -> int:
     device = resolve_device(cfg["device"])
     net, settings, cs = _teacher(cfg, args.model, args.data, device)
     mode = start_mode(teacher.start, cs.conditions)
-    stats = load_stats(args.data)
-    check_digest(stats, Path(args.data) / "train.h5")
-    check_digest(stats, Path(args.data) / "val.h5")
-    data = load_split(args.data, "train", stats, in_memory=True)
-    check_normalised(data, Path(args.data) / "stats.json")
-    data = data.to(device)
-    val = load_split(args.data, "val", stats, in_memory=True).to(device)
+    _, data, val = load_training_splits(args.data, in_memory=True)
+    data, val = data.to(device), val.to(device)
     torch.manual_seed(dc["seed"])
     student = copy.deepcopy(net).requires_grad_(True).train()
     tic = time.perf_counter()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -109,7 +110,7 @@ def resolve_tau(cfg: dict, sampler_obj, data_dir) -> tuple[float, dict]:
     doc = measure_error_time(sampler_obj, make_sampler(dict(ro["sampler"]), "rollout.sampler"),
                              Path(data_dir) / "test.h5", ro["ensemble"], ro["seed"])
     lags = [round(c, 3) for c in doc["correlation"]]
-    if doc["tau"] != doc["tau"]:  # nan: no memory at the record interval
+    if math.isnan(doc["tau"]):  # no memory at the record interval
         log.warning("rollout.tau auto: the model's a-priori error has no memory over %g time "
                     "units (lag correlations %s): independent draws (tau 0)",
                     doc["record_interval"], lags)

@@ -32,7 +32,7 @@ import torch
 
 from diffclosure import config as cfgmod
 from diffclosure.data import h5io
-from diffclosure.data.datasets import check_layout
+from diffclosure.data.datasets import check_layout, pick_indices
 from diffclosure.data.stats import check_digest, load_stats
 from diffclosure.devices import resolve_device
 from diffclosure.errors import UserFacingError
@@ -135,13 +135,6 @@ def sampler_list(entries: list[dict], paper: dict | None = None,
         if s not in unique:
             unique.append(s)
     return unique
-
-
-def pick_indices(total: int, count: int) -> np.ndarray:
-    """`count` record indices spread evenly over `total` (all of them if count >= total)."""
-    if count >= total:
-        return np.arange(total)
-    return np.unique(np.round(np.linspace(0, total - 1, count)).astype(int))
 
 
 def read_test_set(path: Path, conditions: list[str], count: int) -> dict:

@@ -22,15 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from diffclosure import config
-from diffclosure.config import ConfigError
-from diffclosure.data.datasets import (
-    check_normalised,
-    content_digest,
-    load_split,
-    place_splits,
-)
-from diffclosure.data.stats import check_digest, load_stats
-from diffclosure.errors import remake_hint
+from diffclosure.data.datasets import load_training_splits, place_splits
 from diffclosure.model.distributed import (
     Dist,
     configure_determinism,
@@ -110,19 +102,12 @@ def train(
 
 
 def read_dataset(data_dir: str | Path, in_memory: bool | None):
-    """(stats, (train split, val split), content digest of train.h5 and val.h5), checked."""
-    stats = load_stats(data_dir)
-    for split in ("train", "val"):
-        check_digest(stats, Path(data_dir) / f"{split}.h5")
-    train_set = load_split(data_dir, "train", stats, in_memory)
-    val_set = load_split(data_dir, "val", stats, in_memory)
-    check_normalised(train_set, Path(data_dir) / "stats.json")
-    if train_set.conditions != val_set.conditions or train_set.n != val_set.n:
-        raise ConfigError(f"{data_dir}: train.h5 and val.h5 differ in conditions or grid size."
-                          f" {remake_hint(Path(data_dir) / 'train.h5')}")
-    if len(train_set) == 0 or len(val_set) == 0:
-        raise ConfigError(f"{data_dir}: the train or validation split is empty")
-    content = content_digest([Path(data_dir) / "train.h5", Path(data_dir) / "val.h5"])
+    """(stats, (train split, val split), the digests of train.h5 and val.h5), checked
+    (data.datasets.load_training_splits)."""
+    stats, train_set, val_set = load_training_splits(data_dir, in_memory)
+    # The files' digests, verified against stats.json above: what identifies the data for a
+    # resume, beyond the statistics (measurements.lattice or .noise leave those unchanged).
+    content = ",".join(stats["digests"][f"{s}.h5"] for s in ("train", "val"))
     return stats, (train_set, val_set), content
 
 
@@ -142,8 +127,8 @@ def _train(cfg, stats, content: str, data, outdir: Path, dctx: Dist, device) -> 
         save_last(outdir / LAST, run, identity, epoch, history)
         write_history(outdir / HISTORY, history, cfg)
 
-    monitor = make_monitor(cfg["train"]["monitor"], data[1], stats, sde, cfg["train"]["seed"],
-                           device)
+    monitor = make_monitor(cfg["train"]["monitor"], data[1], stats, cfg["sde"],
+                           cfg["train"]["seed"], device)
     history, reason = fit(run, cfg, sde, data, dctx, device, start, history, save_epoch,
                           monitor)
     if dctx.main:
