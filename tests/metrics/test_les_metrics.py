@@ -166,4 +166,12 @@ def test_les_table_figure_and_ranking_through_the_stages(tmp_path):
     section = text.split("## LES")[1].split("## ")[0]
     ranked = [line.split("|")[2].strip() for line in section.splitlines()
               if line.startswith("| ") and line[2].isdigit()]
-    assert ranked == ["true", "smagorinsky", "none"]
+    # The oracle is scored but not ranked.
+    assert ranked == ["smagorinsky", "none"]
+    assert "| - | true (oracle, not ranked) |" in section
+    # Every score has its interval, and its similarity to no closure: 1 for the reference.
+    for col in ("energy_spectrum_error", "pdf_hellinger"):
+        assert float(true[f"similarity_{col}"]) == 1.0
+        assert float(none[f"similarity_{col}"]) == 0.0
+        assert float(none[f"{col}_lo"]) <= float(none[col]) <= float(none[f"{col}_hi"])
+    assert "Similarity to the filtered DNS" in section

@@ -25,6 +25,20 @@ def test_a_closure_better_in_every_column_ranks_first_and_a_blow_up_ranks_last()
     assert order == ["best", "slow_but_good", "blows_up"]
 
 
+def test_overlapping_intervals_tie_and_the_oracle_is_not_ranked():
+    a, b = _row("a", 0.10, 7.0, 1.0), _row("b", 0.12, 7.0, 1.0)
+    for r, (lo, hi) in ((a, (0.05, 0.2)), (b, (0.06, 0.25))):
+        for col in ("energy_spectrum_error", "enstrophy_spectrum_error", "enstrophy_error",
+                    "pdf_hellinger"):
+            r[f"{col}_lo"], r[f"{col}_hi"] = lo, hi
+    ranked = les_ranking([a, b, _row("true", 0.0, 7.0, 1.0)])
+    assert [r["closure"] for _, r in ranked] == ["a", "b"]
+    assert ranked[0][0] == ranked[1][0] == 1.0  # every column a tie
+    # Without intervals the same points are ranked apart.
+    a2, b2 = _row("a", 0.10, 7.0, 1.0), _row("b", 0.12, 7.0, 1.0)
+    assert [m for m, _ in les_ranking([a2, b2])] == [1.0, (4 * 2 + 1 + 1) / 6]
+
+
 def test_les_section_shows_both_tables(tmp_path):
     _write(tmp_path / "rollout" / "les.csv", LES_COLUMNS,
            [_row("none", 0.5, 7.0, 0.1), _row("smagorinsky", 0.2, 7.0, 0.2)])

@@ -235,6 +235,10 @@ def check_consistency(cfg: dict) -> None:
 
 def _dns_problems(dns: dict) -> list[str]:
     problems = []
+    if dns["forcing"]["symmetric"] and dns["forcing"]["kind"] != "ring":
+        problems.append(
+            f"dns.forcing.symmetric: applies to the ring forcing only, not kind "
+            f"{dns['forcing']['kind']!r}; set dns.forcing.kind: ring or symmetric: false")
     if not _is_multiple(dns["record_every"], dns["dt"]):
         problems.append(
             f"dns.record_every: {dns['record_every']} is not a multiple of dns.dt={dns['dt']};"
@@ -333,7 +337,22 @@ def _cross_stage_problems(cfg: dict, dns, ds, ro, meas) -> list[str]:
     tr = cfg.get("train")
     if tr and tr["t_min"] >= tr["t_max"]:
         problems.append(f"train.t_min: {tr['t_min']} must be below train.t_max={tr['t_max']}")
+    if tr and dns and tr["augment"] and not forcing_commutes(dns):
+        f = dns["forcing"]
+        problems.append(
+            f"train.augment: the symmetries of the square map solutions to solutions only when "
+            f"the forcing has them, and dns.forcing (kind {f['kind']}"
+            f"{', symmetric: false' if f['kind'] == 'ring' else ''}) does not; use "
+            "dns.forcing {kind: ring, symmetric: true} or kind none, or set train.augment: false")
     return problems
+
+
+def forcing_commutes(dns: dict) -> bool:
+    """Whether the DNS equation has the symmetries of the square (solver/symmetry.py): its
+    forcing is none or the symmetric ring. The noise of dns.noise has an isotropic law on a
+    square box of modes whatever its settings, so it commutes in law."""
+    f = dns["forcing"]
+    return f["kind"] == "none" or (f["kind"] == "ring" and bool(f["symmetric"]))
 
 
 def reads_onestep(sampler: dict) -> bool:

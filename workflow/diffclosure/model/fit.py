@@ -73,6 +73,7 @@ class _Steps:
     per_rank: int  # samples per step on this rank
     forward: Callable  # the network as the steps call it (DDP, compiled)
     autocast: Callable
+    augment: Callable | None = None  # model.augment.Augment when train.augment
 
 
 def build_run(cfg: dict, sde, n_conditions: int, device) -> TrainingRun:
@@ -148,6 +149,8 @@ def _train_epoch(run: TrainingRun, steps: _Steps, train_set, order, t_sampler, g
     for b in range(0, len(order), steps.per_rank):
         x0, cond = (a.to(device, non_blocking=True) for a in train_set.get_batch(
             order[b : b + steps.per_rank]))
+        if steps.augment is not None:
+            x0, cond = steps.augment(x0, cond, gen)
         # train.draws noise draws per sample; the network runs the condition branches once
         # per sample and serves its draws from them (ScoreNet.forward).
         x0 = x0.repeat_interleave(draws, dim=0) if draws > 1 else x0
@@ -206,24 +209,24 @@ def _log_start(net, steps: _Steps, train_set, val_set) -> None:
     )
 
 
-def _steps(run: TrainingRun, tr: dict, sde, dctx: Dist, device) -> _Steps:
+def _steps(run: TrainingRun, tr: dict, sde, dctx: Dist, device, augment=None) -> _Steps:
     use_bf16 = tr["bf16"] and device.type == "cuda"
     autocast = functools.partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16,
                                  enabled=use_bf16)
     return _Steps(tr, sde, dctx, device, max(1, tr["batch_size"] // dctx.world),
-                  forward_model(run.net, dctx, device, tr["compile"]), autocast)
+                  forward_model(run.net, dctx, device, tr["compile"]), autocast, augment)
 
 
 def fit(run: TrainingRun, cfg: dict, sde, data, dctx: Dist, device, start: int,
         history: list[dict], on_epoch: Callable[[int, list[dict]], None],
         monitor: Callable[[torch.nn.Module, int, bool], dict] | None = None,
-        ) -> tuple[list[dict], str]:
+        augment: Callable | None = None) -> tuple[list[dict], str]:
     """Epochs start+1 .. train.epochs on `data` = (train split, validation split), appending
     to `history`, until the plateau rule (model.stopping) or the epoch bound stops it. After each
     epoch every rank adds monitor(ema_net, epoch, last)'s columns to the row (when given; its
     draws are the same on every rank) and rank 0 calls on_epoch(epochs done, history); every
-    rank then waits, so that none races ahead while rank 0 writes. Returns (history, why it
-    stopped)."""
+    rank then waits, so that none races ahead while rank 0 writes. `augment` (model.augment)
+    transforms each training batch. Returns (history, why it stopped)."""
     tr = cfg["train"]
     rule = Plateau.from_config(tr)
     reason = stop_reason(history, rule, tr["epochs"])
@@ -234,7 +237,7 @@ def fit(run: TrainingRun, cfg: dict, sde, data, dctx: Dist, device, start: int,
                         "delete last.pt", len(history), reason)
         return history, reason
     train_set = data[0]
-    steps = _steps(run, tr, sde, dctx, device)
+    steps = _steps(run, tr, sde, dctx, device, augment)
     if dctx.main:
         _log_start(run.net, steps, *data)
         log.info("stopping rule: %s; at most %d epochs", rule.describe(), tr["epochs"])

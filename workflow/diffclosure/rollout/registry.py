@@ -120,6 +120,8 @@ class Closure:
       raised before any work.
     - ``attrs(closure object)``: extra attributes of the rollout file.
     - ``colour``: the closure's colour in every figure.
+    - ``oracle``: the closure reads the reference's true term as it runs; scored, but left out
+      of the rankings (no simulation can run it).
     """
 
     name: str
@@ -130,6 +132,7 @@ class Closure:
     warmup: Callable[[dict], int] = field(default=_one_step)
     check: Callable[[dict], str | None] = field(default=_no_problem)
     attrs: Callable[[object], dict] = field(default=_no_attrs)
+    oracle: bool = False
 
     @property
     def stochastic(self) -> bool:
@@ -212,7 +215,7 @@ def _measurements_problem(cfg: dict) -> str | None:
 
 REGISTRY: dict[str, Closure] = {c.name: c for c in (
     Closure("none", _none, colour="tab:red"),
-    Closure("true", _oracle, colour="tab:green"),
+    Closure("true", _oracle, colour="tab:green", oracle=True),
     Closure("diffusion", _learned, colour="tab:blue", gpu=True, warmup=_resample_interval,
             attrs=_sample_calls, reads=("sampler", "resample_every", "hold", "hold_noise",
                                         "ensemble", "measurements", "bf16", "tau")),

@@ -42,7 +42,7 @@ def solver_device(backend: str, device="auto"):
 def dns_forcing(dns: dict, grid: Grid):
     """dns.forcing evaluated on `grid` (None for kind none)."""
     f = dns["forcing"]
-    return make_forcing(f["kind"], grid, f["amplitude"], f["wavenumber"])
+    return make_forcing(f["kind"], grid, f["amplitude"], f["wavenumber"], f["symmetric"])
 
 
 def solver_for(dns: dict, n: int | None = None, physics: Callable = navier_stokes, *,

@@ -32,9 +32,13 @@ def ring_modes(wavenumber: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_forcing(
-    kind: str, grid: Grid, amplitude: float = 0.1, wavenumber: int = 4
+    kind: str, grid: Grid, amplitude: float = 0.1, wavenumber: int = 4, symmetric: bool = False
 ) -> np.ndarray | None:
-    """The forcing field (n, n) indexed [y, x], or None for kind "none"."""
+    """The forcing field (n, n) indexed [y, x], or None for kind "none". `symmetric` (ring
+    only): the ring's D4 average (solver/symmetry.py), rescaled to the same rms amplitude."""
+    if symmetric and kind != "ring":
+        raise ValueError(f"dns.forcing.symmetric applies to the ring forcing only, not {kind!r};"
+                         " set dns.forcing.kind: ring or symmetric: false")
     X, Y = grid.mesh
     two_pi_over_l = 2 * np.pi / grid.length
     if kind == "paper":
@@ -49,7 +53,7 @@ def make_forcing(
                 f" use a wavenumber below {grid.n // 2}"
             )
         if kind == "ring":
-            return _ring(grid, int(wavenumber), amplitude)
+            return _ring(grid, int(wavenumber), amplitude, symmetric)
         return amplitude * np.cos(two_pi_over_l * wavenumber * Y)
     if kind == "none":
         return None
@@ -58,11 +62,18 @@ def make_forcing(
     )
 
 
-def _ring(grid: Grid, wavenumber: int, amplitude: float) -> np.ndarray:
+def _ring(grid: Grid, wavenumber: int, amplitude: float, symmetric: bool = False) -> np.ndarray:
     X, Y = grid.mesh
     modes, phases = ring_modes(wavenumber)
     two_pi_over_l = 2 * np.pi / grid.length
     f = sum(np.cos(two_pi_over_l * (kx * X + ky * Y) + ph)
             for (ky, kx), ph in zip(modes, phases, strict=True))
+    if symmetric:
+        # The D4 average of a field on the ring stays on the ring (the ring is D4-invariant), so
+        # the grid rms is the function's rms on any grid that resolves the ring.
+        from diffclosure.solver.symmetry import symmetrise
+
+        f = symmetrise(f)
+        return amplitude * f / np.sqrt(np.mean(f**2))
     # A sum of N unit cosines of distinct modes has mean square N/2.
     return amplitude * np.sqrt(2.0 / len(modes)) * f

@@ -437,21 +437,53 @@ def a_posteriori_section(rows: list[dict], fractions, results: Path,
 LES_RANKED = {"energy_spectrum_error": "E(k) error", "enstrophy_spectrum_error": "Z(k) error",
               "enstrophy_error": "enstrophy error", "pdf_hellinger": "PDF Hellinger",
               "stable_time": "stable until", "cost_s_per_time": "s / time unit"}
+# The scores with bootstrap intervals (<col>_lo, <col>_hi in les.csv) and similarities.
+LES_INTERVALS = ("energy_spectrum_error", "enstrophy_spectrum_error", "enstrophy_error",
+                 "pdf_hellinger")
+
+
+def _value(r: dict, col: str) -> float:
+    return float(r[col]) if _is_number(r.get(col, "")) else math.nan
+
+
+def _interval(r: dict, col: str) -> tuple[float, float]:
+    """The score's bootstrap interval, or the point itself (a score measured once: a tie needs
+    equal values) when les.csv has none."""
+    lo, hi = _value(r, f"{col}_lo"), _value(r, f"{col}_hi")
+    if math.isnan(lo) or math.isnan(hi):
+        v = _value(r, col)
+        return v, v
+    return lo, hi
+
+
+def is_oracle(closure: str) -> bool:
+    from diffclosure.rollout import registry
+
+    return closure in registry.REGISTRY and registry.lookup(closure).oracle
 
 
 def les_ranking(rows: list[dict]) -> list[tuple[float, dict]]:
-    """(mean rank over LES_RANKED, row), best first; a missing value (nan) ranks last."""
+    """(mean rank over LES_RANKED, row), best first, of the closures a simulation can run (the
+    oracle is left out). Per column a closure's rank is 1 + the number of closures better beyond
+    the bootstrap intervals (metrics.bootstrap.ranks_with_ties): overlapping intervals tie, and
+    a missing value (nan) ranks last."""
+    from diffclosure.metrics.bootstrap import ranks_with_ties
+
+    rows = [r for r in rows if not is_oracle(r["closure"])]
     ranks = {id(r): [] for r in rows}
     for col in LES_RANKED:
-        sign = -1.0 if col == "stable_time" else 1.0
-
-        def key(r, col=col, sign=sign):
-            v = float(r[col]) if _is_number(r[col]) else math.nan
-            return (math.isnan(v), sign * v if not math.isnan(v) else 0.0)
-
-        for i, r in enumerate(sorted(rows, key=key)):
-            ranks[id(r)].append(i + 1)
+        higher = col == "stable_time"
+        for r, rank in zip(rows, ranks_with_ties([_interval(r, col) for r in rows], higher),
+                           strict=True):
+            ranks[id(r)].append(rank)
     return sorted(((float(np.mean(ranks[id(r)])), r) for r in rows), key=lambda x: x[0])
+
+
+def _with_interval(r: dict, col: str) -> str:
+    lo, hi = _value(r, f"{col}_lo"), _value(r, f"{col}_hi")
+    if math.isnan(lo) or math.isnan(hi):
+        return _num(r.get(col, "nan"))
+    return f"{_num(r[col])} [{_num(lo, 2)}, {_num(hi, 2)}]"
 
 
 def les_section(results: Path) -> list[str]:
@@ -462,22 +494,48 @@ def les_section(results: Path) -> list[str]:
     header, body = table
     rows = [dict(zip(header, r, strict=True)) for r in body]
     ranked = les_ranking(rows)
+    oracles = [r for r in rows if is_oracle(r["closure"])]
     short = rows[0]["short_time"] if rows else "?"
     cols = ["rank", "closure", *LES_RANKED.values(), "PDF W1", f"D_Fro at t = {_num(short)}",
             "mean rank"]
-    table_rows = [[i + 1, r["closure"], *(_num(r[c]) for c in LES_RANKED),
+    table_rows = [[i + 1, r["closure"],
+                   *(_with_interval(r, c) if c in LES_INTERVALS else _num(r[c])
+                     for c in LES_RANKED),
                    _num(r["pdf_wasserstein1"]), _num(r["short_d_fro_member_median"]),
                    _num(mean_rank)] for i, (mean_rank, r) in enumerate(ranked)]
-    return ["## LES: every closure against the filtered DNS", "",
-            "A posteriori, over every initial state, member and record (rollout/les.csv): "
-            "E(k) and Z(k) error = RMS over shells of log(spectrum / filtered DNS's) of the "
-            "time-mean energy and enstrophy spectra; enstrophy error = mean relative error of the "
-            "members' mean enstrophy against time; PDF Hellinger and W1 = distances of the "
-            "one-point vorticity PDF to the filtered DNS's; stable until = the blow-up time, or "
-            "the rollout's end; D_Fro = median per-member D_Fro at the first report time. "
-            "Ranked by the mean of the ranks in the six columns before W1 (lower is better, "
-            "`true` is the oracle). Figure: [spectra](../rollout/les_spectra.png).", "",
-            md_table(cols, table_rows), "", *les_a_priori_lines(results)]
+    table_rows += [["-", f"{r['closure']} (oracle, not ranked)",
+                    *(_with_interval(r, c) if c in LES_INTERVALS else _num(r[c])
+                      for c in LES_RANKED),
+                    _num(r["pdf_wasserstein1"]), _num(r["short_d_fro_member_median"]), "-"]
+                   for r in oracles]
+    out = ["## LES: every closure against the filtered DNS", "",
+           "A posteriori, over every initial state, member and record (rollout/les.csv): "
+           "E(k) and Z(k) error = RMS over shells of log(spectrum / filtered DNS's) of the "
+           "time-mean energy and enstrophy spectra; enstrophy error = mean relative error of the "
+           "members' mean enstrophy against time; PDF Hellinger and W1 = distances of the "
+           "one-point vorticity PDF to the filtered DNS's; stable until = the blow-up time, or "
+           "the rollout's end; D_Fro = median per-member D_Fro at the first report time. In "
+           "brackets the 95% bootstrap interval, over initial states and then members. "
+           "Ranked by the mean of the ranks in the six columns before W1, where a closure's "
+           "rank is 1 + the number of closures better beyond the intervals (overlapping "
+           "intervals tie). `true` is the filtered DNS's Pi held over each record interval: "
+           "an oracle no simulation can run, shown but not ranked. "
+           "Figure: [spectra](../rollout/les_spectra.png).", "",
+           md_table(cols, table_rows), ""]
+    return out + les_similarity_lines(rows) + les_a_priori_lines(results)
+
+
+def les_similarity_lines(rows: list[dict]) -> list[str]:
+    """The similarity table, 1 - D(closure) / D(none) per score (the pyqg benchmark's)."""
+    if not any(f"similarity_{c}" in r for r in rows for c in LES_INTERVALS):
+        return []
+    body = [[r["closure"], *(_with_interval(r, f"similarity_{c}") for c in LES_INTERVALS)]
+            for r in rows]
+    return ["Similarity to the filtered DNS, 1 - D(closure) / D(no closure), per score (1 = "
+            "the filtered DNS's statistics, 0 = no better than no closure; as in the pyqg "
+            "benchmark of Ross et al., JAMES 2023), with its 95% interval paired state by "
+            "state:", "",
+            md_table(["closure", *(LES_RANKED[c] for c in LES_INTERVALS)], body), ""]
 
 
 def les_a_priori_lines(results: Path) -> list[str]:

@@ -55,11 +55,11 @@ import numpy as np
 
 from diffclosure import config as cfgmod
 from diffclosure.data import h5io
-from diffclosure.data.flow_stats import energy_enstrophy
 from diffclosure.data.h5io import DataFileError
 from diffclosure.errors import remake_hint
+from diffclosure.metrics import les_scores
 from diffclosure.metrics.fields import correlation, d_fro, mse, pdf
-from diffclosure.metrics.les import enstrophy_spectrum, pdf_distances
+from diffclosure.metrics.les import enstrophy_spectrum, wasserstein1
 from diffclosure.metrics.probabilistic import (
     crps,
     rank_flatness,
@@ -87,6 +87,18 @@ SUMMARY_COLUMNS = ["closure", "target", "states", "members", "final_time",
 LES_COLUMNS = ["closure", "energy_spectrum_error", "enstrophy_spectrum_error", "energy_error",
                "enstrophy_error", "pdf_hellinger", "pdf_wasserstein1", "short_time",
                "short_d_fro_member_median", "blowup", "stable_time", "cost_s_per_time"]
+
+
+def les_columns(has_none: bool) -> list[str]:
+    """les.csv's columns: LES_COLUMNS, each score's 95% interval, and its similarity to no
+    closure with that interval (when `none` was run)."""
+    cols = list(LES_COLUMNS)
+    for name in les_scores.SCORES:
+        cols += [f"{name}_lo", f"{name}_hi"]
+    if has_none:
+        for name in les_scores.SCORES:
+            cols += [f"similarity_{name}", f"similarity_{name}_lo", f"similarity_{name}_hi"]
+    return cols
 
 
 def add_arguments(parser) -> None:
@@ -229,41 +241,40 @@ def _les_spectra(fields, length):
     return energy, (k, z.mean(axis=0))
 
 
-def _relative_error(series, reference) -> float:
-    """Mean over records of |a - b| / b of two time series (records after a blow-up skipped)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rel = np.abs(series - reference) / np.abs(reference)
-    rel = rel[np.isfinite(rel)]
-    return float(rel.mean()) if rel.size else float("nan")
-
-
-def les_row(ro: dict, mt: dict, reference, ref_spectra, length: float, short_time: float,
-            summary: dict) -> tuple[dict, tuple]:
-    """One les.csv row (module docstring) and the closure's (energy, enstrophy) spectra."""
+def les_row(ro: dict, mt: dict, scored: dict, reference, short_time: float,
+            summary: dict) -> dict:
+    """One les.csv row (module docstring): the closure's scores with their intervals
+    (metrics.les_scores), W1, the short-time skill, stability and cost."""
     v, times = ro["vorticity"], ro["time"]
-    spectra = _les_spectra(v, length)
-    err = {}
-    for i, name in enumerate(("energy", "enstrophy")):
-        err[f"{name}_spectrum_error"] = (
-            spectrum_error(spectra[i][1], ref_spectra[i][1])
-            if spectra[i] is not None and ref_spectra[i] is not None else float("nan"))
-    with np.errstate(invalid="ignore", over="ignore"):
-        e, z = energy_enstrophy(v, length)  # (S, M, T)
-    e_ref, z_ref = energy_enstrophy(reference, length)
     j = int(np.argmin(np.abs(times - short_time)))
-    dist = pdf_distances(v, reference)
     blow = summary["blowup_time"]
-    row = {"closure": ro["closure"], **err,
-           "energy_error": _relative_error(e.mean(axis=(0, 1)), e_ref.mean(axis=0)),
-           "enstrophy_error": _relative_error(z.mean(axis=(0, 1)), z_ref.mean(axis=0)),
-           "pdf_hellinger": dist["hellinger"], "pdf_wasserstein1": dist["wasserstein1"],
-           "short_time": float(times[j]),
-           "short_d_fro_member_median": float(np.median(mt["d_fro"][:, :, j])),
-           "blowup": summary["blowup"],
-           "stable_time": blow if summary["blowup"] and math.isfinite(blow)
-           else float(times[-1]),
-           "cost_s_per_time": summary["cost_s_per_time"]}
-    return row, spectra
+    return {"closure": ro["closure"], **scored,
+            "pdf_wasserstein1": wasserstein1(v, reference),
+            "short_time": float(times[j]),
+            "short_d_fro_member_median": float(np.median(mt["d_fro"][:, :, j])),
+            "blowup": summary["blowup"],
+            "stable_time": blow if summary["blowup"] and math.isfinite(blow)
+            else float(times[-1]),
+            "cost_s_per_time": summary["cost_s_per_time"]}
+
+
+def les_scores_of(rollouts, reference, length: float, seed: int = 0) -> dict[str, dict]:
+    """{closure: its LES scores with bootstrap intervals and, when `none` is among the
+    closures, similarities to no closure} (metrics.les_scores; every closure resampled with
+    the same seed, so the similarity is paired state by state)."""
+    edges = les_scores.pdf_edges(reference)
+    ref_units = les_scores.units(reference, length, edges)
+    points, draws = {}, {}
+    for r in rollouts:
+        u = les_scores.units(r["vorticity"], length, edges)
+        points[r["closure"]] = les_scores.scores(u, ref_units, edges)
+        draws[r["closure"]] = les_scores.resampled(u, ref_units, edges, seed=seed)
+    none = "none" if "none" in points else None
+    out = {}
+    for name in points:
+        out[name] = les_scores.with_intervals(
+            points[name], draws[name], points.get(none), draws.get(none))
+    return out
 
 
 def write_les(outdir: Path, rollouts, per, summary, reference, length, short_time,
@@ -272,14 +283,17 @@ def write_les(outdir: Path, rollouts, per, summary, reference, length, short_tim
     from diffclosure.plots.rollout import les_spectra_figure
 
     ref_spectra = _les_spectra(reference, length)
+    scored = les_scores_of(rollouts, reference, length)
     rows, energy, enstrophy_ = [], {"reference": ref_spectra[0]}, {"reference": ref_spectra[1]}
     for r, s in zip(rollouts, summary, strict=True):
-        row, spectra = les_row(r, per[r["closure"]], reference, ref_spectra, length,
-                               short_time, s)
-        rows.append(row)
+        rows.append(les_row(r, per[r["closure"]], scored[r["closure"]], reference, short_time,
+                            s))
+        spectra = _les_spectra(r["vorticity"], length)
         if spectra[0] is not None:
             energy[r["closure"]], enstrophy_[r["closure"]] = spectra
-    write_table(outdir / "les.csv", _csv(LES_COLUMNS, [[x[c] for c in LES_COLUMNS] for x in rows]),
+    columns = les_columns(has_none=any(r["closure"] == "none" for r in rollouts))
+    write_table(outdir / "les.csv",
+                _csv(columns, [[x.get(c, math.nan) for c in columns] for x in rows]),
                 prov_cfg, "rollout_metrics")
     les_spectra_figure(outdir / "les_spectra.png", energy, enstrophy_, cutoff)
 

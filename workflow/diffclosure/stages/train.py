@@ -23,6 +23,7 @@ from pathlib import Path
 
 from diffclosure import config
 from diffclosure.data.datasets import load_training_splits, place_splits
+from diffclosure.model.augment import Augment
 from diffclosure.model.distributed import (
     Dist,
     configure_determinism,
@@ -129,8 +130,9 @@ def _train(cfg, stats, content: str, data, outdir: Path, dctx: Dist, device) -> 
 
     monitor = make_monitor(cfg["train"]["monitor"], data[1], stats, cfg["sde"],
                            cfg["train"]["seed"], device)
+    augment = Augment.from_stats(stats, conditions) if cfg["train"]["augment"] else None
     history, reason = fit(run, cfg, sde, data, dctx, device, start, history, save_epoch,
-                          monitor)
+                          monitor, augment)
     if dctx.main:
         dataset = {"conditions": conditions, "stats": stats, "n": train_set.n}
         _write_final(outdir, cfg, sde, dataset, identity, run, history, reason)
