@@ -7,10 +7,14 @@ Every point is one rollout of the `diffusion` closure through the rollout stage'
 states, members and grid points: spread/skill (1 when calibrated), the rank histogram's outer
 share over its flat share (1 when flat, > 1 a U), the fair CRPS per point, and D_Fro of the
 ensemble mean and per member (median). auto is the correlation time of the model's a-priori
-error that the rollout stage measures for rollout.tau: auto (rollout/error_time.py).
+error that the rollout stage measures for rollout.tau: auto on the validation split
+(rollout/error_time.py), and rollout.inflation auto 1 / the a-priori spread/skill there.
 
     python benchmarks/calibration.py --results results/default [--config PRESET.yaml ...]
-        [--tau 0 0.05 0.2 auto 1 10] [--members 4] [--sampler onestep]
+        [--tau 0 0.05 0.2 auto 1 10] [--inflation 1 auto] [--members 4] [--sampler onestep]
+
+--inflation lists rollout.inflation values (the members' deviations from their state's mean
+times this factor at every sampling); every tau is run with every inflation.
 """
 
 from __future__ import annotations
@@ -36,7 +40,11 @@ from diffclosure.metrics.probabilistic import (  # noqa: E402
 )
 from diffclosure.metrics.times import report_times  # noqa: E402
 from diffclosure.rollout.coupled import run_rollout  # noqa: E402
-from diffclosure.stages.rollout import SECTIONS, resolve_tau, rollout_sampler  # noqa: E402
+from diffclosure.stages.rollout import (  # noqa: E402
+    SECTIONS,
+    resolve_calibration,
+    rollout_sampler,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,19 +67,22 @@ def scores(v: np.ndarray, ref: np.ndarray, times: np.ndarray, at) -> list[dict]:
     return rows
 
 
-def run_point(cfg: dict, tau, run: dict) -> tuple[list[dict], float, float]:
-    """Scores of one rollout with rollout.tau = `tau` (a number, or "auto"), its wall time and
-    the correlation time it used."""
+def run_point(cfg: dict, tau, run: dict, inflation=1.0) -> tuple[list[dict], float, float, float]:
+    """Scores of one rollout with rollout.tau = `tau` and rollout.inflation (numbers, or
+    "auto"), its wall time and the correlation time and inflation it used."""
     cfg = copy.deepcopy(cfg)
     cfg["rollout"]["tau"] = tau
+    cfg["rollout"]["inflation"] = inflation
     model = run["onestep"] if cfgmod.reads_onestep(cfg["rollout"]["sampler"]) else run["score"]
     obj = rollout_sampler(cfg, model, run["data"], 1)
-    cfg["rollout"]["tau"], _ = resolve_tau(cfg, obj, run["data"])  # as the rollout stage does
+    # As the rollout stage does: auto measured a priori on the validation split.
+    cfg["rollout"]["tau"], cfg["rollout"]["inflation"], _ = resolve_calibration(
+        cfg, obj, run["data"])
     tic = time.perf_counter()
     res = run_rollout(cfg, "diffusion", run["dns"], run["data"], obj, show_progress=False)
     at = report_times(res.time, [0.25, 0.5, 0.75, 1.0])
     return (scores(res.vorticity, res.reference, res.time, at), time.perf_counter() - tic,
-            cfg["rollout"]["tau"])
+            cfg["rollout"]["tau"], cfg["rollout"]["inflation"])
 
 
 def main(argv=None) -> int:
@@ -81,6 +92,9 @@ def main(argv=None) -> int:
     p.add_argument("--tau", nargs="+", default=["0", "0.05", "0.2", "auto", "1", "10"],
                    help="rollout.tau values; auto = measured from the test set as the rollout "
                         "stage does (marked * in the table)")
+    p.add_argument("--inflation", nargs="+", default=["1"],
+                   help="rollout.inflation values; auto = 1 / the a-priori spread/skill on the "
+                        "validation split, as the rollout stage measures it")
     p.add_argument("--members", type=int, default=None, help="rollout.ensemble (default: the"
                    " config's)")
     p.add_argument("--sampler", default=None, choices=["onestep"],
@@ -99,18 +113,25 @@ def main(argv=None) -> int:
     print(f"learned closure, {ro['initial_states']} states x {ro['ensemble']} members, sampler "
           f"{ro['sampler']['name']}, resampled every {ro['resample_every']} steps of "
           f"dt = {cfg['dns']['dt']:g}")
-    print(f"{'tau':>6} {'rho':>7} {'time':>5} {'spread/skill':>12} {'rank outer':>10} "
+    print(f"{'tau':>6} {'rho':>7} {'infl':>5} {'time':>5} {'spread/skill':>12} {'rank outer':>10} "
           f"{'CRPS fair':>10} {'D_Fro mean':>10} {'member':>8}")
     for value in args.tau:
-        rows, wall, tau = run_point(cfg, value if value == "auto" else float(value), run)
-        rho = 0.0 if tau == 0 else float(np.exp(-ro["resample_every"] * cfg["dns"]["dt"] / tau))
-        label = f"{tau:.3g}" + ("*" if value == "auto" else "")
-        for r in rows:
-            print(f"{label:>6} {rho:>7.4f} {r['time']:>5.2g} {r['spread_skill']:>12.3f} "
-                  f"{r['rank_outer']:>10.2f} {r['crps_fair']:>10.4g} {r['d_fro_mean']:>10.4f} "
-                  f"{r['d_fro_member']:>8.4f}")
-        print(f"       ({wall:.0f} s)", flush=True)
+        for inflation in args.inflation:
+            rows, wall, tau, infl = run_point(
+                cfg, value if value == "auto" else float(value), run,
+                inflation if inflation == "auto" else float(inflation))
+            _print_point(rows, wall, tau, value, infl, ro["resample_every"] * cfg["dns"]["dt"])
     return 0
+
+
+def _print_point(rows, wall, tau, value, inflation, interval) -> None:
+    rho = 0.0 if tau == 0 else float(np.exp(-interval / tau))
+    label = f"{tau:.3g}" + ("*" if value == "auto" else "")
+    for r in rows:
+        print(f"{label:>6} {rho:>7.4f} {inflation:>5.2g} {r['time']:>5.2g} "
+              f"{r['spread_skill']:>12.3f} {r['rank_outer']:>10.2f} {r['crps_fair']:>10.4g} "
+              f"{r['d_fro_mean']:>10.4f} {r['d_fro_member']:>8.4f}")
+    print(f"       ({wall:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,11 @@ from diffclosure import config as cfgmod  # noqa: E402
 from diffclosure.devices import resolve_device  # noqa: E402
 from diffclosure.metrics.fields import d_fro  # noqa: E402
 from diffclosure.rollout.coupled import run_rollout  # noqa: E402
-from diffclosure.stages.rollout import SECTIONS, resolve_tau, rollout_sampler  # noqa: E402
+from diffclosure.stages.rollout import (  # noqa: E402
+    SECTIONS,
+    resolve_calibration,
+    rollout_sampler,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,7 +101,8 @@ def run_point(cfg: dict, threads: int, compiled: bool, run: dict) -> dict:
     ro = cfg["rollout"]
     model = run["onestep"] if cfgmod.reads_onestep(ro["sampler"]) else run["score"]
     obj = rollout_sampler(cfg, model, run["data"], threads, compile=compiled)
-    cfg = {**cfg, "rollout": {**ro, "tau": resolve_tau(cfg, obj, run["data"])[0]}}  # as the stage
+    tau, inflation, _ = resolve_calibration(cfg, obj, run["data"])  # as the stage
+    cfg = {**cfg, "rollout": {**ro, "tau": tau, "inflation": inflation}}
     tic = time.perf_counter()
     res = run_rollout(cfg, "diffusion", run["dns"], run["data"], obj, threads=threads,
                       show_progress=False)

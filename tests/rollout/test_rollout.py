@@ -434,3 +434,65 @@ def test_rollout_tau_makes_the_learned_closures_draws_ar1_across_samplings(tau):
     assert lag == pytest.approx(rho, abs=4 / np.sqrt(z.size))
     assert np.var(z) == pytest.approx(1.0, rel=0.05)
     assert isinstance(echo.calls[0], torch.Generator) == (tau == 0)
+
+
+class Draws:
+    """Stand-in for ClosureSampler with distinct draws per member: returns base + noise and
+    keeps what it returned."""
+
+    def __init__(self, seed=0):
+        self.conditions = ["vorticity", "measurements"]
+        self.rng = np.random.default_rng(seed)
+        self.returned, self.ensembles = [], []
+
+    def sample(self, sampler, vorticity, measurements=None, smagorinsky=None, *, ensemble=1,
+               generator=None):
+        b, n = np.shape(vorticity)[0], np.shape(vorticity)[-1]
+        out = np.asarray(measurements)[:, None] + self.rng.standard_normal((b, ensemble, n, n))
+        self.returned.append(out)
+        self.ensembles.append(ensemble)
+        return out
+
+
+def test_diffusion_mean_is_one_member_holding_the_mean_of_its_samples():
+    from diffclosure.rollout import registry
+
+    rng = np.random.default_rng(7)
+    term = rng.standard_normal((3, N, N))
+    cfg = rollout_cfg(dns_section(), "H", resample_every=4, mean_samples=8,
+                      hold="reuse_noise", hold_noise=0.5)
+    spec = registry.lookup("diffusion_mean")
+    assert spec.needs_model and not spec.stochastic and "tau" not in spec.reads
+    draws = Draws()
+    closure = build_closure("diffusion_mean", cfg, lambda step: term, states=3,
+                            sampler_obj=draws)
+    w = rng.standard_normal((3, N, N))
+    out = [closure.tendency(w, k, 0.0) for k in range(8)]
+    assert draws.ensembles == [8, 8]  # one sampling of 8 per resample, every 4 steps
+    np.testing.assert_allclose(out[0], draws.returned[0].mean(axis=1), atol=1e-12)
+    # Held as it is, without the hold noise of the stochastic closure.
+    assert all(np.array_equal(out[k], out[0]) for k in range(4))
+    np.testing.assert_allclose(out[4], draws.returned[1].mean(axis=1), atol=1e-12)
+    # The mean of 8 draws is nearer the conditional mean (the measurements) than one draw.
+    assert np.std(out[0] - term) < 0.5 * np.std(draws.returned[0][:, 0] - term)
+
+
+def test_inflation_scales_each_states_member_deviations_and_keeps_its_mean():
+    S, M = 2, 4
+    rng = np.random.default_rng(8)
+    term = rng.standard_normal((S, N, N))
+
+    def closure(inflation):
+        meas = cl.Measurements(lambda k: term, {"lattice": N, "encoder": "interp", "noise": 0.0,
+                                                "conv_width": 1.75}, N, 1.0,
+                               np.random.default_rng(0))
+        return cl.DiffusionClosure(Draws(seed=3), None, states=S, members=M, resample_every=1,
+                                   hold="reuse", hold_std=0.0, measurements=meas,
+                                   inflation=inflation)
+
+    w = np.zeros((S * M, N, N))
+    plain = closure(1.0).tendency(w, 0, 0.0).reshape(S, M, N, N)
+    wide = closure(2.5).tendency(w, 0, 0.0).reshape(S, M, N, N)
+    np.testing.assert_allclose(wide.mean(axis=1), plain.mean(axis=1), atol=1e-12)
+    np.testing.assert_allclose(wide - wide.mean(axis=1, keepdims=True),
+                               2.5 * (plain - plain.mean(axis=1, keepdims=True)), atol=1e-12)

@@ -11,6 +11,7 @@ import pytest
 import xarray as xr
 
 from diffclosure import cli
+from diffclosure import config as cfgmod
 from diffclosure.data import h5io
 
 from support.datasets import write_stats
@@ -161,10 +162,11 @@ def test_rollout_starts_at_the_configured_record(tmp_path):
         assert not out.exists()
 
 
-def write_test_split(data, tau: float | None, records: int = 12, dt: float = 0.01):
-    """data/test.h5 whose target is an AR(1) sequence of fields of correlation time tau in
-    every trajectory (None: independent records), 10x the target's std of stats.json, so that
-    the error of an untrained model's samples is the target's; stats.json's digests redone."""
+def write_val_split(data, tau: float | None, records: int = 12, dt: float = 0.01):
+    """data/val.h5 (what rollout.tau and rollout.inflation auto are measured on) whose target
+    is an AR(1) sequence of fields of correlation time tau in every trajectory (None:
+    independent records), 10x the target's std of stats.json, so that the error of an
+    untrained model's samples is the target's; stats.json's digests redone."""
     rng = np.random.default_rng(7)
     shape = (2, records, N, N)
     target = np.empty(shape)
@@ -173,8 +175,8 @@ def write_test_split(data, tau: float | None, records: int = 12, dt: float = 0.0
     for t in range(1, records):
         target[:, t] = rho * target[:, t - 1] + np.sqrt(1 - rho**2) * rng.standard_normal(
             (2, N, N))
-    with h5io.atomic_h5(data / "test.h5") as fh:
-        h5io.add_coordinate(fh, "trajectory", np.array(TEST))
+    with h5io.atomic_h5(data / "val.h5") as fh:
+        h5io.add_coordinate(fh, "trajectory", np.array([3, 1]))
         h5io.add_coordinate(fh, "time", 5.0 + dt * np.arange(records))
         h5io.add_coordinate(fh, "y", np.arange(N) / N)
         h5io.add_coordinate(fh, "x", np.arange(N) / N)
@@ -189,7 +191,7 @@ def write_test_split(data, tau: float | None, records: int = 12, dt: float = 0.0
 def test_tau_auto_measures_the_error_memory_and_records_it(tmp_path, caplog):
     paths, data = make_inputs(tmp_path)
     model = make_model(tmp_path / "model" / "score.pt")
-    write_test_split(data, tau=0.05)
+    write_val_split(data, tau=0.05)
     cfg = sections(tau="auto")
     assert run_stage(tmp_path, "diffusion", cfg, paths, data, model) == 0
     with h5py.File(tmp_path / "rollout" / "diffusion.h5") as fh:
@@ -197,10 +199,34 @@ def test_tau_auto_measures_the_error_memory_and_records_it(tmp_path, caplog):
     measured = json.loads(a["error_time"])
     assert a["rollout_tau"] == measured["tau"] == pytest.approx(0.05, rel=0.3)
     assert measured["record_interval"] == pytest.approx(0.01)
+    assert measured["split"] == "val.h5" and a["rollout_inflation"] == 1.0  # not asked for
     # records without memory: independent draws, with a warning that says why
-    write_test_split(data, tau=None)
+    write_val_split(data, tau=None)
     with caplog.at_level(logging.WARNING, logger="diffclosure"):
         assert run_stage(tmp_path, "diffusion", cfg, paths, data, model) == 0
     assert "has no memory" in caplog.text
     with h5py.File(tmp_path / "rollout" / "diffusion.h5") as fh:
         assert h5io.read_attrs(fh)["rollout_tau"] == 0.0
+
+
+def test_inflation_auto_is_the_inverse_of_the_a_priori_spread_skill(tmp_path):
+    """An untrained model's samples miss a target 5x their scale: its ensemble is far too
+    narrow a priori, and auto widens it by 1 / spread/skill, capped at the schema's 10."""
+    from diffclosure.stages.rollout import INFLATION_MAX, _inflation_of
+
+    paths, data = make_inputs(tmp_path)
+    model = make_model(tmp_path / "model" / "score.pt")
+    write_val_split(data, tau=0.05)
+    assert run_stage(tmp_path, "diffusion", sections(inflation="auto"), paths, data, model) == 0
+    with h5py.File(tmp_path / "rollout" / "diffusion.h5") as fh:
+        a = h5io.read_attrs(fh)
+    measured = json.loads(a["error_time"])
+    assert 0 < measured["spread_skill"] < 1
+    want = min(1 / measured["spread_skill"], INFLATION_MAX)
+    assert a["rollout_inflation"] == pytest.approx(want)
+    assert a["rollout_tau"] == 0.0  # tau was not asked for: the config's 0
+    # An ensemble wide enough already is used as drawn; one without spread cannot be measured.
+    assert _inflation_of({"spread_skill": 1.2}) == 1.0
+    assert _inflation_of({"spread_skill": 0.5}) == 2.0
+    with pytest.raises(cfgmod.ConfigError, match="rollout.inflation"):
+        _inflation_of({"spread_skill": float("nan")})

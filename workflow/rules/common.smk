@@ -84,6 +84,8 @@ def sample_benchmark_inputs(wildcards):
 def rollout_inputs(wildcards):
     inputs = {"dns": dns_shards(), "data": f"{DATASET}/test.h5", "stats": f"{DATASET}/stats.json"}
     if lookup(wildcards.closure).needs_model:
+        # rollout.tau and rollout.inflation auto are measured a priori on the validation split.
+        inputs["val"] = f"{DATASET}/val.h5"
         if reads_onestep(config["rollout"]["sampler"]):
             inputs["onestep"] = ONESTEP
         else:

@@ -1,5 +1,5 @@
-"""Scores of ensembles against an observation: CRPS, spread, spread/skill, the Gaussian CRPS,
-rank histograms.
+"""Scores of ensembles against an observation: CRPS, the energy score, spread, spread/skill, the
+Gaussian CRPS, rank histograms.
 
 An ensemble array holds members along `axis`; the observation has the ensemble's shape without
 that axis. Results are pointwise (obs-shaped) unless stated; average them as needed.
@@ -33,6 +33,32 @@ def crps(ensemble, obs, axis: int = 0, fair: bool = False) -> np.ndarray:
     srt = np.sort(ens, axis=0)
     weights = (2.0 * np.arange(1, m + 1) - m - 1).reshape((m,) + (1,) * (srt.ndim - 1))
     pair_sum = 2.0 * np.sum(weights * srt, axis=0)
+    pairs = m * (m - 1) if fair else m * m
+    return skill - 0.5 * pair_sum / pairs
+
+
+def energy_score(ensemble, obs, axis: int = 0, over=(-2, -1), fair: bool = True) -> np.ndarray:
+    """Energy score E||X - y|| - 1/2 E||X - X'|| of an ensemble of fields (Gneiting & Raftery
+    2007): the CRPS of a whole field at once, so it also rewards members with the right spatial
+    structure, which pointwise scores cannot see.
+
+    ||.|| is the RMS over the axes `over` of the observation (the Euclidean norm / sqrt(d)), so
+    the score is in the field's units and equals the CRPS for d = 1. `fair=True` averages the
+    member pairs over M(M-1) (i != j), the unbiased estimate for the distribution the members
+    are drawn from; one member scores its RMS error. Returns obs's shape without `over`.
+    """
+    ens = np.moveaxis(as_numpy(ensemble).astype(np.float64), axis, 0)
+    y = as_numpy(obs).astype(np.float64)
+    over = tuple(a % y.ndim for a in ((over,) if isinstance(over, int) else over))
+    ens_over = tuple(a + 1 for a in over)
+    m = ens.shape[0]
+    skill = np.mean(np.sqrt(np.mean((ens - y[None]) ** 2, axis=ens_over)), axis=0)
+    if m == 1:
+        return skill
+    pair_sum = 0.0
+    for i in range(m):
+        for j in range(i + 1, m):
+            pair_sum = pair_sum + 2.0 * np.sqrt(np.mean((ens[i] - ens[j]) ** 2, axis=over))
     pairs = m * (m - 1) if fair else m * m
     return skill - 0.5 * pair_sum / pairs
 

@@ -187,6 +187,29 @@ def term_name(target: str, g_split: str = "full") -> str:
     return PAPER_G if (target == "G" and g_split == "paper") else target
 
 
+class MeanOfSamples:
+    """A closure sampler (DiffusionClosure's `sampler_obj` contract) whose one sample per
+    condition is the mean of `count` samples of `obj`: the learned closure's estimate of the
+    conditional mean, a deterministic closure up to the sampling error of the mean."""
+
+    def __init__(self, obj, count: int):
+        if count < 2:
+            raise ConfigError(f"rollout.mean_samples: must be >= 2, got {count}")
+        self.obj, self.count = obj, int(count)
+        self.conditions = getattr(obj, "conditions", ["vorticity", "measurements"])
+
+    def sample(self, sampler, vorticity, measurements=None, smagorinsky=None, *, ensemble=1,
+               generator=None):
+        out = self.obj.sample(sampler, vorticity, measurements=measurements,
+                              smagorinsky=smagorinsky, ensemble=self.count * ensemble,
+                              generator=generator)
+        if hasattr(out, "detach"):
+            out = out.detach().cpu().numpy()
+        out = np.asarray(out, dtype=np.float64)
+        b, n = out.shape[0], out.shape[-1]
+        return out.reshape(b, ensemble, self.count, n, n).mean(axis=2)
+
+
 class DiffusionClosure:
     """The learned stochastic closure: one sample per member every `resample_every` steps.
 
@@ -206,7 +229,7 @@ class DiffusionClosure:
                  hold: str, hold_std: float, measurements: Measurements | None,
                  sign: float = 1.0,
                  smagorinsky=None, generator=None, rng: np.random.Generator | None = None,
-                 name: str = "learned"):
+                 name: str = "learned", inflation: float = 1.0):
         if hold not in HOLD_RULES:
             raise ConfigError(f"rollout.hold: unknown rule {hold!r}; choose one of {HOLD_RULES}")
         if resample_every < 1:
@@ -217,6 +240,7 @@ class DiffusionClosure:
         self.resample_every, self.hold, self.hold_std = int(resample_every), hold, float(hold_std)
         self.measurements, self.smagorinsky = measurements, smagorinsky
         self.generator = generator
+        self.inflation = float(inflation)
         # Samples are of the target; the sgs target Pi enters the equation as -Pi.
         self.sign = float(sign)
         self.rng = rng if rng is not None else np.random.default_rng(0)
@@ -252,7 +276,13 @@ class DiffusionClosure:
         if out.shape != (w.shape[0], 1) + w.shape[1:]:
             raise ValueError(f"closure sampler returned shape {out.shape}, expected "
                              f"{(w.shape[0], 1) + w.shape[1:]}")
-        return self.sign * out[:, 0]
+        out = out[:, 0]
+        if self.inflation != 1.0 and self.members > 1:
+            # Deviations from each state's member mean, inflated (rollout.inflation).
+            by_state = out.reshape((self.states, self.members) + out.shape[1:])
+            mean = by_state.mean(axis=1, keepdims=True)
+            out = (mean + self.inflation * (by_state - mean)).reshape(out.shape)
+        return self.sign * out
 
     def needs_state(self, step) -> bool:
         """Only a resampling step looks at the state."""

@@ -19,6 +19,8 @@ The closures (objects in rollout/closures.py):
   filtered-DNS -Pi at the nearest earlier DNS record, held in between.
 - ``diffusion``: the learned model (DiffusionClosure), resampled every rollout.resample_every
   steps for the whole ensemble at once, held in between.
+- ``diffusion_mean``: the learned model made deterministic, the baseline that says what its
+  noise buys: one member whose term is the mean of rollout.mean_samples samples (MeanOfSamples).
 - ``measurements`` (MeasuredClosure): no model, the closure term is the encoded sparse
   measurements of the reference's true term, exactly what the learned closure is conditioned on
   (same lattice, encoder, noise and steps). What the model adds over its input.
@@ -173,9 +175,10 @@ def _learned(ctx: Context):
     from diffclosure.sampling.noise_source import CorrelatedNoise, rho_for
     from diffclosure.sampling.samplers import make_sampler
 
-    if not isinstance(ro["tau"], (int, float)):
-        raise ConfigError("rollout.tau: auto must be resolved to the measured time before the "
-                          "closure is built (stages.rollout.resolve_tau)")
+    for key in ("tau", "inflation"):
+        if not isinstance(ro[key], (int, float)):
+            raise ConfigError(f"rollout.{key}: auto must be resolved to the measured value "
+                              "before the closure is built (stages.rollout.resolve_calibration)")
     if ro["tau"] > 0:  # the sampler's draws as AR(1) processes across samplings
         generator = CorrelatedNoise(generator, rho_for(ro["tau"], ro["resample_every"]
                                                        * dns["dt"]))
@@ -185,10 +188,32 @@ def _learned(ctx: Context):
         states=ctx.states, members=ctx.members, resample_every=ro["resample_every"],
         hold=ro["hold"], hold_std=ro["hold_noise"] * target_std, measurements=measurements,
         sign=ctx.sign, smagorinsky=cl.smagorinsky_condition(ctx.target, coarse, dns["length"]),
-        generator=generator,
+        generator=generator, inflation=ro["inflation"],
         rng=np.random.default_rng(np.random.SeedSequence([ro["seed"], 0xA11, 2])),
         name=ctx.name,
     )
+
+
+def _learned_mean(ctx: Context):
+    """diffusion_mean: one member, the mean of rollout.mean_samples samples at every
+    resampling, held without noise; its draws are independent across samplings."""
+    dns, coarse, ro = ctx.cfg["dns"], ctx.cfg["coarse"], ctx.cfg["rollout"]
+    from diffclosure.sampling.samplers import make_sampler
+
+    generator = ctx.generator
+    if generator is None:
+        import torch
+
+        dev = getattr(ctx.sampler_obj, "device", "cpu")
+        generator = torch.Generator(device=dev).manual_seed(int(ro["seed"]))
+    return cl.DiffusionClosure(
+        cl.MeanOfSamples(ctx.sampler_obj, ro["mean_samples"]),
+        make_sampler(dict(ro["sampler"]), where="rollout.sampler"),
+        states=ctx.states, members=ctx.members, resample_every=ro["resample_every"],
+        hold="reuse", hold_std=0.0,
+        measurements=ctx.measurements() if ro["measurements"] else None, sign=ctx.sign,
+        smagorinsky=cl.smagorinsky_condition(ctx.target, coarse, dns["length"]),
+        generator=generator, name=ctx.name)
 
 
 def _measured(ctx: Context):
@@ -218,7 +243,10 @@ REGISTRY: dict[str, Closure] = {c.name: c for c in (
     Closure("true", _oracle, colour="tab:green", oracle=True),
     Closure("diffusion", _learned, colour="tab:blue", gpu=True, warmup=_resample_interval,
             attrs=_sample_calls, reads=("sampler", "resample_every", "hold", "hold_noise",
-                                        "ensemble", "measurements", "bf16", "tau")),
+                                        "ensemble", "measurements", "bf16", "tau", "inflation")),
+    Closure("diffusion_mean", _learned_mean, colour="navy", gpu=True,
+            warmup=_resample_interval, attrs=_sample_calls,
+            reads=("sampler", "resample_every", "measurements", "bf16", "mean_samples")),
     Closure("measurements", _measured, colour="tab:cyan",
             reads=("resample_every", "measurements"), check=_measurements_problem),
     Closure("smagorinsky", _classical, colour="tab:orange"),

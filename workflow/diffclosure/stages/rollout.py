@@ -32,6 +32,7 @@ from diffclosure.rollout.coupled import RolloutResult, plan, run_rollout
 log = logging.getLogger(__name__)
 
 SECTIONS = ["device", "dns", "coarse", "measurements", "sde", "rollout"]
+INFLATION_MAX = 10.0  # the schema's bound on rollout.inflation
 
 
 def add_arguments(parser) -> None:
@@ -96,30 +97,49 @@ def rollout_sampler(cfg: dict, model_path, data_dir, threads: int, compile: bool
     return cs
 
 
-def resolve_tau(cfg: dict, sampler_obj, data_dir) -> tuple[float, dict]:
-    """rollout.tau as a number, and what was measured for it: `tau` itself, or for `auto` the
-    correlation time of the model's a-priori error on the test split (rollout.error_time). An
-    error with no memory (no lag correlation above the fit's floor) gives 0, independent draws,
-    with a warning; one whose correlation does not decay is refused with what was measured."""
+def resolve_calibration(cfg: dict, sampler_obj, data_dir) -> tuple[float, float, dict]:
+    """(rollout.tau, rollout.inflation) as numbers, and what was measured for them. `auto`
+    takes them from one a-priori measurement on the validation split (rollout.error_time): tau
+    the correlation time of the model's error, inflation 1 / the sampler's spread/skill. An
+    error with no memory (no lag correlation above the fit's floor) gives tau 0, independent
+    draws, with a warning; one whose correlation does not decay is refused with what was
+    measured."""
     ro = cfg["rollout"]
-    if ro["tau"] != "auto":
-        return float(ro["tau"]), {}
+    tau, inflation = ro["tau"], ro["inflation"]
+    if "auto" not in (tau, inflation):
+        return float(tau), float(inflation), {}
     from diffclosure.rollout.error_time import measure_error_time
     from diffclosure.sampling.samplers import make_sampler
 
     doc = measure_error_time(sampler_obj, make_sampler(dict(ro["sampler"]), "rollout.sampler"),
-                             Path(data_dir) / "test.h5", ro["ensemble"], ro["seed"])
+                             Path(data_dir) / "val.h5", ro["ensemble"], ro["seed"])
+    if inflation == "auto":
+        inflation = _inflation_of(doc)
+    if tau != "auto":
+        return float(tau), float(inflation), doc
     lags = [round(c, 3) for c in doc["correlation"]]
     if math.isnan(doc["tau"]):  # no memory at the record interval
         log.warning("rollout.tau auto: the model's a-priori error has no memory over %g time "
                     "units (lag correlations %s): independent draws (tau 0)",
                     doc["record_interval"], lags)
-        return 0.0, doc
+        return 0.0, float(inflation), doc
     if not doc["tau"] < float("inf"):
         raise cfgmod.ConfigError(
             f"rollout.tau: auto, but the model's a-priori error does not decorrelate over the "
-            f"test records (lag correlations {lags}); set rollout.tau to a number of time units")
-    return float(doc["tau"]), doc
+            f"validation records (lag correlations {lags}); set rollout.tau to a number of time "
+            "units")
+    return float(doc["tau"]), float(inflation), doc
+
+
+def _inflation_of(doc: dict) -> float:
+    ratio = doc["spread_skill"]
+    if not math.isfinite(ratio) or ratio <= 0:
+        raise cfgmod.ConfigError(
+            f"rollout.inflation: auto needs the a-priori spread/skill of an ensemble, measured "
+            f"{ratio} (rollout.ensemble must be at least 2); set rollout.inflation to a number")
+    if ratio >= 1.0:  # not over-confident: the samples are used as drawn
+        return 1.0
+    return min(1.0 / ratio, INFLATION_MAX)
 
 
 def main(args) -> int:
@@ -140,13 +160,14 @@ def main(args) -> int:
     elif args.model:
         log.info("--model ignored for closure %s", args.closure)
     run_cfg, measured = cfg, {}
-    if sampler_obj is not None:
-        tau, measured = resolve_tau(cfg, sampler_obj, args.data)
-        run_cfg = {**cfg, "rollout": {**cfg["rollout"], "tau": tau}}
+    if sampler_obj is not None and "tau" in registry.lookup(args.closure).reads:
+        tau, inflation, measured = resolve_calibration(cfg, sampler_obj, args.data)
+        run_cfg = {**cfg, "rollout": {**cfg["rollout"], "tau": tau, "inflation": inflation}}
     result = run_rollout(run_cfg, args.closure, args.dns, args.data, sampler_obj,
                          threads=args.threads)
-    if sampler_obj is not None:  # the correlation time used, and what measured it (auto)
+    if run_cfg is not cfg:  # the correlation time and inflation used, what measured them
         result.attrs["rollout_tau"] = run_cfg["rollout"]["tau"]
+        result.attrs["rollout_inflation"] = run_cfg["rollout"]["inflation"]
         if measured:
             result.attrs["error_time"] = json.dumps(measured)
     prov = provenance({**cfg, "closure": args.closure}, "rollout")

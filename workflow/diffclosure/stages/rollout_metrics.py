@@ -14,7 +14,9 @@ histograms, the same ones as the report's tables). Writes, atomically, in --outd
   averaged over the grid, times sqrt((M+1)/M): metrics.probabilistic.spread) and crps (energy
   form, mean over the grid). Rows after a blow-up hold nan.
 - probabilistic.csv, one row per (closure, report time), pooled over initial states and grid
-  points: members; crps (per point, mean; for one member its mean absolute error); spread
+  points: members; crps (per point, mean; for one member its mean absolute error), crps_fair
+  (the same with the member pairs over M(M-1): unbiased for small M), energy_score (fair, of
+  each whole field, RMS-normalised: metrics.probabilistic.energy_score; mean over states); spread
   (metrics.probabilistic.spread, pooled) and rmse_ensemble_mean, their ratio spread_skill
   (1 when calibrated; nan for one member); the rank histogram of the reference among the
   members as rank_frequencies (space-separated, summing to 1), rank_deviation (rms of
@@ -62,6 +64,7 @@ from diffclosure.metrics.fields import correlation, d_fro, mse, pdf
 from diffclosure.metrics.les import enstrophy_spectrum, wasserstein1
 from diffclosure.metrics.probabilistic import (
     crps,
+    energy_score,
     rank_flatness,
     rank_histogram,
     spread,
@@ -76,7 +79,8 @@ log = logging.getLogger(__name__)
 
 METRIC_COLUMNS = ["d_fro", "d_fro_paper", "mse", "correlation", "enstrophy",
                   "enstrophy_reference", "spread", "crps"]
-PROB_COLUMNS = ["closure", "time", "members", "crps", "spread", "rmse_ensemble_mean",
+PROB_COLUMNS = ["closure", "time", "members", "crps", "crps_fair", "energy_score", "spread",
+                "rmse_ensemble_mean",
                 "spread_skill", "rank_deviation", "rank_outer", "rank_frequencies"]
 SUMMARY_COLUMNS = ["closure", "target", "states", "members", "final_time",
                    "final_d_fro_member_median", "final_d_fro_paper", "final_d_fro_ensemble_mean",
@@ -174,6 +178,8 @@ def probabilistic_rows(ro: dict, mt: dict, at) -> tuple[list[dict], dict]:
         j = int(np.argmin(np.abs(times - t)))
         row = {"closure": ro["closure"], "time": float(times[j]), "members": m,
                "crps": float(np.mean(mt["crps"][:, j])),
+               "crps_fair": float(np.mean(crps(v[:, :, j], r[:, j], axis=1, fair=True))),
+               "energy_score": float(np.mean(energy_score(v[:, :, j], r[:, j], axis=1))),
                "rmse_ensemble_mean": math.sqrt(float(np.mean(mt["mean_mse"][:, j]))),
                "spread": math.nan, "spread_skill": math.nan, "rank_deviation": math.nan,
                "rank_outer": math.nan, "rank_frequencies": ""}
