@@ -53,7 +53,6 @@ from training import PAPER  # noqa: E402
 from diffclosure import config as cfgmod  # noqa: E402
 from diffclosure.coarse.coarsen import resample  # noqa: E402
 from diffclosure.model.checkpoint import build_from_settings  # noqa: E402
-from diffclosure.model.sde import VESDE  # noqa: E402
 from diffclosure.rollout import closures as cl  # noqa: E402
 from diffclosure.rollout import reference as ref  # noqa: E402
 from diffclosure.rollout.coupled import dns_cost, run_coupled  # noqa: E402
@@ -201,7 +200,7 @@ def make_closure(name: str, s: Settings, cfg: dict, w0: np.ndarray, members: int
     if name == "held":
         return simple_closure("held+noise", dns, coarse, s.coarse, members)
     rms = PAPER_TARGET_RMS.get(s.target, 1.0)
-    spec = {"em10": paper_sampler(VESDE(cfg["sde"]["s"]), s.target),
+    spec = {"em10": paper_sampler(),
             "dpm4": {"name": "dpm2m", "steps": 4, "schedule": "karras", "t_max": 0.1},
             "onestep": {"name": "onestep"}}[name]
     # The measured term stands in for the reference's: its encoding is paid, its source is not

@@ -175,7 +175,8 @@ class ClosureSampler:
             prior_mean = cond[:, i : i + 1].repeat_interleave(ensemble, dim=0)
         else:
             raise ConditionError(f"start: '{start}' needs a 'measurements' condition or use 'zero'")
-        res = sampler(Denoiser(self.score_fn, self.sde, features), (b * ensemble, 1, n, n),
+        res = sampler(Denoiser(self.score_fn, self.sde, features, scale=self.target_std),
+                      (b * ensemble, 1, n, n),
                       generator, dtype=torch.float32, prior_mean=prior_mean)
         out = res.samples.reshape(b, ensemble, n, n) * self.target_std + self.target_mean
         return (out, res.nfe) if return_nfe else out

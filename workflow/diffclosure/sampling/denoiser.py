@@ -28,10 +28,14 @@ class Denoiser:
         score_fn: score_fn(x (B, ...), t (B,), condition) -> score of x_t, shaped as x.
         sde: the forward SDE (model.sde); std(t) is the noise level at time t.
         condition: passed through to score_fn unchanged (None for an unconditional score).
+        scale: the std the data were divided by (the target's std in stats.json): x here is
+            x_raw / scale. Only paper_em reads it, to take the research code's steps on the raw
+            data; every other sampler works in the normalised units alone.
     """
 
-    def __init__(self, score_fn: Callable, sde, condition=None):
+    def __init__(self, score_fn: Callable, sde, condition=None, scale: float = 1.0):
         self.score_fn, self.sde, self.condition = score_fn, sde, condition
+        self.scale = float(scale)
         self.calls = 0
 
     def sigma(self, t: float) -> float:

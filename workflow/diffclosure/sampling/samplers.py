@@ -70,6 +70,30 @@ def em(denoiser: Denoiser, x, times: list[float], generator: torch.Generator) ->
 
 
 @torch.inference_mode()
+def paper_em(denoiser: Denoiser, x, times: list[float], generator: torch.Generator
+             ) -> torch.Tensor:
+    """The research code's Euler-Maruyama loop (utility.sampler), step for step, on the raw data
+    x_raw = scale * x, with `times` its own grid (the karras_time schedule plus 0).
+
+    Its step at t_i: mean = x_raw + g(t_i)^2 score_raw dt_i, x_raw = mean + g(t_i) sqrt(dt_i) z,
+    and the last mean is returned. In our units (x = x_raw / scale) the raw noise level std(t_i)
+    is std(t_i) / scale, the level our network saw at the time tau_i with std(tau_i) =
+    std(t_i) / scale, and score_raw = score(x, tau_i) / scale; every coefficient is divided by
+    scale accordingly. With scale 1 this is `em` on the same grid.
+    """
+    sde, scale = denoiser.sde, denoiser.scale
+    n = len(times) - 1
+    for i in range(n):
+        t, dt = times[i], times[i] - times[i + 1]
+        g = sde.diffusion(t)
+        tau = float(sde.time_of_std(sde.std(t) / scale))
+        x = x + (g * g * dt / (scale * scale)) * denoiser.score(x, tau)
+        if i < n - 1:
+            x = x + (g * math.sqrt(dt) / scale) * _randn(x, generator)
+    return x
+
+
+@torch.inference_mode()
 def pc(denoiser: Denoiser, x, times: list[float], generator: torch.Generator, *,
        snr: float) -> torch.Tensor:
     """Predictor-corrector (Song et al. 2021): one Langevin corrector step, then an EM step.
@@ -171,6 +195,7 @@ def onestep(denoiser: Denoiser, x, times: list[float]) -> torch.Tensor:
 SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
     "onestep": onestep,
     "em": em,
+    "paper_em": paper_em,
     "pc": pc,
     "ode_euler": ode_euler,
     "ode_heun": ode_heun,
@@ -240,7 +265,10 @@ class Sampler:
         """Samples of `shape` from N(prior_mean, std(t_max)^2) at t_max down to the end of
         the schedule, with the NFE this run cost."""
         times = self.times(denoiser.sde)
-        x = draw_start(shape, denoiser.sigma(float(times[0])), prior_mean, generator, dtype)
+        sigma = denoiser.sigma(float(times[0]))
+        if self.name == "paper_em":  # its times are the raw data's: std(t) / scale here
+            sigma /= denoiser.scale
+        x = draw_start(shape, sigma, prior_mean, generator, dtype)
         before = denoiser.calls
         samples = run_sampler(self.name, denoiser, x, times, generator, snr=self.snr)
         return SampleResult(samples, denoiser.calls - before)

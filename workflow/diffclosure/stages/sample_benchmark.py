@@ -39,7 +39,6 @@ from diffclosure.errors import UserFacingError
 from diffclosure.metrics.fields import d_fro, mse
 from diffclosure.metrics.probabilistic import crps, rank_flatness, rank_histogram, spread_skill
 from diffclosure.metrics.spectra import noise_spectrum, power_spectrum, spectrum_error
-from diffclosure.model.sde import make_sde
 from diffclosure.plots.rollout import rank_histogram_figure
 from diffclosure.plots.sampling import (
     les_pi_spectra_figure,
@@ -243,7 +242,7 @@ def _check_inputs(args, cfg: dict, data_dir: Path, whole: dict) -> tuple[dict, l
         raise BenchmarkInputError(
             f"target sgs: the a-priori LES scores need the config's {' and '.join(missing)} "
             "section(s); pass the whole config to --config")
-    paper_cfg = paper_sampler(make_sde(cfg["sde"]), target)
+    paper_cfg = paper_sampler()
     samplers = sampler_list(samp["samplers"], paper_cfg, samp["reference_steps"])
     if any(s.name == "onestep" for s in samplers) and not args.onestep:
         raise BenchmarkInputError(
