@@ -496,3 +496,24 @@ def test_inflation_scales_each_states_member_deviations_and_keeps_its_mean():
     np.testing.assert_allclose(wide.mean(axis=1), plain.mean(axis=1), atol=1e-12)
     np.testing.assert_allclose(wide - wide.mean(axis=1, keepdims=True),
                                2.5 * (plain - plain.mean(axis=1, keepdims=True)), atol=1e-12)
+
+
+def test_a_perturbed_ensemble_starts_apart_by_the_set_amplitude_and_is_reproducible():
+    from diffclosure.rollout import registry
+    from diffclosure.rollout.coupled import initial_perturbation
+
+    spec = registry.lookup("leith_perturbed")
+    assert spec.stochastic and spec.perturbed and not registry.lookup("leith").perturbed
+    w0 = 3.0 * initial(states=2)
+    p = initial_perturbation(w0, 4, 0.01, seed=5)
+    assert p.shape == (8, N, N)
+    np.testing.assert_allclose(p.mean(axis=(-2, -1)), 0.0, atol=1e-12)
+    rms = np.sqrt(np.mean(p**2, axis=(-2, -1))).reshape(2, 4)
+    want = 0.01 * np.sqrt(np.mean(w0**2, axis=(-2, -1)))
+    np.testing.assert_allclose(rms, np.repeat(want[:, None], 4, axis=1))
+    assert not np.allclose(p[0], p[1])  # each member its own perturbation
+    np.testing.assert_array_equal(p, initial_perturbation(w0, 4, 0.01, seed=5))
+    # The coupled run starts each member from its state plus its perturbation.
+    res = run_coupled(ref.known_solver(dns_section(), N, "H"), w0, cl.NoClosure(), 2, 1,
+                      members=4, perturbation=p)
+    np.testing.assert_allclose(res.records[:, 0], np.repeat(w0, 4, axis=0) + p)

@@ -43,6 +43,8 @@ from diffclosure.rollout import closures as cl
 from diffclosure.rollout import reference as ref
 from diffclosure.rollout import registry
 from diffclosure.solver.factory import solver_device
+from diffclosure.solver.grid import Grid
+from diffclosure.solver.initial import gaussian_random_field
 from diffclosure.solver.navier_stokes import whole_steps
 
 log = logging.getLogger(__name__)
@@ -131,8 +133,10 @@ def _blowup_reason(exc: BlowUpError, closure) -> str:
 
 
 def run_coupled(solver, w0, closure, steps: int, record_stride: int, members: int = 1,
-                warmup: int = 1, progress=None, noise=None) -> CoupledResult:
-    """Advance w0 (S, n, n), each state repeated `members` times, with `closure`.
+                warmup: int = 1, progress=None, noise=None,
+                perturbation=None) -> CoupledResult:
+    """Advance w0 (S, n, n), each state repeated `members` times, with `closure`; the members
+    start from w0 plus `perturbation` (S * members, n, n) when given.
 
     `noise(step)`, if given, is the known noise of each step as Solver.step's noise_hat (the
     sgs target's filtered DNS noise, reference.FilteredNoise); otherwise the run has none.
@@ -143,6 +147,8 @@ def run_coupled(solver, w0, closure, steps: int, record_stride: int, members: in
     """
     dt = solver.dt
     w = np.repeat(np.asarray(w0, dtype=float), members, axis=0)
+    if perturbation is not None:
+        w = w + perturbation
     state = solver.from_physical(w)
     n_rec = steps // record_stride + 1
     records = np.full((w.shape[0], n_rec) + w.shape[1:], np.nan)
@@ -304,6 +310,32 @@ def _rollout_attrs(closure: str, cfg: dict, steps: int, stride: int, S: int, M: 
     return attrs
 
 
+def _fine_dns_cost(dns: dict, w0_fine, ro: dict, threads: int, device) -> tuple[float, int]:
+    """The cost of the fine DNS the closure stands in for: (s per time unit, steps timed)."""
+    steps = ro["dns_cost_steps"]
+    per_time = dns_cost(dns, w0_fine, steps=steps, threads=threads, seed=ro["seed"],
+                        device=device)
+    log.info("fine DNS (%d^2, %d states): %.4g s per simulated time unit (%d steps timed)",
+             dns["n"], w0_fine.shape[0], per_time, steps)
+    return per_time, steps
+
+
+def initial_perturbation(w0, members: int, amplitude: float, seed: int) -> np.ndarray:
+    """(S * members, n, n) perturbations of the initial states w0 (S, n, n) for a
+    perturbed-initial-condition ensemble: for each member a random field with the initial
+    field's spectral shape (solver.initial), of rms `amplitude` times its state's rms, from
+    its own generator; zero mean, so the vorticity stays a vorticity on the torus."""
+    w0 = np.asarray(w0, dtype=float)
+    S, n = w0.shape[0], w0.shape[-1]
+    rngs = [np.random.default_rng(np.random.SeedSequence([seed, 0x1C, s, m]))
+            for s in range(S) for m in range(members)]
+    fields = gaussian_random_field(Grid(n, 1.0), rngs)
+    fields -= fields.mean(axis=(-2, -1), keepdims=True)
+    fields /= np.sqrt(np.mean(fields**2, axis=(-2, -1), keepdims=True))
+    scale = amplitude * np.sqrt(np.mean(w0**2, axis=(-2, -1)))
+    return fields * np.repeat(scale, members)[:, None, None]
+
+
 def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, *,
                 threads: int = 1, generator=None, show_progress: bool = True) -> RolloutResult:
     """One rollout job (module docstring). `sampler_obj` (the trained model's sampler) is
@@ -344,19 +376,16 @@ def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, 
     solver = ref.known_solver(dns, n, target, threads=threads, device=device, coarse=coarse)
     noise = (ref.filtered_noise(dns, coarse, ids, float(fine.times[0]), M)
              if target == "sgs" else None)
+    perturbation = (initial_perturbation(w0, M, ro["perturbation"], ro["seed"])
+                    if spec.perturbed else None)
     res = run_coupled(solver, w0, clo, steps, stride, members=M, warmup=spec.warmup(ro),
-                      progress=bar, noise=noise)
+                      progress=bar, noise=noise, perturbation=perturbation)
     bar.close()
     vort = res.records.reshape((S, M) + res.records.shape[1:])
     log.info("coupled run: %d/%d steps, %.4g s per simulated time unit (warm, %d steps timed)",
              res.steps_done, steps, res.wall_per_time, res.steps_timed)
 
-    # The cost of the fine DNS the closure stands in for.
-    dns_steps = ro["dns_cost_steps"]
-    dns_per_time = dns_cost(dns, fine.vorticity[:, 0], steps=dns_steps, threads=threads,
-                            seed=ro["seed"], device=device)
-    log.info("fine DNS (%d^2, %d states): %.4g s per simulated time unit (%d steps timed)",
-             dns["n"], S, dns_per_time, dns_steps)
+    dns_per_time, dns_steps = _fine_dns_cost(dns, fine.vorticity[:, 0], ro, threads, device)
     attrs = _rollout_attrs(closure, cfg, steps, stride, S, M, ids, float(fine.times[0]), res,
                            dns_per_time, dns_steps, spec.attrs(clo))
     if math.isnan(res.wall_per_time):

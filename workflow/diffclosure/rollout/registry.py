@@ -24,6 +24,9 @@ The closures (objects in rollout/closures.py):
 - ``measurements`` (MeasuredClosure): no model, the closure term is the encoded sparse
   measurements of the reference's true term, exactly what the learned closure is conditioned on
   (same lattice, encoder, noise and steps). What the model adds over its input.
+- ``<classical>_perturbed``: rollout.ensemble members of that classical closure from initial
+  states perturbed by random fields of rms rollout.perturbation times the state's: the
+  perturbed-initial-condition ensemble of ensemble forecasting.
 - ``smagorinsky``, ``leith``, ``dynamic_smagorinsky`` (ClassicalClosure): for sgs the
   eddy-viscosity tendency -Pi_model of the coarse state. For G and H, the term is not a subgrid
   term but a whole missing physical process, so the classical closure supplies what a classical
@@ -122,6 +125,7 @@ class Closure:
       raised before any work.
     - ``attrs(closure object)``: extra attributes of the rollout file.
     - ``colour``: the closure's colour in every figure.
+      ``perturbed`` (reads perturbation): its members start from perturbed initial states.
     - ``oracle``: the closure reads the reference's true term as it runs; scored, but left out
       of the rankings (no simulation can run it).
     """
@@ -135,6 +139,13 @@ class Closure:
     check: Callable[[dict], str | None] = field(default=_no_problem)
     attrs: Callable[[object], dict] = field(default=_no_attrs)
     oracle: bool = False
+
+    @property
+    def perturbed(self) -> bool:
+        """A perturbed-initial-condition ensemble (reads perturbation): its members start from
+        the initial state plus rollout.perturbation's random fields
+        (coupled.initial_perturbation)."""
+        return "perturbation" in self.reads
 
     @property
     def stochastic(self) -> bool:
@@ -222,7 +233,11 @@ def _measured(ctx: Context):
 
 def _classical(ctx: Context):
     dns, coarse = ctx.cfg["dns"], ctx.cfg["coarse"]
-    return cl.ClassicalClosure(ctx.name, ctx.target, coarse, dns["nu"], dns["length"], coarse["n"])
+    name = ctx.name.removesuffix(PERTURBED)  # the ensemble's members share their closure
+    return cl.ClassicalClosure(name, ctx.target, coarse, dns["nu"], dns["length"], coarse["n"])
+
+
+PERTURBED = "_perturbed"
 
 
 def _resample_interval(ro: dict) -> int:
@@ -252,6 +267,11 @@ REGISTRY: dict[str, Closure] = {c.name: c for c in (
     Closure("smagorinsky", _classical, colour="tab:orange"),
     Closure("leith", _classical, colour="tab:purple"),
     Closure("dynamic_smagorinsky", _classical, colour="tab:brown"),
+    # Perturbed-initial-condition ensembles of the classical closures: the standard
+    # ensemble-forecast baseline for what a stochastic closure's spread is worth.
+    *(Closure(f"{name}{PERTURBED}", _classical, colour=colour, reads=("ensemble", "perturbation"))
+      for name, colour in (("smagorinsky", "moccasin"), ("leith", "plum"),
+                           ("dynamic_smagorinsky", "rosybrown"))),
 )}
 
 
