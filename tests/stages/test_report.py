@@ -287,3 +287,21 @@ def test_blow_up_advice_blames_what_can_be_blamed():
     # every closure blew up: the coarse step
     causes = blowup_causes([row("none", True), row("diffusion", True)])
     assert all("every closure blew up" in c and "reduce dns.dt" in c for c in causes.values())
+
+
+def test_the_report_states_the_learned_closures_noise_settings_and_what_measured_them(tmp_path):
+    import json as _json
+
+    import h5py
+
+    from diffclosure.stages.report import calibration_lines
+
+    (tmp_path / "rollout").mkdir()
+    assert calibration_lines(tmp_path) == []
+    with h5py.File(tmp_path / "rollout" / "diffusion.h5", "w") as fh:
+        fh.attrs.update(rollout_tau=1.25, rollout_inflation=1.5,
+                        error_time=_json.dumps({"tau": 1.25, "spread_skill": 0.667,
+                                                "split": "val.h5"}))
+    text = " ".join(calibration_lines(tmp_path))
+    assert "tau = 1.25" in text and "widened 1.5x" in text
+    assert "val.h5" in text and "0.667" in text

@@ -423,14 +423,38 @@ def a_posteriori_section(rows: list[dict], fractions, results: Path,
     prob = read_csv_table(results / "rollout" / "probabilistic.csv")
     out += ["Probabilistic scores at the same times, pooled over grid points and initial states "
             "(rollout/probabilistic.csv): crps per grid point (for one member: its mean absolute "
-            "error), spread/skill = ensemble spread over the RMSE of the ensemble mean (1 when "
+            "error), crps_fair (the member pairs over M(M-1): unbiased for a small ensemble), "
+            "energy_score (fair, of each whole field, RMS-normalised), spread/skill = ensemble "
+            "spread over the RMSE of the ensemble mean (1 when "
             "calibrated, below 1 too little spread), rank_deviation = rms relative deviation of "
             "the rank histogram from flat (0 = flat), rank_outer = the outer ranks' share over "
             "their flat share (> 1: a U, too little spread). Figure: "
             "[rank histograms](../rollout/rank_histogram.png).", "",
             _csv_md(prob) if prob else "rollout/probabilistic.csv not found (rerun "
-            "rollout_metrics).", ""]
+            "rollout_metrics).", "", *calibration_lines(results)]
     return out
+
+
+def calibration_lines(results: Path) -> list[str]:
+    """The learned closure's noise settings as its rollout file records them (tau and
+    inflation, and what measured them a priori), or nothing."""
+    from diffclosure.rollout import registry
+
+    path = results / "rollout" / f"{registry.learned()}.h5"
+    if not path.exists():
+        return []
+    with h5io.open_input(path) as fh:
+        a = h5io.read_attrs(fh)
+    if "rollout_tau" not in a:
+        return []
+    measured = json.loads(a["error_time"]) if a.get("error_time") else {}
+    where = (f" (measured a priori on {measured.get('split', 'the validation split')}: "
+             f"the model's error decorrelates over {_num(measured.get('tau'))} time units, its "
+             f"sampler's spread/skill is {_num(measured.get('spread_skill'))})"
+             if measured else "")
+    return [f"The learned closure's random inputs are correlated over tau = "
+            f"{_num(a['rollout_tau'])} time units across samplings and its members' deviations "
+            f"widened {_num(a.get('rollout_inflation', 1.0))}x{where}.", ""]
 
 
 # les.csv columns ranked (lower is better; stable_time: higher), as shown in the LES table.
