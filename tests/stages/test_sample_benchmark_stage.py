@@ -95,16 +95,18 @@ def test_stage_end_to_end(dataset, tmp_path):
     assert _run(dataset, out) == 0
     rows = csv_rows(out / "benchmark.csv")
     got = [(r["name"], int(r["steps"]), r["schedule"]) for r in rows]
-    # The configured samplers, the two references that were absent (the paper's, started
-    # from zero), then the model-free baseline of the encoded measurements.
+    # The configured samplers, the references that were absent (the 1000-step EM, our Karras
+    # EM at the paper's times and the paper's exact sampler, all started from zero), then the
+    # model-free baseline of the encoded measurements.
     assert got == [("dpm2m", 4, "karras"), ("ode_heun", 3, "karras"),
-                   ("em", 1000, "uniform"), ("em", 10, "karras"), ("measurements-only", 0, "")]
-    assert [r["start"] for r in rows[2:4]] == ["zero", "zero"]
+                   ("em", 1000, "uniform"), ("em", 10, "karras"),
+                   ("paper_em", 10, "karras_time"), ("measurements-only", 0, "")]
+    assert [r["start"] for r in rows[2:5]] == ["zero", "zero", "zero"]
     baseline = rows[-1]
     assert int(baseline["nfe"]) == 0 and float(baseline["d_fro_mean"]) > 0
     # Network calls, as the methods define them: one per step for dpm2m (multistep) and EM;
     # Heun two per step but one on its last step, the Euler step to sigma = 0.
-    assert [int(r["nfe"]) for r in rows[:-1]] == [4, 2 * 3 - 1, 1000, 10]
+    assert [int(r["nfe"]) for r in rows[:-1]] == [4, 2 * 3 - 1, 1000, 10, 10]
     for r in rows[:-1]:
         assert float(r["seconds_per_sample"]) > 0
         assert np.isfinite(float(r["crps"])) and float(r["d_fro_mean"]) > 0
@@ -127,7 +129,7 @@ def test_stage_end_to_end(dataset, tmp_path):
 
     res = csv_rows(out / "resolution.csv")
     assert sorted({int(r["n"]) for r in res}) == [8, 16]
-    assert {r["sampler"] for r in res} >= {"em-10-karras-t0.1-zero"}  # the paper's sampler
+    assert {r["sampler"] for r in res} >= {"paper_em-10-karras_time-t0.1-zero"}  # the paper's
     for name in ("pareto.png", "samples.png", "spectra.png", "rank_histogram.png"):
         assert (out / name).stat().st_size > 1000
     assert not list(out.glob(".*tmp*"))  # no temporary leftovers
