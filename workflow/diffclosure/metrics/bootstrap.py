@@ -66,7 +66,6 @@ def ranks_with_ties(intervals: list[tuple[float, float]],
     """Rank of each (lo, hi) interval: 1 + how many others are better beyond doubt (their whole
     interval below this one's lower end; above its upper end when higher is better). Overlapping
     intervals tie. An interval with a nan end (a score that does not exist) ranks last."""
-    n = len(intervals)
     valid = [np.isfinite(lo) and np.isfinite(hi) for lo, hi in intervals]
     ranks = []
     for i, (lo, hi) in enumerate(intervals):
@@ -79,5 +78,4 @@ def ranks_with_ties(intervals: list[tuple[float, float]],
                 continue
             better += (lo_j > hi) if higher_is_better else (hi_j < lo)
         ranks.append(better + 1)
-    assert len(ranks) == n
     return ranks

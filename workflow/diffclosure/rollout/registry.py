@@ -177,12 +177,7 @@ def _learned(ctx: Context):
     dns, coarse, ro = ctx.cfg["dns"], ctx.cfg["coarse"], ctx.cfg["rollout"]
     target_std = float(ctx.stats["target"]["std"])
     measurements = ctx.measurements() if ro["measurements"] else None
-    generator = ctx.generator
-    if generator is None:
-        import torch  # only the learned closure needs it
-
-        dev = getattr(ctx.sampler_obj, "device", "cpu")
-        generator = torch.Generator(device=dev).manual_seed(int(ro["seed"]))
+    generator = _sampler_generator(ctx)
     from diffclosure.sampling.noise_source import CorrelatedNoise, rho_for
     from diffclosure.sampling.samplers import make_sampler
 
@@ -211,12 +206,6 @@ def _learned_mean(ctx: Context):
     dns, coarse, ro = ctx.cfg["dns"], ctx.cfg["coarse"], ctx.cfg["rollout"]
     from diffclosure.sampling.samplers import make_sampler
 
-    generator = ctx.generator
-    if generator is None:
-        import torch
-
-        dev = getattr(ctx.sampler_obj, "device", "cpu")
-        generator = torch.Generator(device=dev).manual_seed(int(ro["seed"]))
     return cl.DiffusionClosure(
         cl.MeanOfSamples(ctx.sampler_obj, ro["mean_samples"]),
         make_sampler(dict(ro["sampler"]), where="rollout.sampler"),
@@ -224,7 +213,18 @@ def _learned_mean(ctx: Context):
         hold="reuse", hold_std=0.0,
         measurements=ctx.measurements() if ro["measurements"] else None, sign=ctx.sign,
         smagorinsky=cl.smagorinsky_condition(ctx.target, coarse, dns["length"]),
-        generator=generator, name=ctx.name)
+        generator=_sampler_generator(ctx), name=ctx.name)
+
+
+def _sampler_generator(ctx: Context):
+    """The learned closures' torch generator: the context's, or one on the sampler's device
+    seeded with rollout.seed."""
+    if ctx.generator is not None:
+        return ctx.generator
+    import torch  # only the learned closures need it
+
+    dev = getattr(ctx.sampler_obj, "device", "cpu")
+    return torch.Generator(device=dev).manual_seed(int(ctx.cfg["rollout"]["seed"]))
 
 
 def _measured(ctx: Context):
