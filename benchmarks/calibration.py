@@ -8,7 +8,9 @@ states, members and grid points: spread/skill (1 when calibrated), the rank hist
 share over its flat share (1 when flat, > 1 a U), the fair CRPS per point, and D_Fro of the
 ensemble mean and per member (median). auto is the correlation time of the model's a-priori
 error that the rollout stage measures for rollout.tau: auto on the validation split
-(rollout/error_time.py), and rollout.inflation auto 1 / the a-priori spread/skill there.
+(rollout/error_time.py), and rollout.inflation auto 1 / the a-priori spread/skill there, corrected
+by a coupled run from validation states under rollout.calibration.method a_posteriori
+(rollout/calibration.py).
 
     python benchmarks/calibration.py --results results/default [--config PRESET.yaml ...]
         [--tau 0 0.05 0.2 auto 1 10] [--inflation 1 auto] [--members 4] [--sampler onestep]
@@ -77,7 +79,7 @@ def run_point(cfg: dict, tau, run: dict, inflation=1.0) -> tuple[list[dict], flo
     obj = rollout_sampler(cfg, model, run["data"], 1)
     # As the rollout stage does: auto measured a priori on the validation split.
     cfg["rollout"]["tau"], cfg["rollout"]["inflation"], _ = resolve_calibration(
-        cfg, obj, run["data"])
+        cfg, obj, run["data"], run["dns"])
     tic = time.perf_counter()
     res = run_rollout(cfg, "diffusion", run["dns"], run["data"], obj, show_progress=False)
     at = report_times(res.time, [0.25, 0.5, 0.75, 1.0])
@@ -93,8 +95,8 @@ def main(argv=None) -> int:
                    help="rollout.tau values; auto = measured from the test set as the rollout "
                         "stage does (marked * in the table)")
     p.add_argument("--inflation", nargs="+", default=["1"],
-                   help="rollout.inflation values; auto = 1 / the a-priori spread/skill on the "
-                        "validation split, as the rollout stage measures it")
+                   help="rollout.inflation values; auto = measured on the validation split, as "
+                        "the rollout stage measures it (rollout.calibration)")
     p.add_argument("--members", type=int, default=None, help="rollout.ensemble (default: the"
                    " config's)")
     p.add_argument("--sampler", default=None, choices=["onestep"],

@@ -101,7 +101,7 @@ def run_point(cfg: dict, threads: int, compiled: bool, run: dict) -> dict:
     ro = cfg["rollout"]
     model = run["onestep"] if cfgmod.reads_onestep(ro["sampler"]) else run["score"]
     obj = rollout_sampler(cfg, model, run["data"], threads, compile=compiled)
-    tau, inflation, _ = resolve_calibration(cfg, obj, run["data"])  # as the stage
+    tau, inflation, _ = resolve_calibration(cfg, obj, run["data"], run["dns"])  # as the stage
     cfg = {**cfg, "rollout": {**ro, "tau": tau, "inflation": inflation}}
     tic = time.perf_counter()
     res = run_rollout(cfg, "diffusion", run["dns"], run["data"], obj, threads=threads,

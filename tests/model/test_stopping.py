@@ -73,3 +73,34 @@ def test_the_decision_ignores_whatever_would_come_after_it():
     stop, reason = first_stop(history(curve), rule, 80)
     late_drop = curve[:stop] + [0.1 * v for v in curve[stop:]]
     assert first_stop(history(late_drop), rule, 80) == (stop, reason)
+
+
+def monitored(values, every=10):
+    """A history whose a-priori metric is measured every `every` epochs (NaN between), as
+    train.monitor records it; the validation loss alongside is only computed there too."""
+    rows = []
+    for i, v in enumerate(values):
+        e = i + 1
+        due = e % every == 0
+        rows.append({"epoch": e, "val_loss": v * 30 if due else math.nan,
+                     "apriori_dfro_mean": v if due else math.nan})
+    return rows
+
+
+def test_a_monitor_metric_is_judged_only_where_it_was_measured():
+    """D_Fro falls 5% per check to epoch 100, then 0.5%: with a 20-epoch window and a 2%
+    margin the rule stops at the first check whose last two checks gain less than 2% (epoch
+    120), never between checks, and keeps the best measured epoch."""
+    curve = []
+    for e in range(1, 201):
+        checks = e // 10
+        curve.append(0.95 ** min(checks, 10) * 0.995 ** max(checks - 10, 0))
+    rule = Plateau(window=20, margin=0.02, metric="apriori_dfro_mean")
+    stop, reason = first_stop(monitored(curve), rule, 300)
+    assert stop == 120 and "a-priori D_Fro" in reason
+    assert best_epoch(monitored(curve)[:stop], "apriori_dfro_mean") == (120, curve[119])
+    # the validation loss rule would read its own column, measured at the same checks only
+    assert Plateau.from_config({"plateau": {"window": 20, "metric": "apriori_dfro_mean"}}) \
+        .metric == "apriori_dfro_mean"
+    for e in range(101, 120):  # between checks nothing is decided
+        assert stop_reason(monitored(curve)[:e], rule, 300) is None

@@ -517,3 +517,79 @@ def test_a_perturbed_ensemble_starts_apart_by_the_set_amplitude_and_is_reproduci
     res = run_coupled(ref.known_solver(dns_section(), N, "H"), w0, cl.NoClosure(), 2, 1,
                       members=4, perturbation=p)
     np.testing.assert_allclose(res.records[:, 0], np.repeat(w0, 4, axis=0) + p)
+
+
+# ----------------------------------------------------------------------- coarse.noise: known
+@pytest.mark.parametrize("target, part", [("H", "advection"), ("G", "viscous")])
+def test_without_noise_from_a_dns_record_is_the_solvers_deterministic_part(target, part):
+    """The coarse stage's G or H without noise, built from a record's w and H alone, is the
+    euler_cn step's viscous or advection term: the split the known-noise target relies on."""
+    from diffclosure.coarse.targets import without_noise
+
+    dns = dns_section(n=N)
+    solver = ref.full_solver(dns, N)
+    w = initial()
+    _, terms = solver.step(solver.from_physical(w), solver.sample_noise(ref.noise_generators(1, 2)),
+                           terms=("H", target, part, "noise"))
+    want = terms[part]
+    assert np.abs(terms["noise"]).max() > 10 * np.abs(want).max() * 1e-6  # noise is there
+    np.testing.assert_allclose(without_noise(terms[target], w, terms["H"]), want,
+                               atol=1e-10 * np.abs(terms[target]).max())
+
+
+def test_known_noise_split_with_the_references_streams_is_the_reference():
+    """Known physics with the noise on, plus -u.grad w as the closure, plus the reference's
+    own noise streams, is the full-physics reference step for step (euler_cn): the target
+    without noise and the solver's noise add up to H exactly."""
+    from diffclosure.solver.grid import advection
+
+    dns = dns_section()
+    w0, steps, stride = initial(), 40, 20
+    reference = ref.run_reference(ref.full_solver(dns, N), w0, steps, stride,
+                                  ref.noise_generators(7, 2), "H").records
+    known = ref.known_solver(dns, N, "H", physical_noise=True)
+    rngs = ref.noise_generators(7, 2)
+
+    class Advection:
+        name = "advection"
+
+        def tendency(self, w, step, t):
+            return -advection(Grid(N), np.asarray(w), dealias=True)
+
+    res = run_coupled(known, w0, Advection(), steps, stride,
+                      noise=lambda k: known.sample_noise(rngs))
+    assert np.abs(res.records - reference).max() / np.abs(reference).max() < 1e-12
+    # The rollout's physical noise draws its own streams, never the reference's.
+    own = ref.PhysicalNoise(known, 7, 2, 1)
+    theirs = ref.noise_generators(7, 2)
+    first = own(0).copy()  # sample_noise reuses its buffer
+    assert not np.allclose(first, known.sample_noise(theirs))
+
+
+def test_the_coupled_runs_physical_noise_is_white_with_the_physical_law():
+    """With nothing but the noise acting (nu ~ 0, no forcing, H's known physics, no closure),
+    every step's increment has the variance of the full physics' noise term (the law), the
+    increments are uncorrelated in time, and so the state's variance grows linearly, N times
+    one step's: a noise held over the resampling interval would grow it quadratically."""
+    dns = dns_section(nu=1e-12, forcing={"kind": "none"}, noise={"sigma": 0.5})
+    S, M, steps = 2, 8, 40
+    known = ref.known_solver(dns, N, "H", physical_noise=True)
+    res = run_coupled(known, np.zeros((S, N, N)), cl.NoClosure(), steps, 1, members=M,
+                      noise=ref.PhysicalNoise(known, 3, S, M))
+    inc = np.diff(res.records, axis=1)  # (S*M, steps, n, n)
+    # The law: the full solver's own noise term over as many independent draws.
+    full = ref.full_solver(dns, N)
+    rngs = [np.random.default_rng([11, i]) for i in range(S * M)]
+    law = []
+    state = full.from_physical(np.zeros((S * M, N, N)))
+    for _ in range(steps):
+        _, terms = full.step(state, full.sample_noise(rngs), terms=("noise",))
+        law.append(terms["noise"] * dns["dt"])
+    var_law = float(np.var(np.stack(law)))
+    assert np.var(inc) == pytest.approx(var_law, rel=0.05)
+    lag1 = np.mean(inc[:, 1:] * inc[:, :-1]) / np.mean(inc**2)
+    assert abs(lag1) < 0.03
+    total = res.records[:, -1] - res.records[:, 0]
+    assert np.var(total) == pytest.approx(steps * var_law, rel=0.1)
+    # members are independent draws
+    assert np.abs(res.records[0, -1] - res.records[1, -1]).max() > 0

@@ -219,6 +219,41 @@ def test_stats_report_the_noise_share_and_the_window_drift(tmp_path):
     assert (window["start"], window["end"]) == pytest.approx((5.0, 5.5))
 
 
+@pytest.mark.parametrize("target", ["G", "H"])
+def test_known_noise_target_is_the_term_without_its_noise(tmp_path, target):
+    """coarse.noise known: the target is G or H minus the record's noise, H + dealiased
+    u.grad w (coarse/targets.without_noise, itself checked against the solver's terms in
+    tests/rollout/test_rollout.py), subsampled; heun_cn, whose H hides the noise, and a target
+    without that split are refused."""
+    from diffclosure.coarse.targets import without_noise
+
+    src = tmp_path / "dns.h5"
+    write_dns(src, [0, 1])
+    with h5py.File(src, "a") as fh:
+        h5io.set_attrs(fh, {"dns": {"scheme": "euler_cn"}})
+    cfg = coarse_cfg(target=target, noise="known")
+    assert run_coarse(cfg, src, tmp_path / "c.h5") == 0
+    with h5py.File(src) as fine, h5py.File(tmp_path / "c.h5") as out:
+        want = without_noise(fine[target][()].astype(float), fine["vorticity"][()].astype(float),
+                             fine["H"][()].astype(float), DNS_ATTRS["length"])
+        got = out["n16"]["target"][()]
+        np.testing.assert_allclose(got, want[:, :, ::2, ::2], rtol=1e-6,
+                                   atol=1e-6 * np.abs(want).max())
+        assert np.abs(got - fine[target][:, :, ::2, ::2]).max() > 1e-3 * np.abs(want).max()
+    with h5py.File(src, "a") as fh:
+        h5io.set_attrs(fh, {"dns": {"scheme": "heun_cn"}})
+    with pytest.raises(ConfigError, match="coarse.noise"):
+        run_coarse(cfg, src, tmp_path / "c2.h5")
+    from diffclosure import config as cfgmod
+
+    for bad in ({"target": "sgs", "method": "filter"}, {"target": "G", "g_split": "paper"}):
+        with pytest.raises(ConfigError, match="coarse.noise: known"):
+            cfgmod.load({"coarse": {**bad, "noise": "known"}}, sections=["coarse"])
+    with pytest.raises(ConfigError, match="dns.scheme euler_cn"):
+        cfgmod.load({"dns": {"scheme": "heun_cn"}, "coarse": {"noise": "known"}},
+                    sections=["dns", "coarse"])
+
+
 def test_paper_g_split_target_is_built_from_w_and_h(tmp_path):
     """coarse.g_split paper: the target is the research code's G from the DNS's w and H
     (coarse/targets.paper_g, itself checked against the solver in tests/rollout/test_rollout.py);

@@ -305,3 +305,13 @@ def test_the_report_states_the_learned_closures_noise_settings_and_what_measured
     text = " ".join(calibration_lines(tmp_path))
     assert "tau = 1.25" in text and "widened 1.5x" in text
     assert "val.h5" in text and "0.667" in text
+    assert "coupled run" not in text  # a-priori only: no a-posteriori sentence
+    post = {"states": [[3, 45.0], [4, 45.0]], "inflation_prior": 1.5, "spread_skill": [0.6],
+            "spread_skill_mean": 0.6, "inflation": 2.5}
+    with h5py.File(tmp_path / "rollout" / "diffusion.h5", "w") as fh:
+        fh.attrs.update(rollout_tau=1.25, rollout_inflation=2.5,
+                        error_time=_json.dumps({"tau": 1.25, "spread_skill": 0.667,
+                                                "split": "val.h5", "posterior": post}))
+    text = " ".join(calibration_lines(tmp_path))
+    assert "from 2 validation states" in text and "spread/skill 0.6 " in text
+    assert "widens 2.5x" in text

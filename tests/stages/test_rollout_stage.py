@@ -217,11 +217,12 @@ def test_inflation_auto_is_the_inverse_of_the_a_priori_spread_skill(tmp_path):
     paths, data = make_inputs(tmp_path)
     model = make_model(tmp_path / "model" / "score.pt")
     write_val_split(data, tau=0.05)
-    assert run_stage(tmp_path, "diffusion", sections(inflation="auto"), paths, data, model) == 0
+    cfg = sections(inflation="auto", calibration={"method": "a_priori"})
+    assert run_stage(tmp_path, "diffusion", cfg, paths, data, model) == 0
     with h5py.File(tmp_path / "rollout" / "diffusion.h5") as fh:
         a = h5io.read_attrs(fh)
     measured = json.loads(a["error_time"])
-    assert 0 < measured["spread_skill"] < 1
+    assert 0 < measured["spread_skill"] < 1 and "posterior" not in measured
     want = min(1 / measured["spread_skill"], INFLATION_MAX)
     assert a["rollout_inflation"] == pytest.approx(want)
     assert a["rollout_tau"] == 0.0  # tau was not asked for: the config's 0
@@ -230,3 +231,96 @@ def test_inflation_auto_is_the_inverse_of_the_a_priori_spread_skill(tmp_path):
     assert _inflation_of({"spread_skill": 0.5}) == 2.0
     with pytest.raises(cfgmod.ConfigError, match="rollout.inflation"):
         _inflation_of({"spread_skill": float("nan")})
+
+
+def test_inflation_auto_a_posteriori_calibrates_a_coupled_run_on_validation_states(tmp_path):
+    """a_posteriori (the default) corrects the a-priori factor by a coupled run from the
+    validation trajectory, never a test one: the final factor is the prior over the run's
+    spread/skill, and the same run widened by it is calibrated. The deviations of the tiny run
+    scale with the factor (the same draws, near-linear over 20 steps), so the one correction
+    step lands within a few percent of 1."""
+    from diffclosure import config as cfgmod
+    from diffclosure.data.stats import load_stats
+    from diffclosure.rollout.calibration import posterior_ratio, validation_states
+    from diffclosure.rollout.coupled import run_rollout
+    from diffclosure.stages.rollout import rollout_sampler
+
+    paths, data = make_inputs(tmp_path)
+    model = make_model(tmp_path / "model" / "score.pt")
+    write_val_split(data, tau=0.05)
+    cfg = sections(inflation="auto", calibration={"states": 2})
+    assert run_stage(tmp_path, "diffusion", cfg, paths, data, model) == 0
+    with h5py.File(tmp_path / "rollout" / "diffusion.h5") as fh:
+        a = h5io.read_attrs(fh)
+    post = json.loads(a["error_time"])["posterior"]
+    assert post["states"] == [[3, 5.0]]  # the validation trajectory; one start fits the records
+    assert post["inflation_prior"] == pytest.approx(1 / json.loads(a["error_time"])
+                                                    ["spread_skill"])
+    assert len(post["spread_skill"]) == 4  # every record after the start
+    assert post["spread_skill_mean"] == pytest.approx(
+        float(np.exp(np.mean(np.log(post["spread_skill"])))))
+    want = min(max(post["inflation_prior"] / post["spread_skill_mean"], 1.0), 10.0)
+    assert a["rollout_inflation"] == pytest.approx(want) == post["inflation"]
+    assert post["spread_skill_mean"] < 0.9  # the a-priori factor was not enough here
+    # The validation run widened by the final factor is calibrated.
+    full = cfgmod.load(cfg, sections=["device", "dns", "coarse", "measurements", "sde",
+                                      "rollout"])
+    full["rollout"].update(tau=a["rollout_tau"], inflation=a["rollout_inflation"])
+    obj = rollout_sampler(full, model, data, 1)
+    states = validation_states(full, load_stats(data), [5.0, 5.01, 5.02])
+    res = run_rollout(full, "diffusion", paths, data, obj, states=states, measure_cost=False,
+                      show_progress=False)
+    assert posterior_ratio(res.vorticity, res.reference)[0] == pytest.approx(1.0, abs=0.05)
+
+
+def test_the_intrinsic_ensemble_is_calibrated_by_construction(tmp_path):
+    """intrinsic = the exact physics with an own noise stream per member: members and
+    reference are exchangeable draws of the same process, so its spread/skill is 1 up to
+    sampling error, while no member is the reference."""
+    from diffclosure.metrics.probabilistic import spread_skill
+
+    paths, data = make_inputs(tmp_path)
+    cfg = sections(ensemble=8, duration=0.05, record_every=0.01)
+    assert run_stage(tmp_path, "intrinsic", cfg, paths, data) == 0
+    with h5py.File(tmp_path / "rollout" / "intrinsic.h5") as fh:
+        v, r = fh["vorticity"][()].astype(float), fh["reference"][()].astype(float)
+        assert fh.attrs["closure"] == "intrinsic" and v.shape[1] == 8
+    for j in range(1, v.shape[2]):
+        assert spread_skill(v[:, :, j], r[:, j], axis=1).ratio == pytest.approx(1.0, abs=0.2)
+        for m in range(8):
+            assert np.abs(v[:, m, j] - r[:, j]).max() > 0
+    # no physical noise, or the sgs target: nothing to spread, refused before any work
+    quiet = sections()
+    quiet["dns"]["noise"] = {"sigma": 0.0}
+    assert run_stage(tmp_path / "q", "intrinsic", quiet, paths, data) == 2
+    sgs_paths, sgs_data = make_inputs(tmp_path / "s", target="sgs")
+    assert run_stage(tmp_path / "s", "intrinsic", sections("sgs"), sgs_paths, sgs_data) == 2
+    # and the whole config says so before Snakemake starts a job
+    whole = {"dns": {}, "coarse": {"target": "sgs", "method": "filter"},
+             "rollout": {"closures": ["intrinsic"]}}
+    with pytest.raises(cfgmod.ConfigError, match="'intrinsic'.*coarse.target sgs"):
+        cfgmod.load(whole, sections=["dns", "coarse", "rollout"])
+
+
+def test_known_noise_rollouts_add_the_physical_noise_to_every_closure_but_the_oracle(tmp_path):
+    """coarse.noise known: the oracle still reproduces the reference (it carries the
+    reference's own noise, and the solver adds none); no closure and the learned one get the
+    physical noise from the solver, from their own streams, so the same no-closure run now
+    differs from the in-target one against the same reference."""
+    paths, data = make_inputs(tmp_path)
+    model = make_model(tmp_path / "model" / "score.pt")
+    known = sections()
+    known["coarse"]["noise"] = "known"
+    out = {}
+    for tag, cfg in (("in_target", sections()), ("known", known)):
+        root = tmp_path / tag
+        for closure in ("true", "none", "diffusion"):
+            assert run_stage(root, closure, cfg, paths, data, model) == 0
+            with h5py.File(root / "rollout" / f"{closure}.h5") as fh:
+                out[tag, closure] = (fh["vorticity"][()].astype(float),
+                                     fh["reference"][()].astype(float))
+    v, r = out["known", "true"]
+    assert np.abs(v[:, 0] - r).max() <= 1e-6 * np.abs(r).max()
+    none_in, none_known = out["in_target", "none"][0], out["known", "none"][0]
+    assert np.abs(none_known - none_in).max() > 1e-6 * np.abs(none_in).max()
+    assert np.array_equal(out["known", "none"][1], out["in_target", "none"][1])  # same reference

@@ -3,6 +3,7 @@ clear input errors, streamed loading and two-process DistributedDataParallel on 
 
 import json
 import logging
+import math
 import os
 import socket
 
@@ -165,6 +166,32 @@ def test_training_stops_at_the_plateau_and_keeps_the_best_epoch(dataset, tmp_pat
     assert outcome["stop_reason"] == reason
     # the report's record of it: history.csv's sidecar
     assert read_sidecar_meta(tmp_path / "plateau" / "history.csv")["outcome"] == outcome
+
+
+@pytest.mark.slow
+def test_a_monitor_metric_stops_at_its_own_plateau_and_keeps_its_best_epoch(dataset, tmp_path):
+    """train.plateau.metric apriori_dfro_mean: the rule reads train.monitor's D_Fro at its
+    checks (the validation loss is computed there only), stops at a check, and score.pt holds
+    the EMA weights of the check with the lowest D_Fro: those of the run cut there."""
+    rule = {"metric": "apriori_dfro_mean", "window": 4, "margin": 0.02}
+    monitor = {"every": 2, "conditions": 4, "ensemble": 2}
+    run = train(cfg(epochs=60, lr_step=10, plateau=rule, monitor=monitor), dataset,
+                tmp_path / "m")
+    stop, reason = first_stop(run.history, Plateau(4, 0.02, "apriori_dfro_mean"), 60)
+    assert len(run.history) == stop and stop % 2 == 0
+    checks = [r["epoch"] for r in run.history if math.isfinite(r["apriori_dfro_mean"])]
+    assert checks == list(range(2, stop + 1, 2))
+    assert [r["epoch"] for r in run.history if math.isfinite(r["val_loss"])] == checks
+    best, value = best_epoch(run.history, "apriori_dfro_mean")
+    kept = torch.load(tmp_path / "m" / "score.pt", weights_only=True)
+    outcome = kept["settings"]["training"]
+    assert (outcome["best_epoch"], outcome["best_metric"]) == (best, "apriori_dfro_mean")
+    assert outcome["best_value"] == pytest.approx(value)
+    cut = train(cfg(epochs=best, lr_step=10, plateau={"window": 0}, monitor=monitor), dataset,
+                tmp_path / "cut")
+    assert _states_equal(kept["ema_state_dict"], cut.ema_net.state_dict())
+    if stop < 60:
+        assert reason.startswith("plateau") and "a-priori D_Fro" in reason
 
 
 @pytest.mark.slow

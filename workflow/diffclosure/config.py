@@ -327,6 +327,22 @@ def _cross_stage_problems(cfg: dict, dns, ds, ro, meas) -> list[str]:
             f" {ds['test_trajectories']} test trajectories (dataset.test_trajectories);"
             " lower one or raise the other"
         )
+    co = cfg.get("coarse")
+    if co and co["noise"] == "known" and (co["target"] not in ("G", "H")
+                                          or co["g_split"] != "full"):
+        problems.append(
+            f"coarse.noise: known removes the DNS noise from G or H (g_split full); target "
+            f"{co['target']}{', g_split paper' if co['g_split'] == 'paper' else ''} has no such"
+            " split. Use coarse.noise: in_target")
+    if dns and co and co["noise"] == "known" and dns["scheme"] != "euler_cn":
+        problems.append(
+            f"coarse.noise: known recovers each record's noise as H + dealiased u.grad w, exact "
+            f"for dns.scheme euler_cn only, not {dns['scheme']}; use euler_cn or coarse.noise: "
+            "in_target")
+    if dns and ro and cfg.get("coarse") and "intrinsic" in ro.get("closures", ()):
+        problem = intrinsic_problem(dns, cfg["coarse"])
+        if problem:
+            problems.append(problem)
     baseline = meas and ro and "measurements" in ro.get("closures", ())
     if baseline and measurements_baseline_problem(meas, ro):
         problems.append(measurements_baseline_problem(meas, ro))
@@ -335,6 +351,15 @@ def _cross_stage_problems(cfg: dict, dns, ds, ro, meas) -> list[str]:
         problems.append(f"{users[0]}: the onestep sampler needs model/onestep.pt, but"
                         " distill.enabled is false; set it true or choose another sampler")
     tr = cfg.get("train")
+    if tr and tr["plateau"]["metric"] != "val_loss":
+        every, window = tr["monitor"]["every"], tr["plateau"]["window"]
+        if every <= 0:
+            problems.append(f"train.plateau.metric: {tr['plateau']['metric']} is measured by "
+                            "train.monitor, which is off (train.monitor.every 0); set every > 0 "
+                            "or metric: val_loss")
+        elif 0 < window < every:
+            problems.append(f"train.plateau.window: {window} epochs hold no train.monitor check "
+                            f"(every {every} epochs); use a window of at least {every}")
     if tr and tr["t_min"] >= tr["t_max"]:
         problems.append(f"train.t_min: {tr['t_min']} must be below train.t_max={tr['t_max']}")
     if tr and dns and tr["augment"] and not forcing_commutes(dns):
@@ -368,6 +393,17 @@ def onestep_users(cfg: dict) -> list[str]:
                enumerate((cfg.get("sampling") or {}).get("samplers", []))]
     entries.append(("rollout.sampler.name", (cfg.get("rollout") or {}).get("sampler", {})))
     return [where for where, e in entries if reads_onestep(e)]
+
+
+def intrinsic_problem(dns: dict, coarse: dict) -> str | None:
+    """Why the `intrinsic` rollout closure (the physics' own spread) cannot run (None: it can)."""
+    if coarse["target"] not in ("G", "H"):
+        return (f"rollout.closures: 'intrinsic' is the spread of the physical noise in G and H; "
+                f"coarse.target {coarse['target']} has none. Drop it from rollout.closures")
+    if not dns["noise"]["sigma"] > 0:
+        return ("rollout.closures: 'intrinsic' is the spread of the physical noise, and "
+                "dns.noise.sigma is 0. Drop it from rollout.closures")
+    return None
 
 
 def measurements_baseline_problem(meas: dict, ro: dict) -> str | None:

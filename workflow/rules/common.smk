@@ -84,7 +84,9 @@ def sample_benchmark_inputs(wildcards):
 def rollout_inputs(wildcards):
     inputs = {"dns": dns_shards(), "data": f"{DATASET}/test.h5", "stats": f"{DATASET}/stats.json"}
     if lookup(wildcards.closure).needs_model:
-        # rollout.tau and rollout.inflation auto are measured a priori on the validation split.
+        # rollout.tau and rollout.inflation auto are measured on the validation split: a priori
+        # on val.h5, then (inflation, calibration.method a_posteriori) by a coupled run from
+        # validation states of the DNS shards.
         inputs["val"] = f"{DATASET}/val.h5"
         if reads_onestep(config["rollout"]["sampler"]):
             inputs["onestep"] = ONESTEP

@@ -80,6 +80,14 @@ def paper_g(w, h, nu: float, length: float = 1.0) -> np.ndarray:
     return nu * laplacian(grid, w) + 2.0 * noise
 
 
+def without_noise(term, w, h, length: float = 1.0) -> np.ndarray:
+    """G or H of a DNS record without the step's noise (coarse.noise known): the noise is
+    H + dealiased u.grad(w^n), exact for the euler_cn DNS (as :func:`paper_g`), so H becomes
+    -u.grad(w^n) and G the step's viscous tendency."""
+    grid = Grid(np.shape(w)[-1], length)
+    return term - (h + advection(grid, w, dealias=True))
+
+
 def coarse_states_and_targets(
     fields: dict,
     target: str,

@@ -20,10 +20,11 @@ from diffclosure.solver.grid import Grid
 from diffclosure.solver.noise import NoiseSampler, NoiseSpec, covariance
 
 
-def noise_multiplicity(target: str, g_split: str = "full") -> float:
-    """How many times sigma*xi enters the stored target: none in the subgrid term, twice in the
-    research code's G split (it stores nu lap w + 2 sigma xi), once otherwise."""
-    if target == "sgs":
+def noise_multiplicity(target: str, g_split: str = "full", noise: str = "in_target") -> float:
+    """How many times sigma*xi enters the stored target: none in the subgrid term or with
+    coarse.noise known, twice in the research code's G split (it stores nu lap w + 2 sigma xi),
+    once otherwise."""
+    if target == "sgs" or noise == "known":
         return 0.0
     return 2.0 if target == "G" and g_split == "paper" else 1.0
 

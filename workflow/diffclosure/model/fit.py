@@ -49,17 +49,21 @@ class TrainingRun:
     ema: EMA
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    # The EMA weights of the epoch with the lowest validation loss: {"epoch", "val_loss",
-    # "ema"} (a state dict), or None before the first epoch. score.pt keeps these.
+    # The EMA weights of the epoch with the lowest stopping metric (train.plateau.metric):
+    # {"epoch", "val_loss", "metric", "value", "ema"} (a state dict), or None before the first
+    # epoch. score.pt keeps these.
     best: dict | None = None
 
-    def keep_if_best(self, row: dict) -> bool:
-        """Remember the EMA weights when `row` (an epoch's history row) beats the best."""
-        val = float(row["val_loss"])
-        if not math.isfinite(val) or (self.best is not None and val >= self.best["val_loss"]):
+    def keep_if_best(self, row: dict, metric: str = "val_loss") -> bool:
+        """Remember the EMA weights when `row` (an epoch's history row) beats the best by
+        `metric`; a row where it was not measured (NaN) never does."""
+        val = float(row.get(metric, math.nan))
+        if not math.isfinite(val) or (self.best is not None
+                                      and val >= self.best.get("value", self.best["val_loss"])):
             return False
         state = {k: v.detach().clone() for k, v in self.ema.model.state_dict().items()}
-        self.best = {"epoch": int(row["epoch"]), "val_loss": val, "ema": state}
+        self.best = {"epoch": int(row["epoch"]), "val_loss": float(row["val_loss"]),
+                     "metric": metric, "value": val, "ema": state}
         return True
 
 
@@ -182,8 +186,10 @@ def _summed_loss(loss_sum, seen: int, steps: _Steps, epoch: int, scheduler):
     return loss_sum, seen
 
 
-def _epoch(run: TrainingRun, steps: _Steps, data, sampler, t_sampler, epoch: int) -> dict:
-    """Train one epoch, step the learning rate, validate: the epoch's history row."""
+def _epoch(run: TrainingRun, steps: _Steps, data, sampler, t_sampler, epoch: int,
+           validate_now: bool = True) -> dict:
+    """Train one epoch, step the learning rate, validate (when `validate_now`; else the row's
+    val_loss is NaN): the epoch's history row."""
     train_set, val_set = data
     tic = time.perf_counter()
     run.net.train()
@@ -194,7 +200,7 @@ def _epoch(run: TrainingRun, steps: _Steps, data, sampler, t_sampler, epoch: int
     loss_sum, seen = _summed_loss(loss_sum, seen, steps, epoch, run.scheduler)
     lr = run.scheduler.get_last_lr()[0]
     run.scheduler.step()
-    val_loss = validate(run.ema.model, val_set, steps)
+    val_loss = validate(run.ema.model, val_set, steps) if validate_now else math.nan
     return dict(epoch=epoch + 1, train_loss=loss_sum / seen, val_loss=val_loss, lr=lr,
                 seconds=time.perf_counter() - tic)
 
@@ -248,13 +254,25 @@ def fit(run: TrainingRun, cfg: dict, sde, data, dctx: Dist, device, start: int,
     t_sampler = uniform_times(tr["t_min"], tr["t_max"])
     bar = progress(total=tr["epochs"], initial=start, desc="train", unit="epoch",
                    enabled=dctx.main)
+    by_monitor = rule.metric != "val_loss"
     for epoch in range(start, tr["epochs"]):
-        row = _epoch(run, steps, data, sampler, t_sampler, epoch)
-        history.append(row)
-        run.keep_if_best(row)
-        reason = stop_reason(history, rule, tr["epochs"])
-        if monitor is not None:  # on every rank (same draws): none waits on rank 0 alone
-            row.update(monitor(run.ema.model, epoch + 1, bool(reason)))
+        if by_monitor:
+            # Measured every train.monitor.every epochs and at the bound: the rule judges only
+            # there, and the validation loss (a diagnostic then) is computed only there too.
+            bound = epoch + 1 >= tr["epochs"]
+            row = _epoch(run, steps, data, sampler, t_sampler, epoch,
+                         validate_now=bound or (epoch + 1) % tr["monitor"]["every"] == 0)
+            row.update(monitor(run.ema.model, epoch + 1, bound))
+            history.append(row)
+            run.keep_if_best(row, rule.metric)
+            reason = stop_reason(history, rule, tr["epochs"])
+        else:
+            row = _epoch(run, steps, data, sampler, t_sampler, epoch)
+            history.append(row)
+            run.keep_if_best(row)
+            reason = stop_reason(history, rule, tr["epochs"])
+            if monitor is not None:  # on every rank (same draws): none waits on rank 0 alone
+                row.update(monitor(run.ema.model, epoch + 1, bool(reason)))
         if dctx.main:
             on_epoch(epoch + 1, history)
             _log_epoch(row, tr["epochs"], run.best)
@@ -270,8 +288,9 @@ def fit(run: TrainingRun, cfg: dict, sde, data, dctx: Dist, device, start: int,
 def _log_epoch(row: dict, epochs: int, best: dict | None) -> None:
     extra = "".join(f", {k} {row[k]:.4g}" for k in row
                     if k.startswith("apriori_") and math.isfinite(row[k]))
-    log.info("epoch %d/%d: train %.5g, val %.5g (best %.5g at epoch %d), lr %.3g%s, %.1f s",
+    log.info("epoch %d/%d: train %.5g, val %.5g (best %s %.5g at epoch %d), lr %.3g%s, %.1f s",
              row["epoch"], epochs, row["train_loss"], row["val_loss"],
-             best["val_loss"] if best else math.nan, best["epoch"] if best else 0, row["lr"],
-             extra, row["seconds"])
+             best.get("metric", "val_loss") if best else "val_loss",
+             best.get("value", best["val_loss"]) if best else math.nan,
+             best["epoch"] if best else 0, row["lr"], extra, row["seconds"])
 

@@ -29,7 +29,10 @@ def plot_curves(path: Path, history: list[dict], outcome: dict | None = None) ->
     ax = axes[0, 0]
     epochs = [r["epoch"] for r in history]
     ax.semilogy(epochs, [r["train_loss"] for r in history], label="train (raw weights)")
-    ax.semilogy(epochs, [r["val_loss"] for r in history], label="validation (EMA weights)")
+    # Only the epochs where it was computed (every epoch, or train.monitor's under a monitor
+    # stopping metric).
+    ax.semilogy(*_finite(history, "val_loss"), marker=".",
+                label="validation (EMA weights)")
     if outcome and outcome.get("best_epoch"):
         ax.axvline(outcome["best_epoch"], color="k", ls="--", lw=1,
                    label=f"best epoch {outcome['best_epoch']} (kept)")

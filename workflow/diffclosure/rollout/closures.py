@@ -182,8 +182,11 @@ def target_sign(target: str, g_split: str = "full") -> float:
     return 0.5 if (target == "G" and g_split == "paper") else 1.0
 
 
-def term_name(target: str, g_split: str = "full") -> str:
-    """The solver's term (Solver.step terms=) that is the stored target."""
+def term_name(target: str, g_split: str = "full", noise: str = "in_target") -> str:
+    """The solver's term (Solver.step terms=) that is the stored target: with coarse.noise
+    known, G and H without their noise part, the viscous and advection terms."""
+    if noise == "known":
+        return {"G": "viscous", "H": "advection"}[target]
     return PAPER_G if (target == "G" and g_split == "paper") else target
 
 

@@ -274,8 +274,8 @@ def _reference(cfg: dict, fine, w0, steps: int, stride: int, spr, n_rec: int, ne
         full = ref.full_solver(dns, n, threads=threads, device=device)
         sample_steps = range(0, steps, ro["resample_every"])
         r = ref.run_reference(full, w0, steps, stride,
-                              ref.noise_generators(ro["seed"], ro["initial_states"]),
-                              cl.term_name(target, coarse["g_split"]),
+                              ref.noise_generators(ro["seed"], w0.shape[0]),
+                              cl.term_name(target, coarse["g_split"], coarse["noise"]),
                               term_steps=sample_steps if need_terms else (),
                               progress=bar)
         reference = r.records
@@ -337,11 +337,16 @@ def initial_perturbation(w0, members: int, amplitude: float, seed: int) -> np.nd
 
 
 def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, *,
-                threads: int = 1, generator=None, show_progress: bool = True) -> RolloutResult:
-    """One rollout job (module docstring). `sampler_obj` (the trained model's sampler) is
-    needed by a closure whose registry entry says needs_model."""
+                threads: int = 1, generator=None, show_progress: bool = True,
+                states: list[tuple[int, float]] | None = None,
+                measure_cost: bool = True) -> RolloutResult:
+    """One rollout job (module docstring); `sampler_obj`, the trained model's sampler, for a
+    closure whose registry entry needs_model. `states`: the initial states as (trajectory id,
+    start time), by default the first rollout.initial_states test trajectories at the rollout
+    start (rollout/calibration.py passes validation states; sgs states share one start).
+    `measure_cost=False` skips timing the fine DNS (its attributes are then nan)."""
     dns, coarse, ro = cfg["dns"], cfg["coarse"], cfg["rollout"]
-    target, n, length, dt = coarse["target"], coarse["n"], dns["length"], dns["dt"]
+    target, length, dt = coarse["target"], dns["length"], dns["dt"]
     p = plan(cfg, closure)
     spec = registry.lookup(closure)
     if spec.needs_model and sampler_obj is None:
@@ -350,14 +355,12 @@ def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, 
                          "model's sampler (stages.rollout.rollout_sampler)")
     stats = load_stats(data_dir)
     device = solver_device(dns["backend"], cfg.get("device", "auto"))  # a bad one fails here
-    S = ro["initial_states"]
-    M = registry.members(closure, ro["ensemble"])
-    ids = ref.test_ids(stats, S, Path(data_dir) / "stats.json")
-    fine = ref.read_dns(dns_paths, ids, rollout_start(dns, ro),
-                        records=None if target == "sgs" else 1)
-    if fine.vorticity.shape[-1] != dns["n"]:
-        raise DataFileError(f"DNS shards hold {fine.vorticity.shape[-1]}^2 fields but dns.n is "
-                            f"{dns['n']}; pass the shards of this configuration")
+    if states is None:
+        start = rollout_start(dns, ro)
+        states = [(i, start) for i in ref.test_ids(stats, ro["initial_states"],
+                                                   Path(data_dir) / "stats.json")]
+    S, M, ids = len(states), registry.members(closure, ro["ensemble"]), [i for i, _ in states]
+    fine = _read_states(dns_paths, states, target, dns["n"])
     steps, stride = p["steps"], p["record_stride"]
     spr = p.get("steps_per_dns_record")
     if target == "sgs":
@@ -373,9 +376,7 @@ def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, 
         closure, cfg, stats, true_term, S, M, threads=threads, device=device,
         sampler_obj=sampler_obj, generator=generator, pi=pi, steps_per_record=spr))
 
-    solver = ref.known_solver(dns, n, target, threads=threads, device=device, coarse=coarse)
-    noise = (ref.filtered_noise(dns, coarse, ids, float(fine.times[0]), M)
-             if target == "sgs" else None)
+    solver, noise = _known_physics(cfg, spec, ids, float(fine.times[0]), M, threads, device)
     perturbation = (initial_perturbation(w0, M, ro["perturbation"], ro["seed"])
                     if spec.perturbed else None)
     res = run_coupled(solver, w0, clo, steps, stride, members=M, warmup=spec.warmup(ro),
@@ -385,7 +386,8 @@ def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, 
     log.info("coupled run: %d/%d steps, %.4g s per simulated time unit (warm, %d steps timed)",
              res.steps_done, steps, res.wall_per_time, res.steps_timed)
 
-    dns_per_time, dns_steps = _fine_dns_cost(dns, fine.vorticity[:, 0], ro, threads, device)
+    dns_per_time, dns_steps = (_fine_dns_cost(dns, fine.vorticity[:, 0], ro, threads, device)
+                               if measure_cost else (float("nan"), 0))
     attrs = _rollout_attrs(closure, cfg, steps, stride, S, M, ids, float(fine.times[0]), res,
                            dns_per_time, dns_steps, spec.attrs(clo))
     if math.isnan(res.wall_per_time):
@@ -394,3 +396,48 @@ def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, 
     return RolloutResult(closure, target, vort, reference, times, ids, float(fine.times[0]),
                          attrs)
 
+
+def _known_physics(cfg: dict, spec, ids, start_time: float, members: int, threads: int,
+                   device):
+    """The coarse solver of what the closure does not supply, and the noise the coupled loop
+    hands it each step: the filtered DNS's (sgs), the physical noise (G, H under coarse.noise
+    known; white in time, an own stream per member; not for the oracles, which carry the
+    reference's), or none."""
+    dns, coarse, ro = cfg["dns"], cfg["coarse"], cfg["rollout"]
+    target = coarse["target"]
+    physical = target != "sgs" and coarse["noise"] == "known" and not spec.oracle
+    solver = ref.known_solver(dns, coarse["n"], target, threads=threads, device=device,
+                              coarse=coarse, physical_noise=physical)
+    if target == "sgs":
+        return solver, ref.filtered_noise(dns, coarse, ids, start_time, members)
+    if physical:
+        return solver, ref.PhysicalNoise(solver, ro["seed"], len(ids), members)
+    return solver, None
+
+
+def _read_states(dns_paths, states: list[tuple[int, float]], target: str,
+                 n: int) -> ref.DnsStates:
+    """The fine fields (n^2, checked) of (trajectory id, start) pairs: the start record for
+    G/H, every record from the (one, shared) start for sgs."""
+    fine = _read_fine(dns_paths, states, target)
+    if fine.vorticity.shape[-1] != n:
+        raise DataFileError(f"DNS shards hold {fine.vorticity.shape[-1]}^2 fields but dns.n is "
+                            f"{n}; pass the shards of this configuration")
+    return fine
+
+
+def _read_fine(dns_paths, states: list[tuple[int, float]], target: str) -> ref.DnsStates:
+    starts = sorted({float(t) for _, t in states})
+    if target == "sgs":
+        if len(starts) > 1:
+            raise ValueError(f"sgs rollouts share one start time, got {starts}")
+        return ref.read_dns(dns_paths, [i for i, _ in states], starts[0])
+    fields, times = [], []
+    for tid, start in states:
+        one = ref.read_dns(dns_paths, [int(tid)], float(start), records=1)
+        fields.append(one.vorticity[0])
+        times.append(float(one.times[0]))
+    if len(starts) > 1:  # the start time attribute then names the first state's
+        log.info("initial states at times %s", starts)
+    return ref.DnsStates([int(i) for i, _ in states], np.stack(fields), np.asarray(times[:1]),
+                         one.length)

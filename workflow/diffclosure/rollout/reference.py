@@ -72,6 +72,29 @@ def noise_generators(seed: int, states: int) -> list[np.random.Generator]:
             for i in range(states)]
 
 
+def member_noise_generators(seed: int, states: int, members: int) -> list[np.random.Generator]:
+    """Independent noise streams for `members` members of each state (state-major), none of
+    them the reference's (noise_generators): the physics' own spread (the `intrinsic` closure)."""
+    return [np.random.default_rng(np.random.SeedSequence([int(seed), s, _NOISE_TAG, m + 1]))
+            for s in range(states) for m in range(members)]
+
+
+class PhysicalNoise:
+    """The dns noise for the known-physics solver under coarse.noise known: rfft2 of a fresh
+    unit field every step, from an own stream per (state, member) (member_noise_generators:
+    never the reference's), so the coupled run's noise has the physical law, white in time."""
+
+    def __init__(self, solver: Solver, seed: int, states: int, members: int):
+        if solver.noise_sampler is None:
+            raise ValueError("PhysicalNoise needs a solver with its noise on "
+                             "(known_solver(physical_noise=True))")
+        self.solver = solver
+        self.rngs = member_noise_generators(seed, states, members)
+
+    def __call__(self, step: int):
+        return self.solver.sample_noise(self.rngs)
+
+
 def known_physics(target: str, g_split: str = "full"):
     """The equation constructor of the G or H target's known physics (module docstring)."""
     if target == "H":
@@ -87,19 +110,21 @@ def full_solver(dns: dict, n: int, threads: int = 1, backend: str | None = None,
 
 
 def known_solver(dns: dict, n: int, target: str, threads: int = 1, backend: str | None = None,
-                 device="auto", coarse: dict | None = None) -> Solver:
+                 device="auto", coarse: dict | None = None,
+                 physical_noise: bool = False) -> Solver:
     """The coarse solver with the known physics of `target` only (module docstring).
 
     sgs needs the `coarse` section (its filter makes f_bar); its noise is switched on but drawn
     by nobody: the coupled loop passes :class:`FilteredNoise`'s spectra to each step. G reads
-    coarse.g_split from it (default full).
+    coarse.g_split from it (default full). `physical_noise` (G and H under coarse.noise known)
+    switches the dns noise on, drawn by :class:`PhysicalNoise`.
     """
     if target not in TARGETS:
         raise ConfigError(f"coarse.target: unknown target {target!r}; choose one of {TARGETS}")
     if target != "sgs":
         physics = known_physics(target, (coarse or {}).get("g_split", "full"))
-        return solver_for(dns, n, physics, noise=False, threads=threads, backend=backend,
-                          device=device)
+        return solver_for(dns, n, physics, noise=physical_noise, threads=threads,
+                          backend=backend, device=device)
     if coarse is None:
         raise ValueError("known_solver: the sgs target needs the coarse section (its filter)")
     f = dns_forcing(dns, Grid(dns["n"], dns["length"]))

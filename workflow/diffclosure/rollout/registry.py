@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from diffclosure.config import ConfigError, measurements_baseline_problem
+from diffclosure.config import ConfigError, intrinsic_problem, measurements_baseline_problem
 from diffclosure.rollout import closures as cl
 from diffclosure.rollout import reference as ref
 
@@ -126,8 +126,8 @@ class Closure:
     - ``attrs(closure object)``: extra attributes of the rollout file.
     - ``colour``: the closure's colour in every figure.
       ``perturbed`` (reads perturbation): its members start from perturbed initial states.
-    - ``oracle``: the closure reads the reference's true term as it runs; scored, but left out
-      of the rankings (no simulation can run it).
+    - ``oracle``: the closure reads the reference's true term as it runs, or is the exact
+      physics itself (``intrinsic``); scored, but left out of the rankings.
     """
 
     name: str
@@ -171,6 +171,22 @@ def _oracle(ctx: Context):
     return cl.OracleGH(ref.full_solver(dns, coarse["n"], threads=ctx.threads, device=ctx.device),
                        ref.noise_generators(ctx.cfg["rollout"]["seed"], ctx.states), ctx.target,
                        coarse["g_split"])
+
+
+def _intrinsic(ctx: Context):
+    """The true G or H with independent physical-noise streams per member: the members differ
+    only by the physics' own noise, as the reference differs from each of them."""
+    dns, coarse, ro = ctx.cfg["dns"], ctx.cfg["coarse"], ctx.cfg["rollout"]
+    oracle = cl.OracleGH(ref.full_solver(dns, coarse["n"], threads=ctx.threads,
+                                         device=ctx.device),
+                         ref.member_noise_generators(ro["seed"], ctx.states, ctx.members),
+                         ctx.target, coarse["g_split"])
+    oracle.name = ctx.name
+    return oracle
+
+
+def _intrinsic_problem(cfg: dict) -> str | None:
+    return intrinsic_problem(cfg["dns"], cfg["coarse"])
 
 
 def _learned(ctx: Context):
@@ -256,9 +272,14 @@ def _measurements_problem(cfg: dict) -> str | None:
 REGISTRY: dict[str, Closure] = {c.name: c for c in (
     Closure("none", _none, colour="tab:red"),
     Closure("true", _oracle, colour="tab:green", oracle=True),
+    # The intrinsic spread: rollout.ensemble members of the exact physics, each with its own
+    # noise; what no closure's ensemble can beat (G and H only).
+    Closure("intrinsic", _intrinsic, colour="lightgreen", oracle=True, reads=("ensemble",),
+            check=_intrinsic_problem),
     Closure("diffusion", _learned, colour="tab:blue", gpu=True, warmup=_resample_interval,
             attrs=_sample_calls, reads=("sampler", "resample_every", "hold", "hold_noise",
-                                        "ensemble", "measurements", "bf16", "tau", "inflation")),
+                                        "ensemble", "measurements", "bf16", "tau", "inflation",
+                                        "calibration")),
     Closure("diffusion_mean", _learned_mean, colour="navy", gpu=True,
             warmup=_resample_interval, attrs=_sample_calls,
             reads=("sampler", "resample_every", "measurements", "bf16", "mean_samples")),

@@ -7,8 +7,9 @@ features computed once, the sampler's start as configured), and the samples are 
 the true term in physical units: D_Fro of the ensemble mean and of the members, the correlation
 of the ensemble mean with the truth (for the sgs target: the a-priori correlation with Pi) and
 spread/skill. The columns land in history.csv and curves.png. The draws come from their own
-generator (train.seed, epoch), so monitoring never changes the training's random stream or its
-weights; the stopping rule reads the validation loss, not these scores.
+generator, seeded from train.seed alone: the same draws at every check, so the curve moves only
+with the weights (what train.plateau.metric apriori_dfro_mean needs to stop on it), and
+monitoring never changes the training's random stream or its weights.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def make_monitor(monitor: dict, val_split, stats: dict, sde_cfg: dict, seed: int
     def check(net: torch.nn.Module, epoch: int, last: bool = False) -> dict:
         if epoch % every and not last:
             return dict(nan)
-        gen = torch.Generator(device=device).manual_seed(stream_seed(seed, _STREAM, epoch))
+        gen = torch.Generator(device=device).manual_seed(stream_seed(seed, _STREAM, 0))
         samples = ClosureSampler(net, settings, device).sample(
             sampler, fields["vorticity"], fields.get("measurements"), fields.get("smagorinsky"),
             ensemble=int(monitor["ensemble"]), generator=gen)

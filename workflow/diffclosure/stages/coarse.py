@@ -16,7 +16,7 @@ import numpy as np
 from diffclosure import config as cfgmod
 from diffclosure.coarse.classical import estimate_of_target
 from diffclosure.coarse.filters import filter_width
-from diffclosure.coarse.targets import coarse_states_and_targets, paper_g
+from diffclosure.coarse.targets import coarse_states_and_targets, paper_g, without_noise
 from diffclosure.data import h5io
 from diffclosure.data.h5io import DataFileError
 from diffclosure.errors import remake_hint
@@ -82,10 +82,13 @@ def _read_chunk(fh, fields: list[str], i: int, sl: slice) -> dict:
     return {k: fh[k][i, sl].astype(np.float64) for k in fields}
 
 
-def _check_fields(fh, path, target: str, paper_g: bool = False) -> list[str]:
+def _check_fields(fh, path, target: str, paper_g: bool = False, known_noise: bool = False
+                  ) -> list[str]:
     """The fine fields the target needs, present and shaped like the vorticity."""
     stored = "H" if paper_g else target  # the research code's G is made from w and H
     fields = ["vorticity"] + ([stored] if target in ("G", "H") else [])
+    if known_noise and "H" not in fields:  # the noise is recovered from H
+        fields.append("H")
     missing = [f for f in fields if f not in fh]
     if missing:
         raise DataFileError(
@@ -112,6 +115,19 @@ def _paper_g_split(coarse: dict, dns_attrs: dict, path) -> bool:
             f"{path} was made with {scheme!r}; set coarse.g_split: full or rerun the DNS with "
             "dns.scheme: euler_cn"
         )
+    return True
+
+
+def _known_noise(coarse: dict, dns_attrs: dict, path) -> bool:
+    """True when the target's noise part is removed (coarse.noise known), checked."""
+    if coarse["noise"] != "known":
+        return False
+    scheme = dns_attrs.get("scheme")
+    if scheme != "euler_cn":
+        raise cfgmod.ConfigError(
+            f"coarse.noise: known needs a dns.scheme euler_cn DNS (its noise is H + dealiased "
+            f"u.grad w), but {path} was made with {scheme!r}; set coarse.noise: in_target or "
+            "rerun the DNS with dns.scheme: euler_cn")
     return True
 
 
@@ -150,7 +166,8 @@ def _create_groups(out, fh, coarse: dict, ms: list[int], method: str, length: fl
 
 
 def _write_coarse(fh, groups: dict, fields: list[str], coarse: dict, dns_attrs: dict,
-                  paper: bool, method: str, delta: float, chunk: int) -> dict:
+                  paper: bool, method: str, delta: float, chunk: int,
+                  known_noise: bool = False) -> dict:
     """Coarse states and targets of every trajectory, chunk by chunk of records, written into
     `groups`; the target's [min, max] per grid."""
     n_traj, n_time = fh["vorticity"].shape[:2]
@@ -166,6 +183,8 @@ def _write_coarse(fh, groups: dict, fields: list[str], coarse: dict, dns_attrs: 
             if paper:
                 fine["G"] = paper_g(fine["vorticity"], fine.pop("H"),
                                     float(dns_attrs["nu"]), length)
+            if known_noise:
+                fine[target] = without_noise(fine[target], fine["vorticity"], fine["H"], length)
             results = coarse_states_and_targets(
                 fine, target, ms, method, length, coarse["filter"], delta
             )
@@ -191,7 +210,8 @@ def main(args) -> int:
         coarse = cfgmod.load_sections(args.config, ["coarse"], facts)["coarse"]
         target = coarse["target"]
         paper = _paper_g_split(coarse, dns_attrs, args.input)
-        fields = _check_fields(fh, args.input, target, paper)
+        known_noise = _known_noise(coarse, dns_attrs, args.input)
+        fields = _check_fields(fh, args.input, target, paper, known_noise)
         _check_grid(coarse, n, args.input)
         length = float(dns_attrs["length"])
         delta = filter_width(coarse, length)
@@ -214,7 +234,7 @@ def main(args) -> int:
             _copy_spinup(fh, out)
             groups = _create_groups(out, fh, coarse, ms, method, length)
             stats = _write_coarse(fh, groups, fields, coarse, dns_attrs, paper, method, delta,
-                                  chunk)
+                                  chunk, known_noise)
     for m in ms:
         log.info("n%d: target range [%.4g, %.4g]", m, *stats[m])
     log.info("wrote %s", args.output)

@@ -261,7 +261,8 @@ def _stochastic_share(shards, coarse: dict, target_std: float) -> dict:
     once = flow_stats.noise_term_std(int(attrs["dns.n"]), shards.length, noise,
                                      float(attrs["dns.dt"]), coarse,
                                      filter_width(coarse, shards.length))
-    times = flow_stats.noise_multiplicity(coarse["target"], coarse.get("g_split", "full"))
+    times = flow_stats.noise_multiplicity(coarse["target"], coarse.get("g_split", "full"),
+                                          coarse.get("noise", "in_target"))
     return {
         "noise_std": times * once, "target_std": target_std,
         "share": times * once / target_std if target_std > 0 else float("nan"),

@@ -347,11 +347,15 @@ def training_section(results: Path, limit: int = 12) -> list[str]:
     rows = [dict(zip(header, r, strict=False)) for r in body]
     outcome = read_sidecar_meta(path).get("outcome") or {}
     if outcome:
+        from diffclosure.model.stopping import METRICS
+
+        metric = outcome.get("best_metric", "val_loss")
+        value = outcome.get("best_value", outcome["best_val_loss"])
         out += [f"Stopped after epoch **{outcome['epochs']}** of at most {outcome['max_epochs']}"
                 f" ({outcome['stop_reason']}). The model kept is the EMA weights of epoch "
-                f"**{outcome['best_epoch']}**, the lowest validation loss "
-                f"({_num(outcome['best_val_loss'], 4)}). Figure: "
-                "[learning curves](../model/curves.png).", ""]
+                f"**{outcome['best_epoch']}**, the lowest "
+                f"{METRICS.get(metric, metric).removeprefix('the ')} ({_num(value, 4)}). "
+                "Figure: [learning curves](../model/curves.png).", ""]
     monitored = [r for r in rows if _is_number(r.get("apriori_dfro_mean", ""))]
     shown = monitored or rows
     step = max(1, math.ceil(len(shown) / limit))
@@ -452,9 +456,15 @@ def calibration_lines(results: Path) -> list[str]:
              f"the model's error decorrelates over {_num(measured.get('tau'))} time units, its "
              f"sampler's spread/skill is {_num(measured.get('spread_skill'))})"
              if measured else "")
+    post = measured.get("posterior")
+    after = (f" A coupled run of the learned closure from {len(post['states'])} validation "
+             f"states, widened {_num(post['inflation_prior'])}x (the a-priori factor), had "
+             f"spread/skill {_num(post['spread_skill_mean'])} (geometric mean over its "
+             f"records), so the rollout widens {_num(post['inflation'])}x."
+             if post else "")
     return [f"The learned closure's random inputs are correlated over tau = "
             f"{_num(a['rollout_tau'])} time units across samplings and its members' deviations "
-            f"widened {_num(a.get('rollout_inflation', 1.0))}x{where}.", ""]
+            f"widened {_num(a.get('rollout_inflation', 1.0))}x{where}.{after}", ""]
 
 
 # les.csv columns ranked (lower is better; stable_time: higher), as shown in the LES table.

@@ -97,13 +97,17 @@ def rollout_sampler(cfg: dict, model_path, data_dir, threads: int, compile: bool
     return cs
 
 
-def resolve_calibration(cfg: dict, sampler_obj, data_dir) -> tuple[float, float, dict]:
-    """(rollout.tau, rollout.inflation) as numbers, and what was measured for them. `auto`
-    takes them from one a-priori measurement on the validation split (rollout.error_time): tau
-    the correlation time of the model's error, inflation 1 / the sampler's spread/skill. An
-    error with no memory (no lag correlation above the fit's floor) gives tau 0, independent
-    draws, with a warning; one whose correlation does not decay is refused with what was
-    measured."""
+def resolve_calibration(cfg: dict, sampler_obj, data_dir, dns_paths=None,
+                        closure: str = "diffusion", threads: int = 1
+                        ) -> tuple[float, float, dict]:
+    """(rollout.tau, rollout.inflation) as numbers, and what was measured for them, on the
+    validation split only. `auto` takes them from one a-priori measurement (rollout.error_time):
+    tau the correlation time of the model's error, inflation 1 / the sampler's spread/skill;
+    with rollout.calibration.method a_posteriori (the default) that factor is then corrected by
+    a coupled run of `closure` from validation states (rollout.calibration; needs the DNS
+    shards `dns_paths`). An error with no memory (no lag correlation above the fit's floor)
+    gives tau 0, independent draws, with a warning; one whose correlation does not decay is
+    refused with what was measured."""
     ro = cfg["rollout"]
     tau, inflation = ro["tau"], ro["inflation"]
     if "auto" not in (tau, inflation):
@@ -113,22 +117,35 @@ def resolve_calibration(cfg: dict, sampler_obj, data_dir) -> tuple[float, float,
 
     doc = measure_error_time(sampler_obj, make_sampler(dict(ro["sampler"]), "rollout.sampler"),
                              Path(data_dir) / "val.h5", ro["ensemble"], ro["seed"])
+    if tau == "auto":
+        tau = _tau_of(doc)
     if inflation == "auto":
         inflation = _inflation_of(doc)
-    if tau != "auto":
-        return float(tau), float(inflation), doc
+        if ro["calibration"]["method"] == "a_posteriori":
+            if dns_paths is None:
+                raise ValueError("resolve_calibration: the a-posteriori calibration needs the "
+                                 "DNS shards (dns_paths)")
+            from diffclosure.rollout.calibration import posterior_inflation
+
+            inflation, doc["posterior"] = posterior_inflation(
+                cfg, closure, dns_paths, data_dir, sampler_obj, float(tau), inflation,
+                INFLATION_MAX, threads=threads)
+    return float(tau), float(inflation), doc
+
+
+def _tau_of(doc: dict) -> float:
     lags = [round(c, 3) for c in doc["correlation"]]
     if math.isnan(doc["tau"]):  # no memory at the record interval
         log.warning("rollout.tau auto: the model's a-priori error has no memory over %g time "
                     "units (lag correlations %s): independent draws (tau 0)",
                     doc["record_interval"], lags)
-        return 0.0, float(inflation), doc
+        return 0.0
     if not doc["tau"] < float("inf"):
         raise cfgmod.ConfigError(
             f"rollout.tau: auto, but the model's a-priori error does not decorrelate over the "
             f"validation records (lag correlations {lags}); set rollout.tau to a number of time "
             "units")
-    return float(doc["tau"]), float(inflation), doc
+    return float(doc["tau"])
 
 
 def _inflation_of(doc: dict) -> float:
@@ -161,7 +178,8 @@ def main(args) -> int:
         log.info("--model ignored for closure %s", args.closure)
     run_cfg, measured = cfg, {}
     if sampler_obj is not None and "tau" in registry.lookup(args.closure).reads:
-        tau, inflation, measured = resolve_calibration(cfg, sampler_obj, args.data)
+        tau, inflation, measured = resolve_calibration(cfg, sampler_obj, args.data, args.dns,
+                                                       args.closure, args.threads)
         run_cfg = {**cfg, "rollout": {**cfg["rollout"], "tau": tau, "inflation": inflation}}
     result = run_rollout(run_cfg, args.closure, args.dns, args.data, sampler_obj,
                          threads=args.threads)

@@ -137,8 +137,8 @@ def _train(cfg, stats, content: str, data, outdir: Path, dctx: Dist, device) -> 
         dataset = {"conditions": conditions, "stats": stats, "n": train_set.n}
         _write_final(outdir, cfg, sde, dataset, identity, run, history, reason)
     dctx.barrier()
-    if history and not all(math.isfinite(r["val_loss"]) for r in history):
-        log.warning("non-finite validation loss in the history; check the data normalisation")
+    if history and not any(math.isfinite(r["val_loss"]) for r in history):
+        log.warning("no finite validation loss in the history; check the data normalisation")
     return TrainResult(run.net, run.ema.model, history, start)
 
 
@@ -153,5 +153,6 @@ def _write_final(outdir: Path, cfg: dict, sde, dataset: dict, identity: dict,
         plot_curves(outdir / CURVES, history, outcome)
     log.info("stopped after epoch %d of at most %d: %s", outcome["epochs"],
              cfg["train"]["epochs"], reason)
-    log.info("wrote %s: EMA weights of epoch %d (validation loss %.5g)", outdir / SCORE,
-             outcome["best_epoch"], outcome["best_val_loss"])
+    log.info("wrote %s: EMA weights of epoch %d (%s %.5g, validation loss %.5g)",
+             outdir / SCORE, outcome["best_epoch"], outcome["best_metric"],
+             outcome["best_value"], outcome["best_val_loss"])
