@@ -349,3 +349,16 @@ def test_make_sampler_takes_the_schemas_defaults(default_cfg):
 
     four = make_sampler({"name": "em", "steps": 4.0})
     assert four.steps == 4 and type(four.steps) is int and len(four.times(VESDE(26.0))) == 5
+
+
+def test_a_monitor_stopping_metric_needs_the_monitor_and_a_window_that_holds_a_check():
+    """train.plateau.metric apriori_dfro_mean is measured by train.monitor every `every`
+    epochs: off, or a window shorter than that, would leave the rule nothing to judge."""
+    ok = {"plateau": {"metric": "apriori_dfro_mean", "window": 20}, "monitor": {"every": 10}}
+    assert C.load({"train": ok}, sections=["train"])
+    for bad, field in (({"plateau": {"metric": "apriori_dfro_mean", "window": 5}},
+                        "train.plateau.window"),
+                       ({"plateau": {"metric": "apriori_dfro_mean", "window": 20},
+                         "monitor": {"every": 0}}, "train.plateau.metric")):
+        with pytest.raises(C.ConfigError, match=field):
+            C.load({"train": bad}, sections=["train"])

@@ -254,14 +254,16 @@ def test_inflation_auto_a_posteriori_calibrates_a_coupled_run_on_validation_stat
         a = h5io.read_attrs(fh)
     post = json.loads(a["error_time"])["posterior"]
     assert post["states"] == [[3, 5.0]]  # the validation trajectory; one start fits the records
-    assert post["inflation_prior"] == pytest.approx(1 / json.loads(a["error_time"])
-                                                    ["spread_skill"])
+    prior = min(1 / json.loads(a["error_time"])["spread_skill"], 10.0)  # capped at 10
+    assert post["inflation_prior"] == pytest.approx(prior)
     assert len(post["spread_skill"]) == 4  # every record after the start
     assert post["spread_skill_mean"] == pytest.approx(
         float(np.exp(np.mean(np.log(post["spread_skill"])))))
     want = min(max(post["inflation_prior"] / post["spread_skill_mean"], 1.0), 10.0)
     assert a["rollout_inflation"] == pytest.approx(want) == post["inflation"]
-    assert post["spread_skill_mean"] < 0.9  # the a-priori factor was not enough here
+    # the a-priori factor was far off here (the untrained model's ensemble, widened 10x, is
+    # several times too wide a posteriori)
+    assert abs(np.log(post["spread_skill_mean"])) > np.log(1.5)
     # The validation run widened by the final factor is calibrated.
     full = cfgmod.load(cfg, sections=["device", "dns", "coarse", "measurements", "sde",
                                       "rollout"])

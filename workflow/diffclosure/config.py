@@ -351,15 +351,7 @@ def _cross_stage_problems(cfg: dict, dns, ds, ro, meas) -> list[str]:
         problems.append(f"{users[0]}: the onestep sampler needs model/onestep.pt, but"
                         " distill.enabled is false; set it true or choose another sampler")
     tr = cfg.get("train")
-    if tr and tr["plateau"]["metric"] != "val_loss":
-        every, window = tr["monitor"]["every"], tr["plateau"]["window"]
-        if every <= 0:
-            problems.append(f"train.plateau.metric: {tr['plateau']['metric']} is measured by "
-                            "train.monitor, which is off (train.monitor.every 0); set every > 0 "
-                            "or metric: val_loss")
-        elif 0 < window < every:
-            problems.append(f"train.plateau.window: {window} epochs hold no train.monitor check "
-                            f"(every {every} epochs); use a window of at least {every}")
+    problems += _stopping_problems(tr) if tr else []
     if tr and tr["t_min"] >= tr["t_max"]:
         problems.append(f"train.t_min: {tr['t_min']} must be below train.t_max={tr['t_max']}")
     if tr and dns and tr["augment"] and not forcing_commutes(dns):
@@ -370,6 +362,20 @@ def _cross_stage_problems(cfg: dict, dns, ds, ro, meas) -> list[str]:
             f"{', symmetric: false' if f['kind'] == 'ring' else ''}) does not; use "
             "dns.forcing {kind: ring, symmetric: true} or kind none, or set train.augment: false")
     return problems
+
+
+def _stopping_problems(tr: dict) -> list[str]:
+    """train.plateau on a monitor metric needs the monitor, and a window that holds a check."""
+    if tr["plateau"]["metric"] == "val_loss":
+        return []
+    every, window = tr["monitor"]["every"], tr["plateau"]["window"]
+    if every <= 0:
+        return [f"train.plateau.metric: {tr['plateau']['metric']} is measured by train.monitor, "
+                "which is off (train.monitor.every 0); set every > 0 or metric: val_loss"]
+    if 0 < window < every:
+        return [f"train.plateau.window: {window} epochs hold no train.monitor check (every "
+                f"{every} epochs); use a window of at least {every}"]
+    return []
 
 
 def forcing_commutes(dns: dict) -> bool:
