@@ -362,3 +362,12 @@ def test_a_monitor_stopping_metric_needs_the_monitor_and_a_window_that_holds_a_c
                          "monitor": {"every": 0}}, "train.plateau.metric")):
         with pytest.raises(C.ConfigError, match=field):
             C.load({"train": bad}, sections=["train"])
+
+
+def test_a_calibration_run_shorter_than_a_record_is_refused_naming_its_field():
+    for duration in (0.05, 0.0015):
+        with pytest.raises(C.ConfigError, match="rollout.calibration.duration"):
+            C.load({"dns": {}, "rollout": {"calibration": {"duration": duration}}},
+                   sections=["dns", "rollout"])
+    assert C.load({"dns": {}, "rollout": {"calibration": {"duration": 0.2}}},
+                  sections=["dns", "rollout"])

@@ -326,3 +326,8 @@ def test_known_noise_rollouts_add_the_physical_noise_to_every_closure_but_the_or
     none_in, none_known = out["in_target", "none"][0], out["known", "none"][0]
     assert np.abs(none_known - none_in).max() > 1e-6 * np.abs(none_in).max()
     assert np.array_equal(out["known", "none"][1], out["in_target", "none"][1])  # same reference
+    # without physical noise there is nothing to add: the known-noise run is the plain one
+    quiet = sections()
+    quiet["coarse"]["noise"] = "known"
+    quiet["dns"]["noise"] = {"sigma": 0.0}
+    assert run_stage(tmp_path / "quiet", "none", quiet, paths, data) == 0

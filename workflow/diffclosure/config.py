@@ -306,7 +306,19 @@ def _rollout_problems(dns, coarse, ro) -> list[str]:
             f" dns.record_every={dns['record_every']} for the sgs target (its reference is"
             " the filtered DNS at the record times)"
         )
-    return problems + _start_problems(dns, ro)
+    return problems + _start_problems(dns, ro) + _calibration_problems(dns, ro)
+
+
+def _calibration_problems(dns: dict, ro: dict) -> list[str]:
+    """rollout.calibration.duration must be a whole number of steps holding a record."""
+    duration = (ro.get("calibration") or {}).get("duration")
+    if duration is None:
+        return []
+    if not _is_multiple(duration, dns["dt"]) or duration < ro["record_every"] * (1 - 1e-9):
+        return [f"rollout.calibration.duration: {duration} must be a multiple of dns.dt="
+                f"{dns['dt']} of at least rollout.record_every={ro['record_every']} (the "
+                "calibration run is scored at its records); or null for rollout.duration"]
+    return []
 
 
 def _cross_stage_problems(cfg: dict, dns, ds, ro, meas) -> list[str]:

@@ -58,8 +58,12 @@ class TrainingRun:
         """Remember the EMA weights when `row` (an epoch's history row) beats the best by
         `metric`; a row where it was not measured (NaN) never does."""
         val = float(row.get(metric, math.nan))
-        if not math.isfinite(val) or (self.best is not None
-                                      and val >= self.best.get("value", self.best["val_loss"])):
+        if not math.isfinite(val):
+            return False
+        # A best chosen by another metric (a run resumed with another train.plateau.metric)
+        # is not comparable: the first measured epoch of this metric replaces it.
+        same = self.best is not None and self.best.get("metric", "val_loss") == metric
+        if same and val >= self.best.get("value", self.best["val_loss"]):
             return False
         state = {k: v.detach().clone() for k, v in self.ema.model.state_dict().items()}
         self.best = {"epoch": int(row["epoch"]), "val_loss": float(row["val_loss"]),
@@ -262,7 +266,7 @@ def fit(run: TrainingRun, cfg: dict, sde, data, dctx: Dist, device, start: int,
             bound = epoch + 1 >= tr["epochs"]
             row = _epoch(run, steps, data, sampler, t_sampler, epoch,
                          validate_now=bound or (epoch + 1) % tr["monitor"]["every"] == 0)
-            row.update(monitor(run.ema.model, epoch + 1, bound))
+            row.update(_same_on_every_rank(monitor(run.ema.model, epoch + 1, bound), steps))
             history.append(row)
             run.keep_if_best(row, rule.metric)
             reason = stop_reason(history, rule, tr["epochs"])
@@ -283,6 +287,17 @@ def fit(run: TrainingRun, cfg: dict, sde, data, dctx: Dist, device, start: int,
             break
     bar.close()
     return history, reason
+
+
+def _same_on_every_rank(scores: dict, steps: _Steps) -> dict:
+    """The monitor's scores averaged over ranks (identical draws and weights make them equal;
+    averaging guarantees it), so that every rank takes the stopping decision they feed."""
+    if steps.dctx.world <= 1:
+        return scores
+    keys = list(scores)
+    summed = steps.dctx.all_sum_tensor(torch.tensor([float(scores[k]) for k in keys],
+                                                    dtype=torch.float64, device=steps.device))
+    return {k: v / steps.dctx.world for k, v in zip(keys, summed, strict=True)}
 
 
 def _log_epoch(row: dict, epochs: int, best: dict | None) -> None:

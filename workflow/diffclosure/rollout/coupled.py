@@ -139,7 +139,8 @@ def run_coupled(solver, w0, closure, steps: int, record_stride: int, members: in
     start from w0 plus `perturbation` (S * members, n, n) when given.
 
     `noise(step)`, if given, is the known noise of each step as Solver.step's noise_hat (the
-    sgs target's filtered DNS noise, reference.FilteredNoise); otherwise the run has none.
+    sgs target's filtered DNS noise, reference.FilteredNoise, or the physical noise of G and H
+    under coarse.noise known, reference.PhysicalNoise); otherwise the run has none.
 
     The closure's tendency is added explicitly (Solver.step's closure_hat, computed by
     :class:`ClosureSpectrum`); the state is stepped in place. The first `warmup` steps (plans,
@@ -405,7 +406,8 @@ def _known_physics(cfg: dict, spec, ids, start_time: float, members: int, thread
     reference's), or none."""
     dns, coarse, ro = cfg["dns"], cfg["coarse"], cfg["rollout"]
     target = coarse["target"]
-    physical = target != "sgs" and coarse["noise"] == "known" and not spec.oracle
+    physical = (target != "sgs" and coarse["noise"] == "known" and not spec.oracle
+                and dns["noise"]["sigma"] > 0)
     solver = ref.known_solver(dns, coarse["n"], target, threads=threads, device=device,
                               coarse=coarse, physical_noise=physical)
     if target == "sgs":

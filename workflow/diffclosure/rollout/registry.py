@@ -32,8 +32,9 @@ The closures (objects in rollout/closures.py):
   term but a whole missing physical process, so the classical closure supplies what a classical
   LES would compute for it: the process's deterministic coarse-grid physics (nu lap w for G;
   -dealiased u.grad w for H) plus the eddy-viscosity tendency -Pi_model for the unresolved
-  scales. The stochastic forcing has no classical model and is left out. This is the honest
-  baseline: it is the coarse simulation a practitioner would run without a learned closure.
+  scales. The stochastic forcing has no classical model and is left out (under coarse.noise
+  known the coarse solver adds the physical noise, as for every non-oracle closure). This is
+  the honest baseline: the coarse simulation a practitioner would run without a learned closure.
 """
 
 from __future__ import annotations

@@ -137,8 +137,11 @@ def _train(cfg, stats, content: str, data, outdir: Path, dctx: Dist, device) -> 
         dataset = {"conditions": conditions, "stats": stats, "n": train_set.n}
         _write_final(outdir, cfg, sde, dataset, identity, run, history, reason)
     dctx.barrier()
-    if history and not any(math.isfinite(r["val_loss"]) for r in history):
-        log.warning("no finite validation loss in the history; check the data normalisation")
+    # Under a monitor stopping metric the validation loss is computed at the checks only.
+    checked = [r for r in history if cfg["train"]["plateau"]["metric"] == "val_loss"
+               or math.isfinite(r.get(cfg["train"]["plateau"]["metric"], math.nan))]
+    if checked and not all(math.isfinite(r["val_loss"]) for r in checked):
+        log.warning("non-finite validation loss in the history; check the data normalisation")
     return TrainResult(run.net, run.ema.model, history, start)
 
 
