@@ -105,23 +105,3 @@ def test_a_monitor_metric_is_judged_only_where_it_was_measured():
     for e in range(101, 120):  # between checks nothing is decided
         assert stop_reason(monitored(curve)[:e], rule, 300) is None
 
-
-def test_a_best_kept_by_another_metric_is_replaced_not_compared():
-    """A run resumed with another train.plateau.metric: the stored best (a validation loss)
-    is not comparable with a D_Fro, so the first measured epoch of the new metric replaces it."""
-    import torch
-
-    from diffclosure.model.fit import TrainingRun
-
-    class Ema:
-        model = torch.nn.Linear(1, 1)
-
-    run = TrainingRun(net=None, ema=Ema(), optimizer=None, scheduler=None)
-    assert run.keep_if_best({"epoch": 50, "val_loss": 0.2})
-    assert not run.keep_if_best({"epoch": 51, "val_loss": 0.3})
-    metric = "apriori_dfro_mean"
-    assert not run.keep_if_best({"epoch": 52, "val_loss": math.nan, metric: math.nan}, metric)
-    assert run.keep_if_best({"epoch": 60, "val_loss": 0.4, metric: 0.5}, metric)
-    assert (run.best["epoch"], run.best["metric"], run.best["value"]) == (60, metric, 0.5)
-    assert not run.keep_if_best({"epoch": 70, "val_loss": 0.1, metric: 0.6}, metric)
-    assert run.keep_if_best({"epoch": 80, "val_loss": 0.9, metric: 0.45}, metric)

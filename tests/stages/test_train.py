@@ -190,8 +190,28 @@ def test_a_monitor_metric_stops_at_its_own_plateau_and_keeps_its_best_epoch(data
     cut = train(cfg(epochs=best, lr_step=10, plateau={"window": 0}, monitor=monitor), dataset,
                 tmp_path / "cut")
     assert _states_equal(kept["ema_state_dict"], cut.ema_net.state_dict())
-    if stop < 60:
-        assert reason.startswith("plateau") and "a-priori D_Fro" in reason
+    assert stop < 60 and reason.startswith("plateau") and "a-priori D_Fro" in reason
+
+
+@pytest.mark.slow
+def test_a_run_resumed_with_another_stopping_metric_picks_its_best_again(dataset, tmp_path,
+                                                                         caplog):
+    """The best epoch last.pt holds was chosen by the validation loss; resumed under the monitor
+    metric it is not compared with a D_Fro but dropped, and the best is picked among the epochs
+    after the resume."""
+    monitor = {"every": 2, "conditions": 4, "ensemble": 2}
+    out = tmp_path / "m"
+    first = train(cfg(epochs=6, plateau={"window": 0}, monitor=monitor), dataset, out)
+    assert len(first.history) == 6
+    rule = {"metric": "apriori_dfro_mean", "window": 0}
+    with caplog.at_level(logging.WARNING, logger="diffclosure"):
+        resumed = train(cfg(epochs=10, plateau=rule, monitor=monitor), dataset, out)
+    assert resumed.resumed_from == 6 and "picked again from epoch 7" in caplog.text
+    outcome = torch.load(out / "score.pt", weights_only=True)["settings"]["training"]
+    after = [r for r in resumed.history[6:] if math.isfinite(r["apriori_dfro_mean"])]
+    best = min(after, key=lambda r: r["apriori_dfro_mean"])
+    assert (outcome["best_epoch"], outcome["best_metric"]) == (best["epoch"],
+                                                                "apriori_dfro_mean")
 
 
 @pytest.mark.slow

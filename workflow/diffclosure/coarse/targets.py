@@ -70,22 +70,23 @@ def subgrid_term(
 
 
 def paper_g(w, h, nu: float, length: float = 1.0) -> np.ndarray:
-    """The research code's G = nu lap(w^n) + 2 noise from a DNS record's w and H (same grid).
-
-    Its noise term is H + dealiased u.grad(w): exact for the euler_cn DNS, whose H is
-    -u.grad(w^n) + noise (heun_cn averages two advections, so it cannot be recovered).
-    """
+    """The research code's G = nu lap(w^n) + 2 noise from a DNS record's w and H (same grid),
+    the noise from :func:`record_noise`."""
     grid = Grid(np.shape(w)[-1], length)
-    noise = h + advection(grid, w, dealias=True)
-    return nu * laplacian(grid, w) + 2.0 * noise
+    return nu * laplacian(grid, w) + 2.0 * record_noise(w, h, length)
+
+
+def record_noise(w, h, length: float = 1.0) -> np.ndarray:
+    """The step's noise in a DNS record, H + dealiased u.grad(w^n): exact for the euler_cn DNS,
+    whose H is -u.grad(w^n) + noise (heun_cn averages two advections, so it cannot be
+    recovered)."""
+    return h + advection(Grid(np.shape(w)[-1], length), w, dealias=True)
 
 
 def without_noise(term, w, h, length: float = 1.0) -> np.ndarray:
-    """G or H of a DNS record without the step's noise (coarse.noise known): the noise is
-    H + dealiased u.grad(w^n), exact for the euler_cn DNS (as :func:`paper_g`), so H becomes
+    """G or H of a DNS record without the step's noise (coarse.noise known): H becomes
     -u.grad(w^n) and G the step's viscous tendency."""
-    grid = Grid(np.shape(w)[-1], length)
-    return term - (h + advection(grid, w, dealias=True))
+    return term - record_noise(w, h, length)
 
 
 def coarse_states_and_targets(

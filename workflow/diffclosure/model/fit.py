@@ -58,12 +58,8 @@ class TrainingRun:
         """Remember the EMA weights when `row` (an epoch's history row) beats the best by
         `metric`; a row where it was not measured (NaN) never does."""
         val = float(row.get(metric, math.nan))
-        if not math.isfinite(val):
-            return False
-        # A best chosen by another metric (a run resumed with another train.plateau.metric)
-        # is not comparable: the first measured epoch of this metric replaces it.
-        same = self.best is not None and self.best.get("metric", "val_loss") == metric
-        if same and val >= self.best.get("value", self.best["val_loss"]):
+        if not math.isfinite(val) or (self.best is not None
+                                      and val >= self.best.get("value", self.best["val_loss"])):
             return False
         state = {k: v.detach().clone() for k, v in self.ema.model.state_dict().items()}
         self.best = {"epoch": int(row["epoch"]), "val_loss": float(row["val_loss"]),

@@ -113,6 +113,14 @@ def try_resume(path: Path, identity: dict[str, str], run, epochs: int,
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     run.best = state.get("best")
+    metric = (rule or Plateau()).metric
+    if run.best is not None and run.best.get("metric", "val_loss") != metric:
+        # Chosen by another train.plateau.metric: not comparable. The best of this metric is
+        # picked among the epochs from here on.
+        log.warning("%s kept the best epoch by %s; train.plateau.metric is now %s, so the best "
+                    "is picked again from epoch %d on", path, run.best.get("metric", "val_loss"),
+                    metric, int(state["epoch"]) + 1)
+        run.best = None
     torch.set_rng_state(state["rng"]["torch"])
     log.info("resuming from %s after epoch %d of %d", path, state["epoch"], epochs)
     return int(state["epoch"]), history

@@ -108,26 +108,24 @@ def _paper_g_split(coarse: dict, dns_attrs: dict, path) -> bool:
     """True when the target is the research code's G (coarse.g_split paper), checked."""
     if coarse["target"] != "G" or coarse["g_split"] != "paper":
         return False
-    scheme = dns_attrs.get("scheme")
-    if scheme != "euler_cn":
-        raise cfgmod.ConfigError(
-            f"coarse.g_split: paper needs a dns.scheme euler_cn DNS (the research code's), but "
-            f"{path} was made with {scheme!r}; set coarse.g_split: full or rerun the DNS with "
-            "dns.scheme: euler_cn"
-        )
-    return True
+    return _needs_euler_cn(dns_attrs, path, "coarse.g_split: paper", "coarse.g_split: full")
 
 
 def _known_noise(coarse: dict, dns_attrs: dict, path) -> bool:
     """True when the target's noise part is removed (coarse.noise known), checked."""
     if coarse["noise"] != "known":
         return False
+    return _needs_euler_cn(dns_attrs, path, "coarse.noise: known", "coarse.noise: in_target")
+
+
+def _needs_euler_cn(dns_attrs: dict, path, setting: str, instead: str) -> bool:
+    """Both read the step's noise off a record (coarse/targets.record_noise): euler_cn only."""
     scheme = dns_attrs.get("scheme")
     if scheme != "euler_cn":
         raise cfgmod.ConfigError(
-            f"coarse.noise: known needs a dns.scheme euler_cn DNS (its noise is H + dealiased "
-            f"u.grad w), but {path} was made with {scheme!r}; set coarse.noise: in_target or "
-            "rerun the DNS with dns.scheme: euler_cn")
+            f"{setting} needs a dns.scheme euler_cn DNS (its noise is H + dealiased u.grad w), "
+            f"but {path} was made with {scheme!r}; set {instead} or rerun the DNS with "
+            "dns.scheme: euler_cn")
     return True
 
 
