@@ -58,8 +58,7 @@ class TrainingRun:
         """Remember the EMA weights when `row` (an epoch's history row) beats the best by
         `metric`; a row where it was not measured (NaN) never does."""
         val = float(row.get(metric, math.nan))
-        if not math.isfinite(val) or (self.best is not None
-                                      and val >= self.best.get("value", self.best["val_loss"])):
+        if not math.isfinite(val) or (self.best is not None and val >= self.best["value"]):
             return False
         state = {k: v.detach().clone() for k, v in self.ema.model.state_dict().items()}
         self.best = {"epoch": int(row["epoch"]), "val_loss": float(row["val_loss"]),
@@ -256,23 +255,19 @@ def fit(run: TrainingRun, cfg: dict, sde, data, dctx: Dist, device, start: int,
                    enabled=dctx.main)
     by_monitor = rule.metric != "val_loss"
     for epoch in range(start, tr["epochs"]):
+        # A monitor metric is measured every train.monitor.every epochs and at the bound: the
+        # rule judges only there, and the validation loss (a diagnostic then) is computed only
+        # there too. Monitors run on every rank (same draws): none waits on rank 0 alone.
+        bound = epoch + 1 >= tr["epochs"]
+        due = (bound or (epoch + 1) % tr["monitor"]["every"] == 0) if by_monitor else True
+        row = _epoch(run, steps, data, sampler, t_sampler, epoch, validate_now=due)
         if by_monitor:
-            # Measured every train.monitor.every epochs and at the bound: the rule judges only
-            # there, and the validation loss (a diagnostic then) is computed only there too.
-            bound = epoch + 1 >= tr["epochs"]
-            row = _epoch(run, steps, data, sampler, t_sampler, epoch,
-                         validate_now=bound or (epoch + 1) % tr["monitor"]["every"] == 0)
             row.update(_same_on_every_rank(monitor(run.ema.model, epoch + 1, bound), steps))
-            history.append(row)
-            run.keep_if_best(row, rule.metric)
-            reason = stop_reason(history, rule, tr["epochs"])
-        else:
-            row = _epoch(run, steps, data, sampler, t_sampler, epoch)
-            history.append(row)
-            run.keep_if_best(row)
-            reason = stop_reason(history, rule, tr["epochs"])
-            if monitor is not None:  # on every rank (same draws): none waits on rank 0 alone
-                row.update(monitor(run.ema.model, epoch + 1, bool(reason)))
+        history.append(row)
+        run.keep_if_best(row, rule.metric)
+        reason = stop_reason(history, rule, tr["epochs"])
+        if monitor is not None and not by_monitor:
+            row.update(monitor(run.ema.model, epoch + 1, bool(reason)))
         if dctx.main:
             on_epoch(epoch + 1, history)
             _log_epoch(row, tr["epochs"], run.best)
@@ -301,7 +296,6 @@ def _log_epoch(row: dict, epochs: int, best: dict | None) -> None:
                     if k.startswith("apriori_") and math.isfinite(row[k]))
     log.info("epoch %d/%d: train %.5g, val %.5g (best %s %.5g at epoch %d), lr %.3g%s, %.1f s",
              row["epoch"], epochs, row["train_loss"], row["val_loss"],
-             best.get("metric", "val_loss") if best else "val_loss",
-             best.get("value", best["val_loss"]) if best else math.nan,
+             best["metric"] if best else "val_loss", best["value"] if best else math.nan,
              best["epoch"] if best else 0, row["lr"], extra, row["seconds"])
 

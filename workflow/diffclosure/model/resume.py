@@ -113,12 +113,14 @@ def try_resume(path: Path, identity: dict[str, str], run, epochs: int,
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     run.best = state.get("best")
+    if run.best is not None and "metric" not in run.best:  # last.pt from before the metric
+        run.best = {**run.best, "metric": "val_loss", "value": run.best["val_loss"]}
     metric = (rule or Plateau()).metric
-    if run.best is not None and run.best.get("metric", "val_loss") != metric:
+    if run.best is not None and run.best["metric"] != metric:
         # Chosen by another train.plateau.metric: not comparable. The best of this metric is
         # picked among the epochs from here on.
         log.warning("%s kept the best epoch by %s; train.plateau.metric is now %s, so the best "
-                    "is picked again from epoch %d on", path, run.best.get("metric", "val_loss"),
+                    "is picked again from epoch %d on", path, run.best["metric"],
                     metric, int(state["epoch"]) + 1)
         run.best = None
     torch.set_rng_state(state["rng"]["torch"])

@@ -29,8 +29,8 @@ def training_outcome(history: list[dict], best: dict | None, reason: str, train:
         "max_epochs": int(train["epochs"]),
         "best_epoch": int(best["epoch"]) if best else 0,
         "best_val_loss": float(best["val_loss"]) if best else float("nan"),
-        "best_metric": best.get("metric", "val_loss") if best else "val_loss",
-        "best_value": float(best.get("value", best["val_loss"])) if best else float("nan"),
+        "best_metric": best["metric"] if best else "val_loss",
+        "best_value": float(best["value"]) if best else float("nan"),
         "plateau": dict(train.get("plateau") or {}),
         "stop_reason": reason,
     }
