@@ -44,6 +44,7 @@ from diffclosure.metrics.times import report_times  # noqa: E402
 from diffclosure.rollout.coupled import run_rollout  # noqa: E402
 from diffclosure.stages.rollout import (  # noqa: E402
     SECTIONS,
+    calibrated_config,
     resolve_calibration,
     rollout_sampler,
 )
@@ -78,8 +79,7 @@ def run_point(cfg: dict, tau, run: dict, inflation=1.0) -> tuple[list[dict], flo
     model = run["onestep"] if cfgmod.reads_onestep(cfg["rollout"]["sampler"]) else run["score"]
     obj = rollout_sampler(cfg, model, run["data"], 1)
     # As the rollout stage does: auto measured a priori on the validation split.
-    cfg["rollout"]["tau"], cfg["rollout"]["inflation"], _ = resolve_calibration(
-        cfg, obj, run["data"], run["dns"])
+    cfg = calibrated_config(cfg, *resolve_calibration(cfg, obj, run["data"], run["dns"]))
     tic = time.perf_counter()
     res = run_rollout(cfg, "diffusion", run["dns"], run["data"], obj, show_progress=False)
     at = report_times(res.time, [0.25, 0.5, 0.75, 1.0])

@@ -436,6 +436,28 @@ def test_rollout_tau_makes_the_learned_closures_draws_ar1_across_samplings(tau):
     assert isinstance(echo.calls[0], torch.Generator) == (tau == 0)
 
 
+def test_rollout_tau_shells_correlate_each_scale_by_its_own_memory():
+    """Measured memories per shell (rollout.tau_per_shell) reach the learned closure's draws:
+    the large scales keep theirs across samplings, the small ones draw fresh."""
+    from diffclosure.rollout import registry
+
+    every, dt = 5, 1e-3
+    cfg = rollout_cfg(dns_section(dt=dt), "H", resample_every=every, tau=0.0)
+    cfg["rollout"]["tau_shells"] = [0.05] * 4 + [0.0]  # |k| <= 3 remember, the rest do not
+    echo = NoiseEcho()
+    closure = build_closure(registry.learned(), cfg, lambda k: np.zeros((2, N, N)), states=2,
+                            members=3, sampler_obj=echo)
+    w = np.zeros((6, N, N))
+    f = np.fft.fft2(np.stack([closure.tendency(w, k, k * dt) for k in range(0, 300 * every,
+                                                                              every)]))
+    lag = np.real(np.conj(f[1:]) * f[:-1]).mean(axis=(0, 1)) / (np.abs(f) ** 2).mean(axis=(0, 1))
+    k = np.fft.fftfreq(N, 1.0 / N)
+    shell = np.rint(np.sqrt(k[:, None] ** 2 + k[None, :] ** 2))
+    assert lag[(shell >= 1) & (shell <= 3)].mean() == pytest.approx(np.exp(-every * dt / 0.05),
+                                                                      abs=0.03)
+    assert abs(lag[shell >= 5].mean()) < 0.03
+
+
 class Draws:
     """Stand-in for ClosureSampler with distinct draws per member: returns base + noise and
     keeps what it returned."""

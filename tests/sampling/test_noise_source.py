@@ -41,6 +41,46 @@ def test_ar1_draws_are_standard_normal_with_lag_one_correlation_rho(rho):
     assert abs(np.mean(z[:, 0] * z[:, 1])) < 4 * spread / math.sqrt(z[:, 0].size)
 
 
+def shell_index(n: int) -> np.ndarray:
+    k = np.fft.fftfreq(n, 1.0 / n)
+    return np.rint(np.sqrt(k[:, None] ** 2 + k[None, :] ** 2)).astype(int)
+
+
+def test_ar1_per_shell_keeps_white_standard_normal_draws_and_each_shells_rho():
+    n, samplings = 16, 120
+    rho_shells = [0.9] * 5 + [0.3] * 3 + [0.0]  # shells past the list take its last entry
+    noise = CorrelatedNoise(torch.Generator().manual_seed(5), 0.5, rho_shells=rho_shells)
+    z = []
+    for _ in range(samplings):
+        noise.begin()
+        z.append(noise.randn((50, 1, n, n), torch.float64)[:, 0].numpy())
+    z = np.stack(z)  # (samplings, 50, n, n)
+    # every point N(0, 1): the variance to a few standard errors (the slow shells make
+    # consecutive samplings correlated, which at most triples the error)
+    assert abs(z.var() - 1) < 3 * 4 * math.sqrt(2 / z.size)
+    assert abs(z.mean()) < 3 * 4 / math.sqrt(z.size)
+    f = np.fft.fft2(z)
+    power = (np.abs(f) ** 2).mean(axis=(0, 1)) / n**2
+    # white in space: the same power in every mode (each an average of 6,000 values)
+    assert np.all(np.abs(power - 1) < 6 * math.sqrt(1 / (samplings * 50)) * 3)
+    lag = np.real(np.conj(f[1:]) * f[:-1]).mean(axis=(0, 1)) / (np.abs(f) ** 2).mean(
+        axis=(0, 1))
+    shell = shell_index(n)
+    for k, expected in ((1, 0.9), (3, 0.9), (6, 0.3), (9, 0.0), (11, 0.0)):
+        got = lag[shell == k].mean()
+        assert got == pytest.approx(expected, abs=0.05), (k, got)
+
+
+def test_draws_that_are_not_square_fields_keep_the_pooled_rho():
+    noise = CorrelatedNoise(torch.Generator().manual_seed(2), 0.8, rho_shells=[0.0])
+    z = []
+    for _ in range(80):
+        noise.begin()
+        z.append(noise.randn((2000,), torch.float64).numpy())
+    z = np.stack(z)
+    assert np.mean(z[1:] * z[:-1]) / np.mean(z**2) == pytest.approx(0.8, abs=0.02)
+
+
 def test_rho_zero_is_the_generator_itself():
     a = series(0.0, samplings=3, shape=(7,), seed=3)
     gen = torch.Generator().manual_seed(3)

@@ -315,3 +315,11 @@ def test_the_report_states_the_learned_closures_noise_settings_and_what_measured
     text = " ".join(calibration_lines(tmp_path))
     assert "from 2 validation states" in text and "spread/skill 0.6 " in text
     assert "widens 2.5x" in text
+    # a memory per wavenumber shell: the report names it per scale, not one tau
+    with h5py.File(tmp_path / "rollout" / "diffusion.h5", "w") as fh:
+        fh.attrs.update(rollout_tau=0.063, rollout_inflation=1.1,
+                        rollout_tau_shells=[1.5, 0.27, 0.19, 0.15, 0.13, 0.1, 0.09, 0.08, 0.085],
+                        error_time=_json.dumps({"tau": 0.063, "spread_skill": 0.9}))
+    text = " ".join(calibration_lines(tmp_path))
+    assert "per wavenumber shell" in text and "tau = 0.063" not in text
+    assert "|k| = 1: 0.27, 2: 0.19, 4: 0.13, 8: 0.085" in text

@@ -209,6 +209,26 @@ def test_tau_auto_measures_the_error_memory_and_records_it(tmp_path, caplog):
         assert h5io.read_attrs(fh)["rollout_tau"] == 0.0
 
 
+def test_tau_per_shell_measures_each_scales_memory_and_records_it(tmp_path):
+    """An error white in space with one memory: every shell measures about that memory, the
+    rollout file keeps the list, and the config refuses the option without tau auto."""
+    paths, data = make_inputs(tmp_path)
+    model = make_model(tmp_path / "model" / "score.pt")
+    write_val_split(data, tau=0.05, records=80)
+    assert run_stage(tmp_path, "diffusion", sections(tau="auto", tau_per_shell=True), paths,
+                     data, model) == 0
+    with h5py.File(tmp_path / "rollout" / "diffusion.h5") as fh:
+        a = h5io.read_attrs(fh)
+    shells = np.asarray(a["rollout_tau_shells"])
+    assert shells.tolist() == json.loads(a["error_time"])["tau_shells"]
+    assert shells.size == int(np.rint(np.sqrt(2) * (N // 2))) + 1  # shells 0 .. the corner
+    # shells 0 and 1 hold 1 and 4 modes: too few for a precise fit
+    assert np.median(shells[2:]) == pytest.approx(0.05, rel=0.2)
+    assert np.all((shells[2:] > 0.025) & (shells[2:] < 0.1))
+    with pytest.raises(cfgmod.ConfigError, match="rollout.tau_per_shell"):
+        cfgmod.validate_sections(sections(tau=0.05, tau_per_shell=True))
+
+
 def test_inflation_auto_is_the_inverse_of_the_a_priori_spread_skill(tmp_path):
     """An untrained model's samples miss a target 5x their scale: its ensemble is far too
     narrow a priori, and auto widens it by 1 / spread/skill, capped at the schema's 10."""
@@ -226,9 +246,11 @@ def test_inflation_auto_is_the_inverse_of_the_a_priori_spread_skill(tmp_path):
     want = min(1 / measured["spread_skill"], INFLATION_MAX)
     assert a["rollout_inflation"] == pytest.approx(want)
     assert a["rollout_tau"] == 0.0  # tau was not asked for: the config's 0
-    # An ensemble wide enough already is used as drawn; one without spread cannot be measured.
-    assert _inflation_of({"spread_skill": 1.2}) == 1.0
+    # One without spread cannot be measured.
+    # An ensemble too wide a priori is narrowed by the same rule, within [0.1, 10].
+    assert _inflation_of({"spread_skill": 1.25}) == pytest.approx(0.8)
     assert _inflation_of({"spread_skill": 0.5}) == 2.0
+    assert _inflation_of({"spread_skill": 50.0}) == pytest.approx(1 / INFLATION_MAX)
     with pytest.raises(cfgmod.ConfigError, match="rollout.inflation"):
         _inflation_of({"spread_skill": float("nan")})
 
@@ -259,7 +281,7 @@ def test_inflation_auto_a_posteriori_calibrates_a_coupled_run_on_validation_stat
     assert len(post["spread_skill"]) == 4  # every record after the start
     assert post["spread_skill_mean"] == pytest.approx(
         float(np.exp(np.mean(np.log(post["spread_skill"])))))
-    want = min(max(post["inflation_prior"] / post["spread_skill_mean"], 1.0), 10.0)
+    want = min(max(post["inflation_prior"] / post["spread_skill_mean"], 0.1), 10.0)
     assert a["rollout_inflation"] == pytest.approx(want) == post["inflation"]
     # the a-priori factor was far off here (the untrained model's ensemble, widened 10x, is
     # several times too wide a posteriori)

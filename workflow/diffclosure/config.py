@@ -310,15 +310,22 @@ def _rollout_problems(dns, coarse, ro) -> list[str]:
 
 
 def _calibration_problems(dns: dict, ro: dict) -> list[str]:
-    """rollout.calibration.duration must be a whole number of steps holding a record."""
+    """rollout.calibration.duration must be a whole number of steps holding a record; a memory
+    per shell is measured, so it needs tau auto."""
+    problems = []
+    if ro.get("tau_per_shell") and ro.get("tau") != "auto":
+        problems.append(f"rollout.tau_per_shell: true measures the memory of each scale, so it "
+                        f"needs rollout.tau: auto (got {ro.get('tau')!r}); set tau auto or "
+                        "tau_per_shell false")
     duration = (ro.get("calibration") or {}).get("duration")
     if duration is None:
-        return []
+        return problems
     if not _is_multiple(duration, dns["dt"]) or duration < ro["record_every"] * (1 - 1e-9):
-        return [f"rollout.calibration.duration: {duration} must be a multiple of dns.dt="
-                f"{dns['dt']} of at least rollout.record_every={ro['record_every']} (the "
-                "calibration run is scored at its records); or null for rollout.duration"]
-    return []
+        problems.append(
+            f"rollout.calibration.duration: {duration} must be a multiple of dns.dt={dns['dt']} "
+            f"of at least rollout.record_every={ro['record_every']} (the calibration run is "
+            "scored at its records); or null for rollout.duration")
+    return problems
 
 
 def _cross_stage_problems(cfg: dict, dns, ds, ro, meas) -> list[str]:

@@ -9,6 +9,10 @@ is fitted by c_k = A exp(-k dt / tau) over the lags where it is clearly positive
 A <= 1 absorbs a part with no memory at all (a nugget: for the error of a finite ensemble's mean,
 its residual sampling noise), so tau is the memory of the coherent part, what a coupled run's
 correlated sampling should match (sampling/noise_source.py).
+
+Per wavenumber shell (shell_correlation_times), the same fit of the same sums restricted to the
+Fourier modes of one shell: an error whose large scales remember longer than its small ones
+(the LES preset's, issue 21) gets a memory per scale.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import math
 from typing import NamedTuple
 
 import numpy as np
+
+from diffclosure.metrics.spectra import _shell_sum
 
 
 class CorrelationTime(NamedTuple):
@@ -41,11 +47,47 @@ def correlation_time(series: np.ndarray, dt: float, max_lag: int = 10,
     """The fitted correlation time (module docstring) of `series` (S, T, ...) recorded every
     dt, from the lags 1 .. max_lag (at most T - 1) up to the first whose correlation is not
     above `floor`."""
+    max_lag = _max_lag(series, max_lag)
+    return fit_correlation_time(lag_correlations(series, max_lag), dt, floor)
+
+
+def shell_correlation_times(series: np.ndarray, dt: float, max_lag: int = 10,
+                            floor: float = 0.05) -> list[CorrelationTime]:
+    """correlation_time of each integer wavenumber shell of square fields `series`
+    (S, T, n, n): shell k holds the Fourier modes with round(|k|) = k (metrics.spectra), so
+    entry k is the memory of the part of the fields at that scale (entry 0: the mean)."""
+    e = np.asarray(series, dtype=np.float64)
+    n = e.shape[-1]
+    if e.ndim != 4 or e.shape[-2] != n:
+        raise ValueError(f"shell_correlation_times needs (S, T, n, n) fields, got {e.shape}")
+    max_lag = _max_lag(e, max_lag)
+    f = np.fft.fft2(e)
+    power = np.abs(f) ** 2
+    correlations = []
+    for k in range(1, max_lag + 1):
+        a, b = f[:, :-k], f[:, k:]
+        # Parseval per shell: the lag products and powers of the shell's modes.
+        _, cross = _shell_sum(np.real(np.conj(a) * b).sum(axis=(0, 1)), n, average=False)
+        _, pa = _shell_sum(power[:, :-k].sum(axis=(0, 1)), n, average=False)
+        _, pb = _shell_sum(power[:, k:].sum(axis=(0, 1)), n, average=False)
+        den = np.sqrt(pa * pb)
+        correlations.append(np.divide(cross, den, out=np.zeros_like(cross), where=den > 0))
+    c = np.stack(correlations, axis=1)  # (shells, lags)
+    return [fit_correlation_time(row, dt, floor) for row in c]
+
+
+def _max_lag(series, max_lag: int) -> int:
     t = np.asarray(series).shape[1]
-    max_lag = min(max_lag, t - 1)
-    if max_lag < 1:
+    if min(max_lag, t - 1) < 1:
         raise ValueError(f"need at least 2 records per sequence, got {t}")
-    c = lag_correlations(series, max_lag)
+    return min(max_lag, t - 1)
+
+
+def fit_correlation_time(correlations, dt: float, floor: float = 0.05) -> CorrelationTime:
+    """A exp(-lag / tau) fitted to the lag correlations c_1, c_2, ... (lags dt apart) up to the
+    first that is not above `floor`."""
+    c = np.asarray(correlations, dtype=np.float64)
+    max_lag = c.size
     lags = dt * np.arange(1, max_lag + 1)
     # The leading run of lags above the floor: past the first lag at or below it, what is left
     # is noise around zero, not the decay.

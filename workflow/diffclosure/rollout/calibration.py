@@ -96,7 +96,7 @@ def posterior_ratio(vorticity: np.ndarray, reference: np.ndarray) -> tuple[float
 
 def posterior_inflation(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj, tau: float,
                         prior: float, maximum: float, threads: int = 1,
-                        show_progress: bool = False) -> tuple[float, dict]:
+                        show_progress: bool = False, tau_shells=None) -> tuple[float, dict]:
     """The inflation that calibrates `closure` a posteriori on validation states, starting from
     the a-priori factor `prior`, and what measured it. A calibration run that blows up or
     yields no spread keeps `prior`, with a warning."""
@@ -106,6 +106,7 @@ def posterior_inflation(cfg: dict, closure: str, dns_paths, data_dir, sampler_ob
     states = validation_states(cfg, stats, record_times(dns_paths),
                                Path(data_dir) / "stats.json")
     run_cfg = {**cfg, "rollout": {**cfg["rollout"], "tau": tau, "inflation": prior,
+                                  "tau_shells": tau_shells,
                                   "duration": calibration_duration(cfg["rollout"])}}
     res = run_rollout(run_cfg, closure, dns_paths, data_dir, sampler_obj, threads=threads,
                       show_progress=show_progress, states=states, measure_cost=False)
@@ -119,7 +120,8 @@ def posterior_inflation(cfg: dict, closure: str, dns_paths, data_dir, sampler_ob
                     "blew up" if res.attrs["blowup"] else "has no spread", prior)
         doc["inflation"] = prior
         return prior, doc
-    inflation = float(min(max(prior / ratio, 1.0), maximum))
+    # Too wide a posteriori narrows it, below 1 if need be (the LES preset's per-shell memory).
+    inflation = float(min(max(prior / ratio, 1.0 / maximum), maximum))
     log.info("a posteriori on %d validation states with inflation %.3g: spread/skill %.3g "
              "(geometric mean of %d records, %.3g..%.3g) -> inflation %.3g", len(states), prior,
              ratio, len(ratios), min(ratios), max(ratios), inflation)

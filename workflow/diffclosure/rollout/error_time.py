@@ -9,7 +9,8 @@ error of the ensemble mean (metrics.correlation_time) is the memory of the model
 time over which a coupled run's members should keep their random inputs, so that their spread
 grows as their error does. The spread/skill of the same ensembles (metrics.probabilistic,
 corrected for the ensemble size) says by how much the members are too close together: its
-inverse is the inflation that calibrates them a priori.
+inverse is the inflation that calibrates them a priori. With per_shell, the same fit per
+wavenumber shell of the error (rollout.tau_per_shell): its memory at each scale.
 """
 
 from __future__ import annotations
@@ -23,17 +24,20 @@ import torch
 from diffclosure.config import ConfigError
 from diffclosure.data import h5io
 from diffclosure.data.stats import check_digest, load_stats
-from diffclosure.metrics.correlation_time import correlation_time
+from diffclosure.metrics.correlation_time import correlation_time, shell_correlation_times
 from diffclosure.metrics.probabilistic import spread_skill
 
 log = logging.getLogger(__name__)
 CHUNK_PIXELS = 2**21  # samples x pixels drawn at once (a few tens of MB)
 
 
-def measure_error_time(cs, sampler, split_path: str | Path, ensemble: int, seed: int) -> dict:
+def measure_error_time(cs, sampler, split_path: str | Path, ensemble: int, seed: int,
+                       per_shell: bool = False) -> dict:
     """{tau, amplitude, lags, correlation, record_interval, trajectories, split, spread, skill,
     spread_skill} of `sampler` through the ClosureSampler `cs` on the split file `split_path`
-    (val.h5; normalised by cs itself). spread_skill is nan for one member."""
+    (val.h5; normalised by cs itself); with per_shell also tau_shells (shell 0, 1, ...; 0 where
+    the shell's error has no memory at the record interval) and shell_correlation (each shell's
+    lag-one correlation). spread_skill is nan for one member."""
     path = Path(split_path)
     check_digest(load_stats(path.parent), path)
     with h5io.open_input(path, required=("target", "time", *cs.conditions)) as fh:
@@ -69,6 +73,23 @@ def measure_error_time(cs, sampler, split_path: str | Path, ensemble: int, seed:
     log.info("error of %s a priori on %s: correlation time %.3g (amplitude %.3g) over %d "
              "trajectories, spread/skill %.3g", sampler.label, path.name, fit.tau, fit.amplitude,
              len(errors), ratio)
-    return {"tau": fit.tau, "amplitude": fit.amplitude, "lags": fit.lags,
-            "correlation": fit.correlation, "record_interval": dt, "trajectories": len(errors),
-            "split": path.name, "spread": spread, "skill": skill, "spread_skill": ratio}
+    doc = {"tau": fit.tau, "amplitude": fit.amplitude, "lags": fit.lags,
+           "correlation": fit.correlation, "record_interval": dt, "trajectories": len(errors),
+           "split": path.name, "spread": spread, "skill": skill, "spread_skill": ratio}
+    if per_shell:
+        doc.update(_per_shell(np.stack(errors), dt, min(10, len(times) - 1)))
+    return doc
+
+
+def _per_shell(errors: np.ndarray, dt: float, max_lag: int) -> dict:
+    """tau per wavenumber shell (no memory: 0; a memory that does not decay within the lags:
+    the longest finite one, so no scale holds its draws forever)."""
+    fits = shell_correlation_times(errors, dt, max_lag=max_lag)
+    taus = [0.0 if np.isnan(f.tau) else f.tau for f in fits]
+    finite = [t for t in taus if np.isfinite(t)]
+    cap = max(finite) if finite else 0.0
+    taus = [t if np.isfinite(t) else cap for t in taus]
+    log.info("a-priori error memory per shell |k| = 0..%d: tau %s", len(taus) - 1,
+             " ".join(f"{t:.3g}" for t in taus))
+    return {"tau_shells": taus,
+            "shell_correlation": [f.correlation[0] for f in fits]}

@@ -3,11 +3,11 @@
 Written by the sample_benchmark stage: on the same test states as the sampler benchmark, the
 subgrid term Pi modelled by each closure against the true Pi (metrics.les.a_priori_scores):
 correlation, energy and enstrophy transfer relative to the true transfer (1 = the right
-amount, 0 = none), the backscatter fraction, and the error of Pi's log power spectrum over the
-resolved shells. The classical closures are built exactly as the rollout builds them
-(rollout.closures.ClassicalClosure); the learned closure is scored per member (each sample is
-one realisation of the stochastic closure, as in a rollout) and as its ensemble mean. `none`
-(Pi = 0) and `true` anchor the scale.
+amount, 0 = none), the backscatter share (per wavenumber shell: metrics.les.backscatter_share),
+and the error of Pi's log power spectrum over the resolved shells. The classical closures are
+built exactly as the rollout builds them (rollout.closures.ClassicalClosure); the learned closure
+is scored per member (each sample is one realisation of the stochastic closure, as in a rollout)
+and as its ensemble mean. `none` (Pi = 0) and `true` anchor the scale.
 
 The stage writes the rows to les_a_priori.csv (LES_A_PRIORI_COLUMNS) and the spectra to
 les_pi_spectra.png.

@@ -202,9 +202,12 @@ def _learned(ctx: Context):
         if not isinstance(ro[key], (int, float)):
             raise ConfigError(f"rollout.{key}: auto must be resolved to the measured value "
                               "before the closure is built (stages.rollout.resolve_calibration)")
-    if ro["tau"] > 0:  # the sampler's draws as AR(1) processes across samplings
-        generator = CorrelatedNoise(generator, rho_for(ro["tau"], ro["resample_every"]
-                                                       * dns["dt"]))
+    interval = ro["resample_every"] * dns["dt"]
+    shells = ro.get("tau_shells")  # measured per scale (rollout.tau_per_shell)
+    if ro["tau"] > 0 or shells:  # the sampler's draws as AR(1) processes across samplings
+        rho = rho_for(ro["tau"], interval) if ro["tau"] > 0 else 0.0
+        generator = CorrelatedNoise(generator, rho, rho_shells=None if not shells else [
+            rho_for(t, interval) if t > 0 else 0.0 for t in shells])
 
     return cl.DiffusionClosure(
         ctx.sampler_obj, make_sampler(dict(ro["sampler"]), where="rollout.sampler"),

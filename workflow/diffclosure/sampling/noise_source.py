@@ -14,6 +14,14 @@ Perezhogin, Zanna & Fernandez-Granda (2023) evolve theirs. Every z_j is N(0, 1):
 exactly the noise law it was trained for, only its memory of the last sampling changes. The k-th
 draw of a sampling continues the k-th draw of the previous one: a sampler makes the same draws
 in the same order every time (same steps, same shapes).
+
+With a correlation per wavenumber shell (rho_shells, from the error's memory per scale:
+metrics.correlation_time.shell_correlation_times), the AR(1) runs per Fourier mode of the last two
+axes, z_j = F^-1[rho(|k|) F z_{j-1} + sqrt(1 - rho(|k|)^2) F xi_j]. rho is real and even in k, so
+every mode of z_j has the variance of white noise again: z_j is still N(0, 1) at every point and
+white in space, and only scales that remember keep their draws. Why per scale: the LES preset's
+error remembers 0.5 of itself one record later at |k| <= 4 and 0.06 at the cutoff, and a draw held
+at the smallest resolved scales forces them like a stochastic backscatter, piling up energy there.
 """
 
 from __future__ import annotations
@@ -24,12 +32,17 @@ import torch
 
 
 class CorrelatedNoise:
-    """AR(1) Gaussian draws across samplings, from `generator`, with lag-one correlation rho."""
+    """AR(1) Gaussian draws across samplings, from `generator`, with lag-one correlation rho;
+    with `rho_shells` (rho of integer wavenumber shell 0, 1, ...), per Fourier mode of square
+    draws instead (module docstring; draws that are not square fields keep rho)."""
 
-    def __init__(self, generator: torch.Generator, rho: float):
-        if not 0.0 <= rho < 1.0:
-            raise ValueError(f"rho must be in [0, 1), got {rho}")
+    def __init__(self, generator: torch.Generator, rho: float, rho_shells=None):
+        for r in [rho, *(rho_shells if rho_shells is not None else [])]:
+            if not 0.0 <= r < 1.0:
+                raise ValueError(f"rho must be in [0, 1), got {r}")
         self.generator, self.rho = generator, float(rho)
+        self.rho_shells = None if rho_shells is None else [float(r) for r in rho_shells]
+        self._filters: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self._previous: list[torch.Tensor] = []
         self._current: list[torch.Tensor] = []
 
@@ -45,11 +58,35 @@ class CorrelatedNoise:
         fresh = torch.randn(shape, generator=self.generator, device=self.device, dtype=dtype)
         k = len(self._current)
         if k < len(self._previous) and self._previous[k].shape == fresh.shape:
-            z = self.rho * self._previous[k] + math.sqrt(1.0 - self.rho**2) * fresh
+            z = self._continue(self._previous[k], fresh)
         else:  # the first sampling, or a draw the last one did not make: stationary start
             z = fresh
         self._current.append(z)
         return z
+
+    def _continue(self, previous: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
+        n = fresh.shape[-1]
+        if self.rho_shells is None or fresh.dim() < 2 or fresh.shape[-2] != n:
+            return self.rho * previous + math.sqrt(1.0 - self.rho**2) * fresh
+        keep, new = self._filter(n, fresh.dtype)
+        dims = (-2, -1)
+        spec = (keep * torch.fft.rfft2(previous, dim=dims, norm="ortho")
+                + new * torch.fft.rfft2(fresh, dim=dims, norm="ortho"))
+        return torch.fft.irfft2(spec, s=(n, n), dim=dims, norm="ortho")
+
+    def _filter(self, n: int, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """rho(|k|) and sqrt(1 - rho(|k|)^2) on the rfft2 layout of an n x n field; shells past
+        the list's end take its last entry."""
+        key = (n, dtype)
+        if key not in self._filters:
+            ky = torch.fft.fftfreq(n, 1.0 / n, dtype=torch.float64)
+            kx = torch.fft.rfftfreq(n, 1.0 / n, dtype=torch.float64)
+            shell = torch.round(torch.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2)).long()
+            table = torch.tensor(self.rho_shells, dtype=torch.float64)
+            rho = table[shell.clamp(max=table.numel() - 1)]
+            self._filters[key] = (rho.to(self.device, dtype),
+                                  torch.sqrt(1.0 - rho**2).to(self.device, dtype))
+        return self._filters[key]
 
 
 def randn(shape, source, dtype=torch.float32, device=None) -> torch.Tensor:

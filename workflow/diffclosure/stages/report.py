@@ -462,9 +462,20 @@ def calibration_lines(results: Path) -> list[str]:
              f"spread/skill {_num(post['spread_skill_mean'])} (geometric mean over its "
              f"records), so the rollout widens {_num(post['inflation'])}x."
              if post else "")
-    return [f"The learned closure's random inputs are correlated over tau = "
-            f"{_num(a['rollout_tau'])} time units across samplings and its members' deviations "
-            f"widened {_num(a.get('rollout_inflation', 1.0))}x{where}.{after}", ""]
+    shells = a.get("rollout_tau_shells")
+    over = (f"tau = {_num(a['rollout_tau'])} time units" if shells is None else
+            f"a time per wavenumber shell, the memory of the model's error at that scale "
+            f"({_shell_taus(shells)})")
+    return [f"The learned closure's random inputs are correlated over {over} across samplings "
+            f"and its members' deviations widened {_num(a.get('rollout_inflation', 1.0))}x"
+            f"{where}.{after}", ""]
+
+
+def _shell_taus(shells) -> str:
+    """'|k| = 1: 0.27, 2: 0.19, 4: 0.13, 8: 0.085, 16: 0.035' for the powers of two present."""
+    taus = list(np.ravel(shells))
+    picks = [k for k in (1, 2, 4, 8, 16, 32, 64, 128) if k < len(taus)]
+    return "|k| = " + ", ".join(f"{k}: {_num(taus[k])}" for k in picks)
 
 
 # les.csv columns ranked (lower is better; stable_time: higher), as shown in the LES table.
@@ -580,8 +591,9 @@ def les_a_priori_lines(results: Path) -> list[str]:
     return ["A priori, on the held-out filtered states of the sampler benchmark "
             "(sampling/les_a_priori.csv): correlation of the modelled Pi with the true Pi; "
             "energy and enstrophy transfer to the subgrid as a multiple of the true transfer "
-            "(1 = right, 0 = none, < 0 = the wrong way); the share of grid points with "
-            "backscatter (local w Pi < 0) of the model and of the truth; the RMS log error of "
+            "(1 = right, 0 = none, < 0 = the wrong way); the share of the enstrophy transfer "
+            "that goes back to the resolved scales, summed over wavenumber shells (backscatter "
+            "per shell, not per point), of the model and of the truth; the RMS log error of "
             "Pi's power spectrum. The learned closure per member (as a rollout uses it) and as "
             "its ensemble mean. Figure: [Pi spectra and transfer](../sampling/les_pi_spectra.png).",
             "", _csv_md(table), ""]

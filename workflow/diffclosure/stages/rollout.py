@@ -32,7 +32,7 @@ from diffclosure.rollout.coupled import RolloutResult, plan, run_rollout
 log = logging.getLogger(__name__)
 
 SECTIONS = ["device", "dns", "coarse", "measurements", "sde", "rollout"]
-INFLATION_MAX = 10.0  # the schema's bound on rollout.inflation
+INFLATION_MAX = 10.0  # the schema's bounds on rollout.inflation: [1 / this, this]
 
 
 def add_arguments(parser) -> None:
@@ -116,7 +116,8 @@ def resolve_calibration(cfg: dict, sampler_obj, data_dir, dns_paths=None,
     from diffclosure.sampling.samplers import make_sampler
 
     doc = measure_error_time(sampler_obj, make_sampler(dict(ro["sampler"]), "rollout.sampler"),
-                             Path(data_dir) / "val.h5", ro["ensemble"], ro["seed"])
+                             Path(data_dir) / "val.h5", ro["ensemble"], ro["seed"],
+                             per_shell=bool(ro.get("tau_per_shell")) and tau == "auto")
     if tau == "auto":
         tau = _tau_of(doc)
     if inflation == "auto":
@@ -129,8 +130,15 @@ def resolve_calibration(cfg: dict, sampler_obj, data_dir, dns_paths=None,
 
             inflation, doc["posterior"] = posterior_inflation(
                 cfg, closure, dns_paths, data_dir, sampler_obj, float(tau), inflation,
-                INFLATION_MAX, threads=threads)
+                INFLATION_MAX, threads=threads, tau_shells=doc.get("tau_shells"))
     return float(tau), float(inflation), doc
+
+
+def calibrated_config(cfg: dict, tau: float, inflation: float, measured: dict) -> dict:
+    """cfg with resolve_calibration's numbers in rollout: tau, inflation and, where measured,
+    tau_shells (the memory per wavenumber shell)."""
+    return {**cfg, "rollout": {**cfg["rollout"], "tau": tau, "inflation": inflation,
+                               "tau_shells": measured.get("tau_shells")}}
 
 
 def _tau_of(doc: dict) -> float:
@@ -154,9 +162,8 @@ def _inflation_of(doc: dict) -> float:
         raise cfgmod.ConfigError(
             f"rollout.inflation: auto needs the a-priori spread/skill of an ensemble, measured "
             f"{ratio} (rollout.ensemble must be at least 2); set rollout.inflation to a number")
-    if ratio >= 1.0:  # not over-confident: the samples are used as drawn
-        return 1.0
-    return min(1.0 / ratio, INFLATION_MAX)
+    # An ensemble too wide a priori is narrowed as one too narrow is widened: by 1 / ratio.
+    return min(max(1.0 / ratio, 1.0 / INFLATION_MAX), INFLATION_MAX)
 
 
 def main(args) -> int:
@@ -180,12 +187,14 @@ def main(args) -> int:
     if sampler_obj is not None and "tau" in registry.lookup(args.closure).reads:
         tau, inflation, measured = resolve_calibration(cfg, sampler_obj, args.data, args.dns,
                                                        args.closure, args.threads)
-        run_cfg = {**cfg, "rollout": {**cfg["rollout"], "tau": tau, "inflation": inflation}}
+        run_cfg = calibrated_config(cfg, tau, inflation, measured)
     result = run_rollout(run_cfg, args.closure, args.dns, args.data, sampler_obj,
                          threads=args.threads)
     if run_cfg is not cfg:  # the correlation time and inflation used, what measured them
         result.attrs["rollout_tau"] = run_cfg["rollout"]["tau"]
         result.attrs["rollout_inflation"] = run_cfg["rollout"]["inflation"]
+        if measured.get("tau_shells"):
+            result.attrs["rollout_tau_shells"] = np.asarray(measured["tau_shells"])
         if measured:
             result.attrs["error_time"] = json.dumps(measured)
     prov = provenance({**cfg, "closure": args.closure}, "rollout")
