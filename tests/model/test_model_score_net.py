@@ -77,6 +77,34 @@ def test_spectral_conv_is_resolution_invariant_on_band_limited_fields():
     assert fine.abs().max() > 1e-3  # the retained modes carry signal
 
 
+def test_spectral_conv_keeps_its_weight_block_only_while_the_weights_stand():
+    """Without gradients the layer reuses its weight block between calls (the rollout's hot
+    path); the result is the same bits as building it anew, and any in-place change of the
+    weights (an optimiser step, an EMA copy, load_state_dict) is seen at the next call."""
+    torch.manual_seed(0)
+    layer = SpectralConv2d(3, 4, 5)
+    x = torch.randn(2, 3, 16, 16)
+    fresh = layer(x).detach()  # with gradients: never cached
+    with torch.no_grad():
+        first, second = layer(x), layer(x)
+        assert torch.equal(first, fresh) and torch.equal(second, fresh)
+        layer.weight_pos.mul_(2.0)  # in place, as an optimiser or an EMA update writes
+        changed = layer(x)
+    assert not torch.equal(changed, fresh)
+    assert torch.equal(changed, layer(x).detach())  # the same as building it anew
+    other = SpectralConv2d(3, 4, 5)
+    with torch.no_grad():
+        other(x)  # its own block, cached
+    other.load_state_dict(layer.state_dict())
+    with torch.no_grad():
+        assert torch.equal(other(x), changed)
+    # a smaller grid keeps fewer modes: another block, not the cached one
+    small = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(layer(small), layer(small).detach())
+    assert torch.equal(layer(small).detach(), torch.no_grad()(layer)(small))
+
+
 def test_parameter_count_matches_the_architecture():
     """Paper size: 3 branches of width 20, 4 layers of 8x8 modes, embedding 256, head
     [40, 20, 20, 128]. Count by hand: complex spectral weights are two reals."""

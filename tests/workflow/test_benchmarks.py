@@ -17,6 +17,7 @@ from diffclosure.solver.grid import Grid
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import breakeven  # noqa: E402
+import closure_cost  # noqa: E402
 import cost_accuracy  # noqa: E402
 
 from support.pipeline import TINY  # noqa: E402
@@ -125,6 +126,30 @@ def test_cost_accuracy_lever_drives_the_rollout_stage(out):
     if not torch.cuda.is_available():
         (skip,) = cost_accuracy.run_lever("precision", cfg, run, done)[1:]
         assert skip["skipped"] == "CUDA only"
+
+
+@pytest.mark.slow
+def test_closure_cost_rows_on_a_finished_run(out, capsys):
+    """Each row is a real rollout of the run's closures: the stochastic closure's cost is
+    split over its members, the deterministic learned one has one member, and the table is
+    relative to Leith (its own row 1)."""
+    cfg = C.load(C.read_run_config([TINY], cwd=ROOT)[0], sections=closure_cost.SECTIONS)
+    cfg["rollout"].update(duration=0.02, tau=0.0, inflation=1.0)
+    run = {"score": out / "model" / "score.pt", "data": out / "dataset",
+           "dns": sorted(str(p) for p in (out / "dns").glob("shard-*.h5"))}
+    rows = {r["closure"]: r for r in (closure_cost.measure(cfg, c, run, 1)
+                                      for c in ("leith", "diffusion", "diffusion_mean"))}
+    assert rows["diffusion"]["members"] == cfg["rollout"]["ensemble"]
+    assert rows["diffusion_mean"]["members"] == 1
+    for r in rows.values():
+        assert r["s_per_member_time"] == pytest.approx(r["s_per_time"] / r["members"])
+    assert np.isnan(rows["leith"]["ms_per_call"])  # no network
+    assert all(rows[c]["ms_per_call"] > 0 for c in ("diffusion", "diffusion_mean"))
+    assert closure_cost.main(["--results", str(out), "--config", str(TINY), "--duration",
+                              "0.02", "--closures", "leith", "none"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    leith = next(line.split() for line in table if line.startswith("leith"))
+    assert float(leith[5]) == 1.0  # x leith
 
 
 @pytest.mark.slow

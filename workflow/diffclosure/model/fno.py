@@ -74,6 +74,25 @@ class SpectralConv2d(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, modes={self.modes}"
 
+    def _block(self, my: int, mx: int) -> torch.Tensor:
+        """The real (M, 2cin, 2cout) block of the retained weights, contiguous. Without
+        gradients (sampling) it is kept between calls until the weights change (their in-place
+        version counters: an optimiser step, an EMA update, load_state_dict): for the small
+        batches of a rollout, rebuilding it was most of the layer's time (issue 24's profile:
+        the copies and concatenations of 16-mode weights, 3 MB per layer per call)."""
+        wp, wn = self.weight_pos, self.weight_neg
+        key = (my, mx, wp._version, wn._version, wp.data_ptr(), wn.data_ptr(), wp.device)
+        cached = not torch.is_grad_enabled()
+        if cached and getattr(self, "_cache_key", None) == key:
+            return self._cache
+        w = torch.cat([wp[:, :, :my, :mx], wn[:, :, self.modes - my :, :mx]], dim=2).float()
+        wr, wi = w[..., 0].flatten(2), w[..., 1].flatten(2)  # (cin, cout, M)
+        block = torch.cat([torch.cat([wr, wi], 1), torch.cat([-wi, wr], 1)], 0)
+        block = block.permute(2, 0, 1).contiguous()
+        if cached:
+            self._cache_key, self._cache = key, block
+        return block
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n_y, n_x = x.shape[-2:]
         # Modes a grid cannot hold are dropped, so small grids work with the same weights.
@@ -86,17 +105,9 @@ class SpectralConv2d(nn.Module):
             # CPU, so the complex product is done as one real matmul with the 2x2 block
             # [[Re W, Im W], [-Im W, Re W]] acting on (Re x, Im x).
             modes_in = torch.cat([xf[:, :, :my, :mx], xf[:, :, n_y - my :, :mx]], dim=2)
-            w = torch.cat(
-                [self.weight_pos[:, :, :my, :mx], self.weight_neg[:, :, self.modes - my :, :mx]],
-                dim=2,
-            ).float()
-            wr, wi = w[..., 0].flatten(2), w[..., 1].flatten(2)  # (cin, cout, M)
-            block = torch.cat([torch.cat([wr, wi], 1), torch.cat([-wi, wr], 1)], 0)
             xin = torch.cat([modes_in.real, modes_in.imag], 1).flatten(2)  # (B, 2cin, M)
             # (M, B, 2cin) @ (M, 2cin, 2cout): contiguous operands, else bmm copies per matrix.
-            prod = contiguous_bmm(
-                xin.permute(2, 0, 1).contiguous(), block.permute(2, 0, 1).contiguous()
-            )
+            prod = contiguous_bmm(xin.permute(2, 0, 1).contiguous(), self._block(my, mx))
             prod = prod.permute(1, 2, 0).reshape(batch, 2 * cout, 2 * my, mx)
             mixed = torch.complex(prod[:, :cout], prod[:, cout:])
             out = xf.new_zeros(batch, cout, n_y, n_x // 2 + 1)
