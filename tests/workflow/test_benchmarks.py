@@ -134,7 +134,7 @@ def test_closure_cost_rows_on_a_finished_run(out, capsys):
     split over its members, the deterministic learned one has one member, and the table is
     relative to Leith (its own row 1)."""
     cfg = C.load(C.read_run_config([TINY], cwd=ROOT)[0], sections=closure_cost.SECTIONS)
-    cfg["rollout"].update(duration=0.02, tau=0.0, inflation=1.0)
+    cfg["rollout"].update(duration=0.1, tau=0.0, inflation=1.0)
     run = {"score": out / "model" / "score.pt", "data": out / "dataset",
            "dns": sorted(str(p) for p in (out / "dns").glob("shard-*.h5"))}
     rows = {r["closure"]: r for r in (closure_cost.measure(cfg, c, run, 1)
@@ -146,7 +146,7 @@ def test_closure_cost_rows_on_a_finished_run(out, capsys):
     assert np.isnan(rows["leith"]["ms_per_call"])  # no network
     assert all(rows[c]["ms_per_call"] > 0 for c in ("diffusion", "diffusion_mean"))
     assert closure_cost.main(["--results", str(out), "--config", str(TINY), "--duration",
-                              "0.02", "--closures", "leith", "none"]) == 0
+                              "0.1", "--closures", "leith", "none"]) == 0
     table = capsys.readouterr().out.splitlines()
     leith = next(line.split() for line in table if line.startswith("leith"))
     assert float(leith[5]) == 1.0  # x leith
