@@ -64,3 +64,14 @@ def test_every_config_trains_to_a_plateau_within_an_epoch_bound(repo_root, name)
     window, margin = tr["plateau"]["window"], tr["plateau"]["margin"]
     assert 0 < window < tr["epochs"] and 0 < margin <= 0.05
     assert 3 * window >= tr["lr_step"]
+
+
+@pytest.mark.parametrize("name", ["paper-H", "paper-G", "les-sgs", "les-turbulence",
+                                  "les-turbulence-gpu"])
+def test_presets_stop_on_the_validation_loss_whatever_config_yaml_stops_on(repo_root, name):
+    """config.yaml stops on the monitor's a-priori D_Fro (sized for its own 10-epoch checks);
+    a preset merged over it keeps the validation loss its windows were sized for and its
+    README numbers were trained with, unless it says otherwise."""
+    assert C.load(C.read_run_config([], cwd=repo_root)[0])["train"]["plateau"]["metric"] == (
+        "apriori_dfro_mean")
+    assert _preset(repo_root, name)["train"]["plateau"]["metric"] == "val_loss"
