@@ -67,3 +67,25 @@ def test_a_new_closure_is_one_function_and_one_registry_line(tmp_path, monkeypat
     np.testing.assert_array_equal(out.vorticity[:, :, 0], none.vorticity[:, :, 0])
     # Damped: less enstrophy at the end than without a closure.
     assert (out.vorticity[:, :, -1] ** 2).sum() < (none.vorticity[:, :, -1] ** 2).sum()
+
+
+def test_every_rollout_job_of_every_config_validates_on_its_own(repo_root):
+    """A rollout job receives only the settings its closure reads (workflow/rules/common.smk,
+    rollout_sections): what it receives must validate alone. A rule across settings that one
+    closure reads and others do not (tau_per_shell needs tau auto) broke the LES preset's
+    classical jobs before tau_per_shell was among the learned closure's reads."""
+    import pytest
+
+    selective = registry.selective_settings()
+    presets = [None, *sorted((repo_root / "workflow" / "presets").glob("*.yaml"))]
+    for preset in presets:
+        full = cfgmod.load(cfgmod.read_run_config([preset] if preset else [], cwd=repo_root)[0])
+        for closure in full["rollout"]["closures"]:
+            reads = registry.lookup(closure).reads
+            skip = {"closures", *(k for k in selective if k not in reads)}
+            job = {n: full[n] for n in ("device", "dns", "coarse", "measurements", "sde")}
+            job["rollout"] = {k: v for k, v in full["rollout"].items() if k not in skip}
+            try:
+                cfgmod.validate_sections(job)
+            except cfgmod.ConfigError as err:
+                pytest.fail(f"{preset and preset.name}: the {closure} job's sections: {err}")
