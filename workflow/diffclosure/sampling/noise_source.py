@@ -30,6 +30,8 @@ import math
 
 import torch
 
+from diffclosure.metrics.spectra import _shells
+
 
 class CorrelatedNoise:
     """AR(1) Gaussian draws across samplings, from `generator`, with lag-one correlation rho;
@@ -79,9 +81,8 @@ class CorrelatedNoise:
         the list's end take its last entry."""
         key = (n, dtype)
         if key not in self._filters:
-            ky = torch.fft.fftfreq(n, 1.0 / n, dtype=torch.float64)
-            kx = torch.fft.rfftfreq(n, 1.0 / n, dtype=torch.float64)
-            shell = torch.round(torch.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2)).long()
+            # the shells of metrics.spectra, on the rfft2 half of the fft2 layout
+            shell = torch.from_numpy(_shells(n)[0].reshape(n, n)[:, : n // 2 + 1])
             table = torch.tensor(self.rho_shells, dtype=torch.float64)
             rho = table[shell.clamp(max=table.numel() - 1)]
             self._filters[key] = (rho.to(self.device, dtype),
