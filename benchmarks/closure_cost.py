@@ -5,7 +5,8 @@ Every row is one short coupled run through the rollout stage's own call path
 (rollout.coupled.run_rollout, the run's score.pt, DNS shards and dataset) from the run's test
 states, with the run's rollout section but for `--duration` (and, for the learned closures, the
 sampler's steps `--steps`, default: the configured ones). The learned closure's tau and inflation
-are fixed here (the values do not change its cost): tau 0, inflation 1. Cost is the coupled run's
+are fixed here, tau 0 and inflation 1, so that no calibration runs first (a correlated draw costs
+one extra FFT pair per sampling, beside 6-10 network calls). Cost is the coupled run's
 warm seconds per simulated time unit (run_rollout's own timer), divided by its members; per
 network call, the learned closure's seconds over its sampler's calls.
 
