@@ -12,7 +12,12 @@ network call, the learned closure's seconds over its sampler's calls.
 
     python benchmarks/closure_cost.py --results results/les-turbulence \\
         --config workflow/presets/les-turbulence.yaml [--duration 0.5] [--steps 10 6] \\
-        [--closures leith smagorinsky diffusion diffusion_mean] [--threads 1]
+        [--closures leith smagorinsky diffusion diffusion_mean] [--threads 1] \\
+        [--onestep results/les-turbulence/model/onestep.pt]
+
+--onestep also times the learned closures with the distilled one-step generator (rollout.sampler
+onestep, one network call per sampling), whatever the run's sampler; --steps 0 leaves out the
+score model's own sampler.
 """
 
 from __future__ import annotations
@@ -36,17 +41,21 @@ ROOT = Path(__file__).resolve().parents[1]
 def measure(cfg: dict, closure: str, run: dict, threads: int) -> dict:
     """One row: cost per time unit (all members and per member), and per network call."""
     needs_model = registry.lookup(closure).needs_model
-    obj = rollout_sampler(cfg, run["score"], run["data"], threads) if needs_model else None
+    sampler = cfg["rollout"]["sampler"]
+    onestep = cfgmod.reads_onestep(sampler)
+    model = run["onestep"] if onestep else run["score"]
+    obj = rollout_sampler(cfg, model, run["data"], threads) if needs_model else None
     res = run_rollout(cfg, closure, run["dns"], run["data"], obj, threads=threads,
                       show_progress=False)
     a = res.attrs
     members = res.vorticity.shape[1]
     per_time = float(a["cost_coupled_s_per_time"])
-    steps = cfg["rollout"]["sampler"]["steps"] if needs_model else 0
+    steps = (1 if onestep else sampler["steps"]) if needs_model else 0
     # sample_calls counts samplings; each is `steps` network calls on all members at once
     calls = int(a.get("sample_calls", 0)) * steps
     duration = float(cfg["rollout"]["duration"])
-    return {"closure": closure, "steps": steps or "-", "members": members,
+    return {"closure": closure, "steps": ("onestep" if onestep else steps) or "-",
+            "members": members,
             "s_per_time": per_time, "s_per_member_time": per_time / members,
             "ms_per_call": 1e3 * per_time * duration / calls if calls else float("nan")}
 
@@ -61,19 +70,27 @@ def main(argv=None) -> int:
                    help="sampler steps of the learned closures (default: the configured)")
     p.add_argument("--duration", type=float, default=0.5, help="simulated time of each run")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--onestep", default=None,
+                   help="the run's distilled generator (model/onestep.pt) to time as well")
     args = p.parse_args(argv)
     results = Path(args.results)
     cfg, _ = cfgmod.read_run_config(args.config, cwd=ROOT)
     cfg = cfgmod.load(cfg, sections=SECTIONS)
     cfg["rollout"].update(duration=args.duration, tau=0.0, inflation=1.0)
     run = {"score": results / "model" / "score.pt", "data": results / "dataset",
-           "dns": sorted(str(s) for s in (results / "dns").glob("shard-*.h5"))}
+           "dns": sorted(str(s) for s in (results / "dns").glob("shard-*.h5")),
+           "onestep": args.onestep}
     rows = []
     for closure in args.closures:
         learned = registry.lookup(closure).needs_model
-        for steps in (args.steps or [None]) if learned else [None]:
+        variants = [s for s in (args.steps or [None]) if s != 0] if learned else [None]
+        if learned and args.onestep:
+            variants.append("onestep")
+        for steps in variants:
             c = copy.deepcopy(cfg)
-            if steps:
+            if steps == "onestep":
+                c["rollout"]["sampler"] = {"name": "onestep"}
+            elif steps:
                 c["rollout"]["sampler"]["steps"] = steps
             rows.append(measure(c, closure, run, args.threads))
             print(f"measured {closure} {steps or ''}", file=sys.stderr, flush=True)

@@ -89,3 +89,29 @@ def test_the_interval_widens_when_states_disagree():
                                         les_scores.resampled(u, ref_u, edges, draws=200))
         widths.append(out["enstrophy_error_hi"] - out["enstrophy_error_lo"])
     assert widths[0] < 1e-9 < 0.1 < widths[1]
+
+
+def test_records_past_the_reference_window_are_scored_against_its_pooled_statistics():
+    """A run of 6 records whose reference (2 states) ends after 3: the reference's statistics
+    are those of its 3 records, and past them the energy is compared with its time mean."""
+    from diffclosure.data.flow_stats import energy_enstrophy
+
+    ref = _fields((2, 3), seed=3)
+    e, _ = energy_enstrophy(ref, L)
+    ref = ref / np.sqrt(e)[..., None, None]  # energy 1 in every record
+    padded = np.concatenate([ref, np.full_like(ref, np.nan)], axis=1)
+    # The closure repeats the window's fields (in another order) past it: the same pooled
+    # spectra and PDF, and the reference's (constant) energy.
+    run = np.concatenate([ref, ref[:, ::-1]], axis=1)[:, None]  # (S, M=1, 6, n, n)
+    edges = les_scores.pdf_edges(padded)
+    r_units = les_scores.units(padded, L, edges)
+    s = les_scores.scores(les_scores.units(run, L, edges), r_units, edges)
+    for name in ("energy_spectrum_error", "enstrophy_spectrum_error", "pdf_hellinger",
+                 "energy_error"):
+        assert s[name] == pytest.approx(0.0, abs=1e-12), name
+    # Twice the amplitude past the window: 4x the energy there, a relative error of 3 on 3 of
+    # the 6 records.
+    run[:, :, 3:] *= 2
+    s = les_scores.scores(les_scores.units(run, L, edges), r_units, edges)
+    assert s["energy_error"] == pytest.approx(1.5, rel=1e-12)
+    assert s["energy_spectrum_error"] > 0.5

@@ -276,3 +276,39 @@ def test_paper_g_split_target_is_built_from_w_and_h(tmp_path):
         h5io.set_attrs(fh, {"dns": {"scheme": "heun_cn"}})
     with pytest.raises(ConfigError, match="coarse.g_split"):
         run_coarse(cfg, src, tmp_path / "c2.h5")
+
+
+def test_fewer_training_trajectories_are_a_subset_and_keep_val_and_test(tmp_path, shards):
+    cfg, paths = shards
+    splits = {}
+    for k in (None, 1, 3):
+        sec = sections(cfg)
+        sec["dataset"]["train_trajectories"] = k
+        out = tmp_path / f"ds-{k}"
+        assert run_dataset(sec, paths, out) == 0
+        splits[k] = json.loads((out / "stats.json").read_text())["split"]
+        with h5py.File(out / "train.h5") as fh:
+            np.testing.assert_array_equal(fh["trajectory"][()], splits[k]["train"])
+            train = fh["target"][()].astype(float)
+        # The statistics are those of the smaller training set (trajectory means differ).
+        stats = json.loads((out / "stats.json").read_text())
+        assert abs(stats["target"]["mean"] - train.mean()) < 1e-6 * abs(train.mean())
+    assert len(splits[None]["train"]) == 4
+    assert len(splits[1]["train"]) == 1 and len(splits[3]["train"]) == 3
+    assert set(splits[1]["train"]) < set(splits[3]["train"]) < set(splits[None]["train"])
+    for k in (1, 3):
+        assert splits[k]["val"] == splits[None]["val"]
+        assert splits[k]["test"] == splits[None]["test"]
+    sec = sections(cfg)
+    sec["dataset"]["train_trajectories"] = 5
+    with pytest.raises(ConfigError, match="dataset.train_trajectories: 5, but .* leaves 4"):
+        run_dataset(sec, paths, tmp_path / "ds-5")
+    assert not (tmp_path / "ds-5").exists()
+
+
+def test_split_refuses_more_training_trajectories_than_are_left():
+    from diffclosure.stages.dataset import split_trajectories
+
+    with pytest.raises(ConfigError, match="dataset.train_trajectories: 7, but only 6"):
+        split_trajectories(range(10), 2, 2, seed=0, n_train=7)
+    assert len(split_trajectories(range(10), 2, 2, seed=0, n_train=6)["train"]) == 6

@@ -79,14 +79,41 @@ def test_references_agree_and_oracle_matches(g_run):
     assert np.abs(v - refs["true"]).max() <= 1e-6 * np.abs(refs["true"]).max()
 
 
-def test_sgs_rollout_is_capped_at_the_dns_window(tmp_path, caplog):
+def test_sgs_rollout_runs_past_the_dns_window_and_is_scored_on_statistics(tmp_path, caplog):
+    """The DNS records 0.02 time units (3 records); the rollout asks 0.05 (6). A closure of
+    its own runs them all, the oracle `true` stops with the window; past it the reference is
+    NaN, the paired tables end with the window and les.csv scores the whole run."""
     paths, data = make_inputs(tmp_path, target="sgs")
     cfg = sections("sgs", duration=0.05, record_every=0.01)
-    assert run_stage(tmp_path, "true", cfg, paths, data) == 0
-    assert "capped" in caplog.text
-    with h5py.File(tmp_path / "rollout" / "true.h5") as fh:
-        assert fh["vorticity"].shape == (2, 1, 3, N, N)  # 0.02 recorded: 3 records
-        assert np.allclose(fh["vorticity"][:, 0, 0], fh["reference"][:, 0], atol=1e-6)
+    for closure in ("true", "none"):
+        assert run_stage(tmp_path, closure, cfg, paths, data) == 0
+    assert "stops at 0.02" in caplog.text
+    with h5py.File(tmp_path / "rollout" / "true.h5") as t, \
+            h5py.File(tmp_path / "rollout" / "none.h5") as n:
+        ref = t["reference"][()]
+        assert t["vorticity"].shape == n["vorticity"].shape == (2, 1, 6, N, N)
+        assert np.array_equal(ref, n["reference"][()], equal_nan=True)
+        assert np.isfinite(ref[:, :3]).all() and np.isnan(ref[:, 3:]).all()
+        assert np.isfinite(t["vorticity"][:, :, :3]).all()
+        assert np.allclose(t["vorticity"][:, 0, 0], ref[:, 0], atol=1e-6)
+        assert np.isnan(t["vorticity"][:, :, 3:]).all() and not t.attrs["blowup"]
+        assert np.isfinite(n["vorticity"][()]).all() and not n.attrs["blowup"]
+    out = tmp_path / "rollout"
+    inputs = [str(out / f"{c}.h5") for c in ("none", "true")]
+    ro_cfg = json.dumps({"rollout": cfg["rollout"], "report": {}})
+    assert cli.main(["rollout-metrics", "--config", ro_cfg, "--inputs", *inputs,
+                     "--outdir", str(out)]) == 0
+    from support.tables import csv_rows
+
+    times = {float(r["time"]) for r in csv_rows(out / "metrics.csv")}
+    assert max(times) == pytest.approx(0.02)
+    assert all(np.isfinite(float(r["d_fro"])) for r in csv_rows(out / "metrics.csv"))
+    summary = {r["closure"]: r for r in csv_rows(out / "summary.csv")}
+    assert float(summary["none"]["final_time"]) == pytest.approx(0.02)
+    assert float(summary["none"]["duration"]) == pytest.approx(0.05)
+    les = {r["closure"]: r for r in csv_rows(out / "les.csv")}
+    assert np.isfinite(float(les["none"]["energy_spectrum_error"]))
+    assert np.isfinite(float(les["none"]["energy_error"]))
 
 
 def test_bad_inputs_fail_before_work(tmp_path):

@@ -136,9 +136,16 @@ def test_closure_cost_rows_on_a_finished_run(out, capsys):
     cfg = C.load(C.read_run_config([TINY], cwd=ROOT)[0], sections=closure_cost.SECTIONS)
     cfg["rollout"].update(duration=0.1, tau=0.0, inflation=1.0)
     run = {"score": out / "model" / "score.pt", "data": out / "dataset",
-           "dns": sorted(str(p) for p in (out / "dns").glob("shard-*.h5"))}
+           "dns": sorted(str(p) for p in (out / "dns").glob("shard-*.h5")),
+           "onestep": out / "model" / "onestep.pt"}
     rows = {r["closure"]: r for r in (closure_cost.measure(cfg, c, run, 1)
                                       for c in ("leith", "diffusion", "diffusion_mean"))}
+    # The distilled generator: one network call per sampling, on all members at once.
+    one = closure_cost.measure({**cfg, "rollout": {**cfg["rollout"],
+                                                   "sampler": {"name": "onestep"}}},
+                               "diffusion", run, 1)
+    assert one["steps"] == "onestep" and one["members"] == cfg["rollout"]["ensemble"]
+    assert one["ms_per_call"] > 0
     assert rows["diffusion"]["members"] == cfg["rollout"]["ensemble"]
     assert rows["diffusion_mean"]["members"] == 1
     for r in rows.values():

@@ -285,6 +285,13 @@ def _trajectory_problems(dns, ds) -> list[str]:
                 f" {ds['val_trajectories']} validation and {ds['test_trajectories']} test ones;"
                 f" use at least {needed}"
             ]
+        left = dns["trajectories"] - needed + 1
+        if ds.get("train_trajectories") is not None and ds["train_trajectories"] > left:
+            return [
+                f"dataset.train_trajectories: {ds['train_trajectories']}, but dns.trajectories ="
+                f" {dns['trajectories']} leaves {left} after validation and test; lower it, or"
+                " null for all"
+            ]
     return []
 
 

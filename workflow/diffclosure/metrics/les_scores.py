@@ -7,6 +7,11 @@ for S initial states and M members, with the filtered DNS from the same states, 
   time-mean spectra, pooled over every finite field;
 - energy_error, enstrophy_error: the mean over records of the relative error of the members'
   mean energy (enstrophy) against the reference's mean over states;
+
+A rollout longer than the filtered DNS's recorded window has NaN reference records past it:
+the reference's spectra, PDF and energy are then its statistics pooled over the window (and the
+drawn states), and records past the window compare the members' mean energy (enstrophy) with
+the reference's time mean. A climate score of a long run, not a forecast score.
 - pdf_hellinger: the Hellinger distance of the one-point vorticity PDFs (metrics.les.pdf_distances'
   bins: the reference's range widened by half, values beyond clipped into the end bins).
 
@@ -80,6 +85,16 @@ def _relative_error(series, reference) -> float:
     return float(rel.mean()) if rel.size else float("nan")
 
 
+def _pooled_past_window(series) -> np.ndarray:
+    """The mean over states of (S, T) reference series, its time mean where it has no record
+    (past the DNS's window)."""
+    mean = series.mean(axis=0)
+    finite = np.isfinite(mean)
+    if finite.all() or not finite.any():
+        return mean
+    return np.where(finite, mean, mean[finite].mean())
+
+
 def _density(counts, edges):
     total = counts.sum()
     return counts / (total * np.diff(edges)) if total > 0 else np.zeros_like(counts)
@@ -105,9 +120,9 @@ def scores(closure: Units, reference: Units, edges: np.ndarray,
         out[f"{name}_spectrum_error"] = (spectrum_error(a, b) if a is not None and b is not None
                                          else float("nan"))
     out["energy_error"] = _relative_error(closure.e_series[sel].mean(axis=(0, 1)),
-                                          reference.e_series[s].mean(axis=0))
+                                          _pooled_past_window(reference.e_series[s]))
     out["enstrophy_error"] = _relative_error(closure.z_series[sel].mean(axis=(0, 1)),
-                                             reference.z_series[s].mean(axis=0))
+                                             _pooled_past_window(reference.z_series[s]))
     p = closure.hist[sel].reshape(-1, BINS).sum(axis=0)
     q = reference.hist[s].sum(axis=0)
     out["pdf_hellinger"] = (hellinger(_density(p, edges), _density(q, edges), edges)

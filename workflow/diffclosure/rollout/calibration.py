@@ -109,7 +109,8 @@ def posterior_inflation(cfg: dict, closure: str, dns_paths, data_dir, sampler_ob
                                   "tau_shells": tau_shells,
                                   "duration": calibration_duration(cfg["rollout"])}}
     res = run_rollout(run_cfg, closure, dns_paths, data_dir, sampler_obj, threads=threads,
-                      show_progress=show_progress, states=states, measure_cost=False)
+                      show_progress=show_progress, states=states, measure_cost=False,
+                      paired_only=True)
     ratio, ratios = posterior_ratio(res.vorticity, res.reference)
     doc = {"states": [[int(i), float(t)] for i, t in states], "inflation_prior": prior,
            "times": [float(t) for t in res.time[1:len(ratios) + 1]], "spread_skill": ratios,

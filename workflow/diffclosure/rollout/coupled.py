@@ -4,8 +4,11 @@
 
 1. initial states and the reference (rollout/reference.py): the first rollout.initial_states
    test trajectories at their first DNS record, coarse-grained; for G/H a full-physics coarse
-   run with its own per-state noise stream, for sgs the filtered DNS (duration capped at the
-   recorded window);
+   run with its own per-state noise stream, for sgs the filtered DNS. A rollout may run past
+   the DNS's recorded window (a long run scored on statistics: rollout-metrics' les.csv
+   compares its spectra and PDFs with the filtered DNS's pooled over the window); its reference
+   records there are NaN. Closures that read the DNS's own subgrid term (`true`, measurements
+   of it) cannot, and stop with the window, their later records NaN as well;
 2. the closure from the registry (rollout/registry.py);
 3. the coupled run (:func:`run_coupled`): the known-physics coarse solver plus the closure
    tendency, all states x members advanced as ONE batch, recorded every rollout.record_every;
@@ -243,19 +246,51 @@ def plan(cfg: dict, closure: str) -> dict:
     return out
 
 
-def _sgs_steps(steps: int, stride: int, spr: int, n_records: int, ro: dict, dt: float) -> int:
-    """The rollout's step count capped at the filtered DNS's recorded window (sgs target)."""
+def _sgs_steps(steps: int, stride: int, spr: int, n_records: int, ro: dict, dt: float,
+               past_window: bool) -> tuple[int, int]:
+    """(steps the coupled run takes, steps of it the filtered DNS's recorded window pairs with
+    a reference) for the sgs target. Past the window only when `past_window`; otherwise the
+    run stops with it."""
     window = (n_records - 1) * spr
+    paired = steps
     if steps > window:
-        capped = window - window % stride
-        log.warning("sgs target: the reference is the filtered DNS, recorded for %.4g time "
-                    "units; rollout.duration=%.4g is capped at %.4g", window * dt,
-                    ro["duration"], capped * dt)
-        steps = capped
-    if steps < stride:
+        paired = window - window % stride
+        if past_window:
+            log.info("sgs target: the filtered DNS is recorded for %.4g time units; the rollout "
+                     "runs its %.4g, and its records past the window are scored on statistics "
+                     "only (les.csv)", window * dt, steps * dt)
+        else:
+            log.warning("sgs target: the reference is the filtered DNS, recorded for %.4g time "
+                        "units; this run stops at %.4g of rollout.duration=%.4g", window * dt,
+                        paired * dt, ro["duration"])
+    if paired < stride:
         raise ConfigError("rollout.duration: the DNS window holds no record after the "
                           "first; record a longer dns.duration")
-    return steps
+    return (steps if past_window else paired), paired
+
+
+def _recorded_and_run_steps(cfg: dict, p: dict, spec, n_records: int, need_terms: bool,
+                            paired_only: bool) -> tuple[int, int]:
+    """(steps the rollout file records, steps the coupled run takes): both the planned steps,
+    but for sgs: past the DNS's window only a closure of its own runs (one that reads the DNS's
+    subgrid term has none there, and records NaN), and `paired_only` stops every run with it."""
+    steps, stride = p["steps"], p["record_stride"]
+    if cfg["coarse"]["target"] != "sgs":
+        return steps, steps
+    alone = not (paired_only or spec.oracle or need_terms)
+    run_steps, paired = _sgs_steps(steps, stride, p["steps_per_dns_record"], n_records,
+                                   cfg["rollout"], cfg["dns"]["dt"], alone)
+    return (paired if paired_only else steps), run_steps
+
+
+def _padded(records: np.ndarray, n_rec: int, axis: int) -> np.ndarray:
+    """records with NaN records appended along `axis` up to n_rec."""
+    missing = n_rec - records.shape[axis]
+    if missing <= 0:
+        return records
+    shape = list(records.shape)
+    shape[axis] = missing
+    return np.concatenate([records, np.full(shape, np.nan, dtype=records.dtype)], axis=axis)
 
 
 def _reference(cfg: dict, fine, w0, steps: int, stride: int, spr, n_rec: int, need_terms,
@@ -267,7 +302,7 @@ def _reference(cfg: dict, fine, w0, steps: int, stride: int, spr, n_rec: int, ne
     pi = None
     if target == "sgs":
         w_bar, pi = ref.filtered_reference(fine.vorticity, coarse, length)
-        reference = w_bar[:, :: stride // spr][:, :n_rec]
+        reference = _padded(w_bar[:, :: stride // spr][:, :n_rec], n_rec, axis=1)
 
         def true_term(k):
             return pi[:, min(k // spr, pi.shape[1] - 1)]
@@ -340,12 +375,14 @@ def initial_perturbation(w0, members: int, amplitude: float, seed: int) -> np.nd
 def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, *,
                 threads: int = 1, generator=None, show_progress: bool = True,
                 states: list[tuple[int, float]] | None = None,
-                measure_cost: bool = True) -> RolloutResult:
+                measure_cost: bool = True, paired_only: bool = False) -> RolloutResult:
     """One rollout job (module docstring); `sampler_obj`, the trained model's sampler, for a
     closure whose registry entry needs_model. `states`: the initial states as (trajectory id,
     start time), by default the first rollout.initial_states test trajectories at the rollout
     start (rollout/calibration.py passes validation states; sgs states share one start).
-    `measure_cost=False` skips timing the fine DNS (its attributes are then nan)."""
+    `measure_cost=False` skips timing the fine DNS (its attributes are then nan).
+    `paired_only`: an sgs run stops with the DNS's recorded window even when rollout.duration
+    is longer (the calibration run, which needs a reference at every record)."""
     dns, coarse, ro = cfg["dns"], cfg["coarse"], cfg["rollout"]
     target, length, dt = coarse["target"], dns["length"], dns["dt"]
     p = plan(cfg, closure)
@@ -356,20 +393,16 @@ def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, 
                          "model's sampler (stages.rollout.rollout_sampler)")
     stats = load_stats(data_dir)
     device = solver_device(dns["backend"], cfg.get("device", "auto"))  # a bad one fails here
-    if states is None:
-        start = rollout_start(dns, ro)
-        states = [(i, start) for i in ref.test_ids(stats, ro["initial_states"],
-                                                   Path(data_dir) / "stats.json")]
+    states = states or _test_states(dns, ro, stats, data_dir)
     S, M, ids = len(states), registry.members(closure, ro["ensemble"]), [i for i, _ in states]
     fine = _read_states(dns_paths, states, target, dns["n"])
-    steps, stride = p["steps"], p["record_stride"]
-    spr = p.get("steps_per_dns_record")
-    if target == "sgs":
-        steps = _sgs_steps(steps, stride, spr, fine.vorticity.shape[1], ro, dt)
-    w0 = ref.coarse_initial(fine.vorticity[:, 0], coarse, length)
-    n_rec = steps // stride + 1
+    stride, spr = p["record_stride"], p.get("steps_per_dns_record")
     need_terms = spec.measured and ro["measurements"]
-    bar = progress_bar(steps * (1 if target == "sgs" else 2), f"rollout {closure}",
+    steps, run_steps = _recorded_and_run_steps(cfg, p, spec, fine.vorticity.shape[1], need_terms,
+                                               paired_only)
+    n_rec = steps // stride + 1
+    w0 = ref.coarse_initial(fine.vorticity[:, 0], coarse, length)
+    bar = progress_bar(run_steps * (1 if target == "sgs" else 2), f"rollout {closure}",
                        show_progress)
     reference, true_term, pi = _reference(cfg, fine, w0, steps, stride, spr, n_rec, need_terms,
                                           bar, threads, device)
@@ -380,12 +413,13 @@ def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, 
     solver, noise = _known_physics(cfg, spec, ids, float(fine.times[0]), M, threads, device)
     perturbation = (initial_perturbation(w0, M, ro["perturbation"], ro["seed"])
                     if spec.perturbed else None)
-    res = run_coupled(solver, w0, clo, steps, stride, members=M, warmup=spec.warmup(ro),
+    res = run_coupled(solver, w0, clo, run_steps, stride, members=M, warmup=spec.warmup(ro),
                       progress=bar, noise=noise, perturbation=perturbation)
     bar.close()
-    vort = res.records.reshape((S, M) + res.records.shape[1:])
+    records = _padded(res.records, n_rec, axis=1)
+    vort = records.reshape((S, M) + records.shape[1:])
     log.info("coupled run: %d/%d steps, %.4g s per simulated time unit (warm, %d steps timed)",
-             res.steps_done, steps, res.wall_per_time, res.steps_timed)
+             res.steps_done, run_steps, res.wall_per_time, res.steps_timed)
 
     dns_per_time, dns_steps = (_fine_dns_cost(dns, fine.vorticity[:, 0], ro, threads, device)
                                if measure_cost else (float("nan"), 0))
@@ -396,6 +430,13 @@ def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, 
     times = np.arange(n_rec) * stride * dt
     return RolloutResult(closure, target, vort, reference, times, ids, float(fine.times[0]),
                          attrs)
+
+
+def _test_states(dns: dict, ro: dict, stats: dict, data_dir) -> list[tuple[int, float]]:
+    """The first rollout.initial_states test trajectories at the rollout start."""
+    start = rollout_start(dns, ro)
+    return [(i, start) for i in ref.test_ids(stats, ro["initial_states"],
+                                             Path(data_dir) / "stats.json")]
 
 
 def _known_physics(cfg: dict, spec, ids, start_time: float, members: int, threads: int,

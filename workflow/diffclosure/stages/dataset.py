@@ -55,8 +55,13 @@ REDO_SHARDS = "redo them with `snakemake --cores all --forcerun dns` (it also re
 
 
 # ----------------------------------------------------------------------------- pure helpers
-def split_trajectories(ids, n_val: int, n_test: int, seed: int) -> dict[str, list[int]]:
-    """Disjoint train/val/test trajectory ids from a seeded permutation of the sorted ids."""
+def split_trajectories(ids, n_val: int, n_test: int, seed: int,
+                       n_train: int | None = None) -> dict[str, list[int]]:
+    """Disjoint train/val/test trajectory ids from a seeded permutation of the sorted ids.
+
+    n_train keeps only the first n_train training trajectories of the permutation (None: all),
+    so a smaller training set is a subset of every larger one and the validation and test sets
+    do not move: a learning curve in data compares models on the same held-out states."""
     ids = sorted(int(i) for i in ids)
     if len(set(ids)) != len(ids):
         raise DataFileError("the coarse shards repeat trajectory ids (shards of different runs?);"
@@ -66,10 +71,16 @@ def split_trajectories(ids, n_val: int, n_test: int, seed: int) -> dict[str, lis
             f"dataset.test_trajectories={n_test} + dataset.val_trajectories={n_val} leave no "
             f"training trajectory out of {len(ids)}; lower them or simulate more (dns.trajectories)"
         )
+    available = len(ids) - n_val - n_test
+    if n_train is not None and n_train > available:
+        raise cfgmod.ConfigError(
+            f"dataset.train_trajectories: {n_train}, but only {available} of the {len(ids)} "
+            "trajectories are left after validation and test; lower it, or null for all")
     perm = np.random.default_rng(seed).permutation(len(ids))
     order = [ids[i] for i in perm]
+    last = len(ids) if n_train is None else n_test + n_val + n_train
     return {
-        "train": sorted(order[n_test + n_val :]),
+        "train": sorted(order[n_test + n_val : last]),
         "val": sorted(order[n_test : n_test + n_val]),
         "test": sorted(order[:n_test]),
     }
@@ -402,7 +413,7 @@ def main(args) -> int:
     try:
         split = split_trajectories(
             shards.index, dataset["val_trajectories"], dataset["test_trajectories"],
-            dataset["seed"],
+            dataset["seed"], dataset["train_trajectories"],
         )
         tsel = select_times(shards.times, dataset["start"], dataset["stride"],
                             dataset["duration"])

@@ -616,8 +616,12 @@ def _animation(results: Path, outdir: Path, report_cfg: dict) -> Path | None:
         length = float(h5io.read_attrs(fh).get("dns.length", 1.0))
     with h5io.open_input(files["none"], required=("vorticity",)) as fh:
         dropped = fh["vorticity"][0, 0]
-    panels = {"reference": reference, "learned closure": learned, "no closure": dropped}
-    return write_animation(outdir / "animation.mp4", panels, times, report_cfg["fps"],
+    # The records with a reference: a run past the DNS's window has none there (rollout-metrics)
+    ok = np.isfinite(reference).all(axis=(-2, -1))
+    n = len(ok) if ok.all() else int(np.argmin(ok))
+    panels = {"reference": reference[:n], "learned closure": learned[:n],
+              "no closure": dropped[:n]}
+    return write_animation(outdir / "animation.mp4", panels, times[:n], report_cfg["fps"],
                            report_cfg["max_frames"], length)
 
 

@@ -39,6 +39,12 @@ histograms, the same ones as the report's tables). Writes, atomically, in --outd
   filtered DNS's (Hellinger, Wasserstein-1: metrics.les), the median per-member D_Fro at the
   first report time (short-time skill), blow-up, the time it stayed finite, and the cost; and
   les_spectra.png, the energy and enstrophy spectra of every closure and the filtered DNS.
+- A rollout past the DNS's recorded window (sgs; its reference records there are NaN): every
+  table and figure that pairs a record with the reference (metrics.csv, probabilistic.csv, the
+  summary's final and decorrelation entries, error.png, snapshots.png) reads the records up to
+  the window's end, the report times included; les.csv, the summary's spectrum error, the
+  spectra and PDFs of spectra.png read the whole run, against the filtered DNS pooled over the
+  window (metrics.les_scores), and summary's duration is the whole run's.
 - error.png (per-member D_Fro against time: median line, band over members and states, the
   ensemble mean dashed), spectra.png (energy spectra with a
   k^-3 line, vorticity PDFs, enstrophy against time), snapshots.png (reference and the first
@@ -82,7 +88,7 @@ METRIC_COLUMNS = ["d_fro", "d_fro_paper", "mse", "correlation", "enstrophy",
 PROB_COLUMNS = ["closure", "time", "members", "crps", "crps_fair", "energy_score", "spread",
                 "rmse_ensemble_mean",
                 "spread_skill", "rank_deviation", "rank_outer", "rank_frequencies"]
-SUMMARY_COLUMNS = ["closure", "target", "states", "members", "final_time",
+SUMMARY_COLUMNS = ["closure", "target", "states", "members", "final_time", "duration",
                    "final_d_fro_member_median", "final_d_fro_paper", "final_d_fro_ensemble_mean",
                    "time_to_decorrelation", "decorrelated", "blowup",
                    "blowup_time", "cost_s_per_time", "dns_cost_s_per_time", "cost_ratio_vs_dns",
@@ -146,6 +152,18 @@ def time_to_decorrelation(times, corr, threshold: float) -> tuple[float, bool]:
     if idx.size:
         return float(times[idx[0]]), True
     return float(times[-1]), False
+
+
+def paired(ro: dict) -> dict:
+    """The rollout's records that have a reference: all of them, or those up to the end of the
+    DNS's recorded window for a run past it (module docstring); "full" keeps the whole."""
+    r = ro["reference"]
+    ok = np.isfinite(r).reshape(r.shape[0], r.shape[1], -1).all(axis=(0, 2))
+    if ok.all():
+        return ro
+    n = int(np.argmin(ok))
+    return {**ro, "vorticity": ro["vorticity"][:, :, :n], "reference": r[:, :n],
+            "time": ro["time"][:n], "full": ro}
 
 
 def rollout_metrics(ro: dict) -> dict:
@@ -309,13 +327,14 @@ def summarise(ro: dict, mt: dict, threshold: float, ref_spectrum) -> dict:
     S, M, T = mt["d_fro"].shape
     dec = [time_to_decorrelation(times, mt["mean_correlation"][s], threshold) for s in range(S)]
     length = float(a.get("dns.length", 1.0))
-    spec = _time_mean_spectrum(ro["vorticity"], length)
+    full = ro.get("full", ro)
+    spec = _time_mean_spectrum(full["vorticity"], length)
     spec_err = (spectrum_error(spec[1], ref_spectrum[1]) if spec is not None
                 and ref_spectrum is not None else float("nan"))
     blow = a.get("blowup_time", float("nan"))
     return {
         "closure": ro["closure"], "target": a.get("target", ""), "states": S, "members": M,
-        "final_time": float(times[-1]),
+        "final_time": float(times[-1]), "duration": float(full["time"][-1]),
         "final_d_fro_member_median": float(np.median(mt["d_fro"][:, :, -1])),
         "final_d_fro_paper": float(np.mean(mt["d_fro_paper"][:, 0, -1])),
         "final_d_fro_ensemble_mean": float(np.mean(mt["mean_d_fro"][:, -1])),
@@ -350,7 +369,7 @@ def _read_inputs(paths) -> tuple[list[dict], np.ndarray]:
     reference = rollouts[0]["reference"]
     for r in rollouts[1:]:
         if r["reference"].shape != reference.shape or not np.allclose(
-                r["reference"], reference, rtol=1e-5, atol=1e-6):
+                r["reference"], reference, rtol=1e-5, atol=1e-6, equal_nan=True):
             log.warning("%s: its reference differs from %s's; were they made with the same "
                         "config?", r["path"], rollouts[0]["path"])
     return rollouts, reference
@@ -360,7 +379,7 @@ def _score_rollouts(rollouts: list[dict], at, threshold: float, ref_spec) -> tup
     """Per closure: the metrics, and the rows of metrics.csv, summary and probabilistic.csv,
     and the rank histograms."""
     rows, summary, per, prob, hists = [], [], {}, [], {}
-    for r in rollouts:
+    for r in map(paired, rollouts):
         mt = rollout_metrics(r)
         per[r["closure"]] = mt
         rows += metrics_rows(r, mt)
@@ -448,7 +467,7 @@ def main(args) -> int:
     length = float(rollouts[0]["attrs"].get("dns.length", 1.0))
     ref_spec = _time_mean_spectrum(reference, length)
 
-    at = report_times(rollouts[0]["time"], fractions)
+    at = report_times(paired(rollouts[0])["time"], fractions)
     rows, summary, per, prob, hists = _score_rollouts(
         rollouts, at, ro_cfg["correlation_threshold"], ref_spec)
 
@@ -475,9 +494,9 @@ def _figures(outdir, rollouts, per, reference, ref_spec, length) -> None:
     curves = {}
     for r in rollouts:
         mt = per[r["closure"]]
-        member = mt["d_fro"].reshape(-1, mt["d_fro"].shape[-1])  # (S*M, T)
+        member = mt["d_fro"].reshape(-1, mt["d_fro"].shape[-1])  # (S*M, T): the paired records
         curves[r["closure"]] = {
-            "time": r["time"], "median": np.median(member, axis=0),
+            "time": r["time"][:member.shape[-1]], "median": np.median(member, axis=0),
             "lo": member.min(axis=0), "hi": member.max(axis=0),
             "ensemble_mean": mt["mean_d_fro"].mean(axis=0) if mt["d_fro"].shape[1] > 1 else None,
             "blowup": r["attrs"].get("blowup_time"),
@@ -496,11 +515,11 @@ def _figures(outdir, rollouts, per, reference, ref_spec, length) -> None:
         v = r["vorticity"]
         if np.isfinite(v).any():
             pdfs[r["closure"]] = pdf(v[np.isfinite(v)], bins)
-        ens[r["closure"]] = (r["time"], per[r["closure"]]["mean_enstrophy"].mean(axis=0))
+        ens[r["closure"]] = (r["time"], enstrophy(v).mean(axis=(0, 1)))
     spectra = {k: v for k, v in spectra.items() if v is not None}
     spectra_figure(outdir / "spectra.png", spectra, pdfs, ens)
 
-    T = len(times)
+    T = per[rollouts[0]["closure"]]["d_fro"].shape[-1]  # the snapshots show the paired records
     cols = sorted({0, T // 3, (2 * T) // 3, T - 1})
     rows = {"reference": reference[0, cols]}
     for r in rollouts:
