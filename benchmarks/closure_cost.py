@@ -16,8 +16,9 @@ network call, the learned closure's seconds over its sampler's calls.
         [--onestep results/les-turbulence/model/onestep.pt]
 
 --onestep also times the learned closures with the distilled one-step generator (rollout.sampler
-onestep, one network call per sampling), whatever the run's sampler; --steps 0 leaves out the
-score model's own sampler.
+onestep, one network call per sampling); --steps 0 leaves out the score model's own sampler. A
+run whose rollout.sampler is already onestep (the LES preset) times that, from its
+model/onestep.pt, and --steps does not apply.
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ def measure(cfg: dict, closure: str, run: dict, threads: int) -> dict:
     # sample_calls counts samplings; each is `steps` network calls on all members at once
     calls = int(a.get("sample_calls", 0)) * steps
     duration = float(cfg["rollout"]["duration"])
-    return {"closure": closure, "steps": ("onestep" if onestep else steps) or "-",
-            "members": members,
+    label = ("onestep" if onestep else steps) if needs_model else "-"
+    return {"closure": closure, "steps": label, "members": members,
             "s_per_time": per_time, "s_per_member_time": per_time / members,
             "ms_per_call": 1e3 * per_time * duration / calls if calls else float("nan")}
 
@@ -79,13 +80,17 @@ def main(argv=None) -> int:
     cfg["rollout"].update(duration=args.duration, tau=0.0, inflation=1.0)
     run = {"score": results / "model" / "score.pt", "data": results / "dataset",
            "dns": sorted(str(s) for s in (results / "dns").glob("shard-*.h5")),
-           "onestep": args.onestep}
+           "onestep": args.onestep or results / "model" / "onestep.pt"}
+    # A run whose sampler is the one-step generator has no step count to vary.
+    configured_onestep = cfgmod.reads_onestep(cfg["rollout"]["sampler"])
     rows = []
     for closure in args.closures:
         learned = registry.lookup(closure).needs_model
-        variants = [s for s in (args.steps or [None]) if s != 0] if learned else [None]
-        if learned and args.onestep:
-            variants.append("onestep")
+        variants = [None]
+        if learned and not configured_onestep:
+            variants = [s for s in (args.steps or [None]) if s != 0]
+            if args.onestep:
+                variants.append("onestep")
         for steps in variants:
             c = copy.deepcopy(cfg)
             if steps == "onestep":
