@@ -89,7 +89,7 @@ def _score(path: Path, length: float) -> dict:
 
 
 def _interval(s: dict, name: str) -> str:
-    return f"{s[name]:.3f} [{s[name + '_lo']:.2f}, {s[name + '_hi']:.2f}]"
+    return f"{s[name]:.3g} [{s[name + '_lo']:.3g}, {s[name + '_hi']:.3g}]"
 
 
 def main() -> int:
