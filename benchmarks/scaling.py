@@ -84,8 +84,11 @@ def _samples(data_dir: Path) -> int:
 
 
 def _score(path: Path, length: float) -> dict:
+    """les.csv's scores of one rollout file, and the time it stayed finite."""
     r = read_rollout(path)
-    return les_scores_of([r], r["reference"], length)[r["closure"]]
+    blowup = r["attrs"].get("blowup_time", float("nan"))
+    stable = float(r["time"][-1]) if not r["attrs"].get("blowup") else float(blowup)
+    return {**les_scores_of([r], r["reference"], length)[r["closure"]], "stable_until": stable}
 
 
 def _interval(s: dict, name: str) -> str:
@@ -154,12 +157,14 @@ def main() -> int:
     print(f"\n{a.closure}, {a.duration:g} time units from the run's test states; in brackets the "
           "95% bootstrap interval over states and members")
     print("| training trajectories | samples | epochs run | best val loss | a-priori corr "
-          "(4-sample mean, val) | E(k) error | Z(k) error | PDF Hellinger |")
-    print("|---|---|---|---|---|---|---|---|")
+          "(4-sample mean, val) | E(k) error | Z(k) error | PDF Hellinger | stable until |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in sorted(rows, key=lambda r: (r["K"], r["epochs"])):
         print(f"| {r['K']} | {r['samples']} | {r['epochs']} | {r['val_loss']:.1f} | "
-              f"{r['apriori_corr']:.3f} | " + " | ".join(_interval(r, s) for s in SCORES) + " |")
-    print("| leith | - | - | - | - | " + " | ".join(_interval(bar, s) for s in SCORES) + " |")
+              f"{r['apriori_corr']:.3f} | " + " | ".join(_interval(r, s) for s in SCORES)
+              + f" | {r['stable_until']:.3g} |")
+    print("| leith | - | - | - | - | " + " | ".join(_interval(bar, s) for s in SCORES)
+          + f" | {bar['stable_until']:.3g} |")
     return 0
 
 

@@ -190,3 +190,15 @@ def test_report_times_are_the_records_nearest_each_fraction_of_the_last():
     times = [20.0, 0.0, 7.5, 5.0, 10.0, 10.0, 15.0, 2.5]  # unsorted, one repeated
     assert report_times(times, [0.25, 0.5, 1.0]) == [5.0, 10.0, 20.0]
     assert report_times(times, [0.3]) == [5.0]  # 6.0 is nearer 5.0 than 7.5
+
+
+def test_paired_records_end_where_any_state_loses_its_reference():
+    from diffclosure.metrics.times import paired_records
+
+    ref = np.ones((2, 6, 4, 4))
+    assert paired_records(ref) == 6
+    ref[1, 4:] = np.nan  # one state's reference ends after 4 records
+    ref[0, 5, 0, 0] = np.nan
+    assert paired_records(ref) == 4
+    ref[0, 0, 1, 1] = np.inf
+    assert paired_records(ref) == 0

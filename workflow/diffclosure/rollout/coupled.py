@@ -247,10 +247,9 @@ def plan(cfg: dict, closure: str) -> dict:
 
 
 def _sgs_steps(steps: int, stride: int, spr: int, n_records: int, ro: dict, dt: float,
-               past_window: bool) -> tuple[int, int]:
-    """(steps the coupled run takes, steps of it the filtered DNS's recorded window pairs with
-    a reference) for the sgs target. Past the window only when `past_window`; otherwise the
-    run stops with it."""
+               past_window: bool) -> int:
+    """The steps of an sgs rollout that the filtered DNS's recorded window pairs with a
+    reference; `past_window` says whether the run goes on past them (only for the log)."""
     window = (n_records - 1) * spr
     paired = steps
     if steps > window:
@@ -266,7 +265,7 @@ def _sgs_steps(steps: int, stride: int, spr: int, n_records: int, ro: dict, dt: 
     if paired < stride:
         raise ConfigError("rollout.duration: the DNS window holds no record after the "
                           "first; record a longer dns.duration")
-    return (steps if past_window else paired), paired
+    return paired
 
 
 def _recorded_and_run_steps(cfg: dict, p: dict, spec, n_records: int, need_terms: bool,
@@ -278,9 +277,9 @@ def _recorded_and_run_steps(cfg: dict, p: dict, spec, n_records: int, need_terms
     if cfg["coarse"]["target"] != "sgs":
         return steps, steps
     alone = not (paired_only or spec.oracle or need_terms)
-    run_steps, paired = _sgs_steps(steps, stride, p["steps_per_dns_record"], n_records,
-                                   cfg["rollout"], cfg["dns"]["dt"], alone)
-    return (paired if paired_only else steps), run_steps
+    paired = _sgs_steps(steps, stride, p["steps_per_dns_record"], n_records, cfg["rollout"],
+                        cfg["dns"]["dt"], alone)
+    return (paired if paired_only else steps), (steps if alone else paired)
 
 
 def _padded(records: np.ndarray, n_rec: int, axis: int) -> np.ndarray:
@@ -393,7 +392,7 @@ def run_rollout(cfg: dict, closure: str, dns_paths, data_dir, sampler_obj=None, 
                          "model's sampler (stages.rollout.rollout_sampler)")
     stats = load_stats(data_dir)
     device = solver_device(dns["backend"], cfg.get("device", "auto"))  # a bad one fails here
-    states = states or _test_states(dns, ro, stats, data_dir)
+    states = _test_states(dns, ro, stats, data_dir) if states is None else states
     S, M, ids = len(states), registry.members(closure, ro["ensemble"]), [i for i, _ in states]
     fine = _read_states(dns_paths, states, target, dns["n"])
     stride, spr = p["record_stride"], p.get("steps_per_dns_record")

@@ -36,7 +36,7 @@ from diffclosure import config as cfgmod
 from diffclosure.data import h5io
 from diffclosure.data.h5io import DataFileError
 from diffclosure.errors import UserFacingError
-from diffclosure.metrics.times import report_times
+from diffclosure.metrics.times import paired_records, report_times
 from diffclosure.provenance import footer, provenance, read_sidecar_meta, read_table_text
 
 log = logging.getLogger(__name__)
@@ -616,9 +616,7 @@ def _animation(results: Path, outdir: Path, report_cfg: dict) -> Path | None:
         length = float(h5io.read_attrs(fh).get("dns.length", 1.0))
     with h5io.open_input(files["none"], required=("vorticity",)) as fh:
         dropped = fh["vorticity"][0, 0]
-    # The records with a reference: a run past the DNS's window has none there (rollout-metrics)
-    ok = np.isfinite(reference).all(axis=(-2, -1))
-    n = len(ok) if ok.all() else int(np.argmin(ok))
+    n = paired_records(reference[None])  # a run past the DNS's window has no reference there
     panels = {"reference": reference[:n], "learned closure": learned[:n],
               "no closure": dropped[:n]}
     return write_animation(outdir / "animation.mp4", panels, times[:n], report_cfg["fps"],

@@ -77,7 +77,7 @@ from diffclosure.metrics.probabilistic import (
     spread_skill,
 )
 from diffclosure.metrics.spectra import energy_spectrum, spectrum_error
-from diffclosure.metrics.times import report_times
+from diffclosure.metrics.times import paired_records, report_times
 from diffclosure.provenance import provenance, write_json_table, write_table
 from diffclosure.rollout import registry
 
@@ -158,10 +158,9 @@ def paired(ro: dict) -> dict:
     """The rollout's records that have a reference: all of them, or those up to the end of the
     DNS's recorded window for a run past it (module docstring); "full" keeps the whole."""
     r = ro["reference"]
-    ok = np.isfinite(r).reshape(r.shape[0], r.shape[1], -1).all(axis=(0, 2))
-    if ok.all():
+    n = paired_records(r)
+    if n == r.shape[1]:
         return ro
-    n = int(np.argmin(ok))
     return {**ro, "vorticity": ro["vorticity"][:, :, :n], "reference": r[:, :n],
             "time": ro["time"][:n], "full": ro}
 
